@@ -1,0 +1,5 @@
+import sys
+
+from advrobust.cli import main
+
+sys.exit(main())

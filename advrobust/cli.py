@@ -1,0 +1,83 @@
+"""The ``advrobust`` command: parses arguments and calls the library. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+_USER_ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError)
+
+
+def _add_train(subparsers) -> None:
+    from advrobust import data, models
+
+    parser = subparsers.add_parser(
+        "train", help="train a baseline CNN or VGG-19 transfer model and save it with its card",
+        description="Train a model on MNIST or Fashion-MNIST; writes OUT/model.keras, "
+                    "OUT/model.card.json, TensorBoard logs in OUT/logs and OUT/training_log.csv.")
+    parser.add_argument("--dataset", default="fashion_mnist", choices=data.DATASETS)
+    parser.add_argument("--model", default="cnn", choices=models.MODELS)
+    parser.add_argument("--vgg-mode", default="frozen", choices=models.VGG_MODES,
+                        help="VGG-19: frozen feature extractor + new head, or fine-tune the last block(s)")
+    parser.add_argument("--weights", default=None,
+                        help="VGG-19 weights: imagenet (download) | none | PATH (.h5 weights or a saved "
+                             "VGG-19 .keras model) | pretrained-run (pretrain on the other dataset, then "
+                             "transfer). Default: pretrained-run")
+    parser.add_argument("--trainable-blocks", type=int, default=1,
+                        help="VGG-19 fine-tuning: how many of the last convolution blocks train (1-5)")
+    parser.add_argument("--image-size", type=int, default=32, help="VGG-19 input size (>= 32)")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="default 1e-3, or 1e-4 when fine-tuning VGG-19")
+    parser.add_argument("--train-subset", type=int, default=None,
+                        help="train on this many training examples (default: all)")
+    parser.add_argument("--pretrain-epochs", type=int, default=1)
+    parser.add_argument("--pretrain-subset", type=int, default=12000)
+    parser.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None, help="folder with the dataset files")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from advrobust import training
+
+    weights = args.weights
+    if args.model == "vgg19" and weights is None:
+        weights = "pretrained-run"
+    config = training.TrainConfig(
+        dataset=args.dataset, model=args.model, vgg_mode=args.vgg_mode, weights=weights,
+        image_size=args.image_size, trainable_blocks=args.trainable_blocks, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, train_subset=args.train_subset,
+        patience=args.patience, seed=args.seed, pretrain_epochs=args.pretrain_epochs,
+        pretrain_subset=args.pretrain_subset)
+    training.train(config, args.out, data_dir=args.data_dir, verbose=2)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``advrobust`` with all its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="advrobust",
+        description="Adversarial robustness for TensorFlow models: train, attack, evaluate.")
+    subparsers = parser.add_subparsers(title="subcommands", dest="command", required=True)
+    _add_train(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except _USER_ERRORS as error:
+        print(f"advrobust: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

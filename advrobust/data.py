@@ -1,0 +1,222 @@
+"""MNIST and Fashion-MNIST, offline first, as arrays and as tf.data pipelines.
+
+Where the files are looked for, in order (the first place that has a split's two files
+wins):
+
+1. the ``data_dir`` argument;
+2. the folder in ``ADVROBUST_DATA_DIR``;
+3. system locations (Debian's ``dataset-fashion-mnist`` installs
+   ``/usr/share/datasets/fashion-mnist/``);
+4. the Keras cache, ``$KERAS_HOME/datasets`` or ``~/.keras/datasets``;
+5. the standard Keras download, for users who are online (``download=True``).
+
+A folder in 1-4 may hold the four original ``*-ubyte.gz`` files directly or in a
+subfolder named after the dataset (``mnist/``, ``fashion-mnist/``). Keras's own MNIST
+download, ``mnist.npz``, is read too.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from advrobust.idx import DataFileError, read_images, read_labels
+from attacks._tensorflow import keras, tf
+
+DatasetName = Literal["mnist", "fashion_mnist"]
+Split = Literal["train", "test"]
+
+DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist")
+SPLITS: tuple[str, ...] = ("train", "test")
+NUM_CLASSES = 10
+SYSTEM_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets"),)
+
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+}
+_SUBFOLDERS = {"mnist": ("mnist",), "fashion_mnist": ("fashion-mnist", "fashion_mnist")}
+_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+_HOW_TO_GET = {
+    "mnist": "download the four *-ubyte.gz files of MNIST into a folder and pass it as "
+             "data_dir (or --data-dir), or set ADVROBUST_DATA_DIR to it",
+    "fashion_mnist": "on Debian/Ubuntu `apt-get install dataset-fashion-mnist`; or put the "
+                     "four *-ubyte.gz files into a folder and pass it as data_dir (or "
+                     "--data-dir), or set ADVROBUST_DATA_DIR to it",
+}
+
+
+class DataNotFoundError(FileNotFoundError):
+    """No copy of a dataset was found in any place searched."""
+
+
+def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise ValueError listing them."""
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class _Found:
+    """Where a split was found: two IDX files, or Keras's mnist.npz."""
+
+    images: Path
+    labels: Path | None = None
+
+
+def _keras_cache_dir() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+
+
+def _candidate_dirs(name: str, data_dir: str | Path | None) -> list[tuple[str, Path]]:
+    """Every (source, folder) to search, in lookup order."""
+    roots: list[tuple[str, Path]] = []
+    if data_dir is not None:
+        data_dir = Path(data_dir)
+        if not data_dir.is_dir():
+            raise FileNotFoundError(f"data_dir {str(data_dir)!r} does not exist or is not a folder.")
+        roots.append(("data_dir argument", data_dir))
+    env_dir = os.environ.get("ADVROBUST_DATA_DIR")
+    if env_dir:
+        roots.append(("ADVROBUST_DATA_DIR", Path(env_dir)))
+    roots += [("system location", folder) for folder in SYSTEM_DIRS]
+    roots.append(("Keras cache", _keras_cache_dir()))
+    folders = []
+    for source, root in roots:
+        folders.append((source, root))
+        folders += [(source, root / sub) for sub in _SUBFOLDERS[name]]
+    return folders
+
+
+def _find(name: str, split: str, data_dir: str | Path | None) -> tuple[_Found | None, list[Path]]:
+    searched = []
+    images_file, labels_file = _FILES[split]
+    for _source, folder in _candidate_dirs(name, data_dir):
+        searched.append(folder)
+        if (folder / images_file).is_file() and (folder / labels_file).is_file():
+            return _Found(folder / images_file, folder / labels_file), searched
+        if name == "mnist" and folder.name != "mnist" and (folder / "mnist.npz").is_file():
+            return _Found(folder / "mnist.npz"), searched
+    return None, searched
+
+
+def _download(name: str) -> Path:
+    """Fetch the dataset with Keras (online users only); returns the folder of its files."""
+    if name == "mnist":
+        keras.datasets.mnist.load_data()
+        return _keras_cache_dir()
+    keras.datasets.fashion_mnist.load_data()
+    return _keras_cache_dir() / "fashion-mnist"
+
+
+@functools.lru_cache(maxsize=8)
+def _read(found: _Found, split: str) -> tuple[np.ndarray, np.ndarray]:
+    if found.labels is None:
+        try:
+            with np.load(found.images, allow_pickle=False) as archive:
+                images, labels = archive[f"x_{split}"], archive[f"y_{split}"]
+        except (OSError, ValueError, KeyError) as error:
+            raise DataFileError(f"{found.images}: not a readable Keras mnist.npz ({error}).") from error
+    else:
+        images, labels = read_images(found.images), read_labels(found.labels)
+    if len(images) != len(labels):
+        raise DataFileError(f"{found.images} holds {len(images)} images but {found.labels} "
+                            f"holds {len(labels)} labels.")
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    return images, labels
+
+
+def locate(name: DatasetName, split: Split = "train", data_dir: str | Path | None = None,
+           *, download: bool = True) -> Path:
+    """Path of the images file (or mnist.npz) that :func:`load` would read."""
+    return _locate(name, split, data_dir, download=download).images
+
+
+def _locate(name: str, split: str, data_dir, *, download: bool) -> _Found:
+    check_choice(name, DATASETS, "dataset")
+    check_choice(split, SPLITS, "split")
+    found, searched = _find(name, split, data_dir)
+    if found is not None:
+        return found
+    download_note = "download not attempted (download=False)"
+    if download:
+        try:
+            folder = _download(name)
+        except Exception as error:  # any network failure: report it with the search list
+            download_note = f"Keras download failed: {type(error).__name__}: {error}"
+        else:
+            found, more = _find(name, split, folder)
+            searched += more
+            if found is not None:
+                return found
+            download_note = f"Keras download finished but no files in {folder}"
+    places = "\n".join(f"  - {folder}" for folder in dict.fromkeys(searched))
+    raise DataNotFoundError(
+        f"{name} ({split}) not found. Looked for {' + '.join(_FILES[split])} in:\n{places}\n"
+        f"  - {download_note}\nTo get it: {_HOW_TO_GET[name]}."
+    )
+
+
+def load(name: DatasetName, split: Split = "train", data_dir: str | Path | None = None,
+         *, download: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Load one split of MNIST or Fashion-MNIST.
+
+    Returns ``(x, y)``: x float32 of shape (N, 28, 28, 1) with values in [0, 1]
+    (pixel / 255), y int64 of shape (N,) with values in 0..9. N is 60000 for train,
+    10000 for test. Raises ValueError for an unknown name or split, FileNotFoundError
+    for a ``data_dir`` that does not exist, DataFileError (a ValueError) naming the
+    file for a truncated or corrupt file, and DataNotFoundError listing every place
+    searched when no copy exists.
+    """
+    found = _locate(name, split, data_dir, download=download)
+    images, labels = _read(found, split)
+    x = (images.astype(np.float32) / np.float32(255.0))[..., np.newaxis]
+    return x, labels.astype(np.int64)
+
+
+def train_val_split(x: np.ndarray, y: np.ndarray, *, val_fraction: float = 0.1,
+                    seed: int = 0) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Split off a seeded, class-stratified validation set.
+
+    Returns ``((x_train, y_train), (x_val, y_val))``; the same seed gives the same split.
+    Each class contributes ``round(val_fraction * count)`` examples to validation.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
+    rng = np.random.default_rng(seed)
+    val_index = []
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        count = int(round(val_fraction * len(members)))
+        val_index.append(rng.choice(members, size=count, replace=False))
+    val_mask = np.zeros(len(y), dtype=bool)
+    val_mask[np.concatenate(val_index)] = True
+    return (x[~val_mask], y[~val_mask]), (x[val_mask], y[val_mask])
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int = 128, shuffle: bool = False,
+                 seed: int | None = None, drop_remainder: bool = False) -> tf.data.Dataset:
+    """A batched, prefetched tf.data pipeline of ``(x, y)``.
+
+    With ``shuffle=True`` the order is reshuffled every epoch from ``seed`` (the same
+    seed gives the same sequence of epochs).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,232 @@
+"""Model builders (baseline CNN, VGG-19 transfer), safe save/load and model cards.
+
+Every model maps a float32 batch (N, 28, 28, 1) in [0, 1] to **logits** (N, 10): no
+softmax layer, because attacks and losses need logits. Models are Keras 2 (``tf_keras``)
+functional models, so NSL can wrap them and they save in the native ``.keras`` format.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from attacks._tensorflow import keras, tf
+
+MODELS: tuple[str, ...] = ("cnn", "vgg19")
+VGG_MODES: tuple[str, ...] = ("frozen", "finetune")
+VGG_BASE_NAME = "vgg19"
+VGG_MIN_IMAGE_SIZE = 32  # VGG-19's five 2x2 poolings need at least 32 pixels
+# ImageNet channel means of Keras's "caffe" preprocessing for VGG, on the 0-255 scale.
+_IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+_IMAGENET_HELP = (
+    "weights='imagenet' needs to download VGG-19's ImageNet weights from the internet, "
+    "which failed here ({error}). Alternatives: weights=None (random initialisation); a "
+    "local weights file (PATH to vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, or to a "
+    "saved advrobust VGG-19 .keras model whose convolutional base is transferred); or, from "
+    "the CLI, --weights pretrained-run (pretrain VGG-19 on the other dataset first, then "
+    "transfer). Keras also reads the file from ~/.keras/models/ if you copy it there."
+)
+
+Weights = Literal["imagenet"] | None | str | os.PathLike
+
+
+def _check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+    return value
+
+
+def build(name: str, **options: Any) -> keras.Model:
+    """Build an uncompiled logits model by name: ``"cnn"`` or ``"vgg19"``.
+
+    ``options`` go to :func:`build_cnn` or :func:`build_vgg19`. Returns a Keras 2
+    functional model: input (N, 28, 28, 1) float32 in [0, 1], output logits (N, 10).
+    """
+    _check_choice(name, MODELS, "model")
+    return build_cnn(**options) if name == "cnn" else build_vgg19(**options)
+
+
+def _init(seed: int | None, offset: int) -> keras.initializers.Initializer:
+    """A fresh Glorot-uniform initializer per layer (one shared instance repeats values)."""
+    return keras.initializers.GlorotUniform(seed=None if seed is None else seed + offset)
+
+
+def build_cnn(*, input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: int = 10,
+              dropout: bool = True, seed: int | None = None) -> keras.Model:
+    """The baseline CNN of the classic Keras MNIST example.
+
+    Conv(32, 3x3, relu) - Conv(64, 3x3, relu) - MaxPool(2) - [Dropout 0.25] - Flatten -
+    Dense(128, relu) - [Dropout 0.5] - Dense(num_classes) logits. 1.2 M parameters.
+    """
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape, name="image")
+    h = layers.Conv2D(32, 3, activation="relu", kernel_initializer=_init(seed, 0), name="conv1")(inputs)
+    h = layers.Conv2D(64, 3, activation="relu", kernel_initializer=_init(seed, 1), name="conv2")(h)
+    h = layers.MaxPooling2D(2, name="pool")(h)
+    if dropout:
+        h = layers.Dropout(0.25, seed=seed, name="dropout1")(h)
+    h = layers.Flatten(name="flatten")(h)
+    h = layers.Dense(128, activation="relu", kernel_initializer=_init(seed, 2), name="dense")(h)
+    if dropout:
+        h = layers.Dropout(0.5, seed=seed, name="dropout2")(h)
+    logits = layers.Dense(num_classes, kernel_initializer=_init(seed, 3), name="logits")(h)
+    return keras.Model(inputs, logits, name="cnn")
+
+
+def build_vgg19(*, mode: str = "frozen", weights: Weights = "imagenet", image_size: int = 32,
+                trainable_blocks: int = 1, head_units: int = 256, head_dropout: float = 0.5,
+                input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: int = 10,
+                seed: int | None = None) -> keras.Model:
+    """VGG-19 transfer model: resize, gray to 3 channels, VGG-19 base, new dense head.
+
+    The input (N, 28, 28, 1) in [0, 1] is resized to ``image_size`` (>= 32), replicated to
+    three channels and shifted by the ImageNet means on the 0-255 scale (Keras's VGG
+    preprocessing), all inside the model, so attacks see the [0, 1] image.
+
+    ``mode="frozen"``: the convolutional base is a fixed feature extractor (no trainable
+    convolution weights); only the head trains. ``mode="finetune"``: the last
+    ``trainable_blocks`` of VGG-19's five convolution blocks train too (use a low
+    learning rate). ``weights``: ``"imagenet"`` (downloads; offline, a ValueError naming
+    the alternatives), ``None`` (random), or a path to a Keras VGG-19 no-top ``.h5``
+    weights file or to a saved advrobust VGG-19 ``.keras`` model whose base is transferred.
+    """
+    _check_choice(mode, VGG_MODES, "VGG-19 mode")
+    if image_size < VGG_MIN_IMAGE_SIZE:
+        raise ValueError(f"image_size must be >= {VGG_MIN_IMAGE_SIZE} for VGG-19, got {image_size}")
+    if not 0 <= trainable_blocks <= 5:
+        raise ValueError(f"trainable_blocks must be in 0..5, got {trainable_blocks}")
+    base = _vgg19_base(weights, image_size)
+    set_vgg_trainable(base, mode=mode, trainable_blocks=trainable_blocks)
+
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape, name="image")
+    h = layers.Resizing(image_size, image_size, name="resize")(inputs)
+    if input_shape[-1] == 1:
+        h = layers.Concatenate(name="gray_to_rgb")([h, h, h])
+    mean = [value / 255.0 for value in _IMAGENET_BGR_MEAN]
+    h = layers.Normalization(mean=mean, variance=[(1 / 255.0) ** 2] * 3, name="vgg_preprocess")(h)
+    h = base(h, training=False)
+    h = layers.Flatten(name="flatten")(h)
+    h = layers.Dense(head_units, activation="relu", kernel_initializer=_init(seed, 0), name="head_dense")(h)
+    h = layers.Dropout(head_dropout, seed=seed, name="head_dropout")(h)
+    logits = layers.Dense(num_classes, kernel_initializer=_init(seed, 1), name="logits")(h)
+    return keras.Model(inputs, logits, name=f"vgg19_{mode}")
+
+
+def set_vgg_trainable(base: keras.Model, *, mode: str, trainable_blocks: int = 1) -> None:
+    """Freeze the VGG-19 base (``frozen``) or unfreeze its last ``trainable_blocks`` blocks."""
+    _check_choice(mode, VGG_MODES, "VGG-19 mode")
+    if mode == "frozen":
+        base.trainable = False
+        return
+    base.trainable = True
+    open_blocks = {f"block{index}_" for index in range(6 - trainable_blocks, 6)}
+    for layer in base.layers:
+        layer.trainable = any(layer.name.startswith(prefix) for prefix in open_blocks)
+
+
+def _vgg19_base(weights: Weights, image_size: int) -> keras.Model:
+    shape = (image_size, image_size, 3)
+    if weights == "imagenet":
+        try:
+            return keras.applications.VGG19(include_top=False, weights="imagenet", input_shape=shape)
+        except Exception as error:  # urllib / HTTP errors differ by platform
+            raise ValueError(_IMAGENET_HELP.format(error=f"{type(error).__name__}: {error}")) from error
+    base = keras.applications.VGG19(include_top=False, weights=None, input_shape=shape)
+    if weights is None:
+        return base
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"VGG-19 weights file {str(path)!r} does not exist.")
+    if path.suffix == ".keras":
+        source = load(path)
+        base.set_weights(vgg_base(source).get_weights())
+    elif path.suffix in (".h5", ".hdf5"):
+        base.load_weights(str(path))
+    else:
+        raise ValueError(f"VGG-19 weights {str(path)!r}: expected a .keras model or a .h5 weights file")
+    return base
+
+
+def vgg_base(model: keras.Model) -> keras.Model:
+    """The nested VGG-19 convolutional base of a model made by :func:`build_vgg19`."""
+    try:
+        return model.get_layer(VGG_BASE_NAME)
+    except ValueError as error:
+        raise ValueError(f"model {model.name!r} has no VGG-19 base (a layer named "
+                         f"{VGG_BASE_NAME!r}); is it a VGG-19 model?") from error
+
+
+def card_path(model_path: str | Path) -> Path:
+    """Where the JSON model card of ``model_path`` lives: ``NAME.keras`` -> ``NAME.card.json``."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.stem + ".card.json")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that determine a model's behaviour."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version(), "tensorflow": tf.__version__,
+                "tf_keras": keras.__version__, "numpy": np.__version__}
+    for package in ("neural-structured-learning", "advrobust"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=path.name, suffix=".tmp",
+                                     delete=False, encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(handle.name, 0o644)  # NamedTemporaryFile creates 0600; cards are for sharing
+    os.replace(handle.name, path)
+
+
+def save(model: keras.Model, path: str | Path, card: dict[str, Any]) -> Path:
+    """Save ``model`` in the native ``.keras`` format and its JSON card beside it.
+
+    ``card`` holds what the caller knows (dataset, architecture, defense, training
+    config, seed, clean test accuracy); library versions and the parameter count are
+    added. Both files are written atomically (temporary file, then rename), so a crash
+    never leaves a half-written model. Returns the card's path.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"model path must end in .keras, got {str(path)!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    model.save(temporary)
+    os.replace(temporary, path)
+    full_card = {"format": "advrobust-model-card/1", "file": path.name,
+                 "parameters": int(model.count_params()), **card,
+                 "library_versions": library_versions()}
+    card_file = card_path(path)
+    _atomic_write_text(card_file, json.dumps(full_card, indent=2, sort_keys=True, default=str) + "\n")
+    return card_file
+
+
+def load(path: str | Path) -> keras.Model:
+    """Load a ``.keras`` model with safe deserialization (no arbitrary code runs).
+
+    Returns the uncompiled model. Raises FileNotFoundError if the file is missing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist.")
+    return keras.models.load_model(path, compile=False, safe_mode=True)
+
+
+def load_card(path: str | Path) -> dict[str, Any]:
+    """The JSON card beside the model at ``path`` (or the card file itself)."""
+    path = Path(path)
+    card_file = path if path.name.endswith(".card.json") else card_path(path)
+    return json.loads(card_file.read_text(encoding="utf-8"))
