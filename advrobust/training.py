@@ -122,6 +122,15 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.model == "vgg19":
+            if self.image_size < models.VGG_MIN_IMAGE_SIZE:
+                raise ValueError(f"image_size must be >= {models.VGG_MIN_IMAGE_SIZE} for VGG-19, got {self.image_size}")
+            if not 0 <= self.trainable_blocks <= 5:
+                raise ValueError(f"trainable_blocks must be in 0..5, got {self.trainable_blocks}")
+            special = (None, "none", "None", "imagenet", "pretrained-run")
+            if self.weights not in special and not Path(self.weights).is_file():
+                raise FileNotFoundError(f"VGG-19 weights file {self.weights!r} does not exist; use "
+                                        f"{WEIGHT_CHOICES_HELP}")
         if self.learning_rate is not None and self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
 
@@ -132,7 +141,7 @@ class TrainConfig:
         return 1e-4 if self.model == "vgg19" and self.vgg_mode == "finetune" else 1e-3
 
 
-def _weights_for_build(config: TrainConfig, out_dir: Path, data_dir) -> tuple[Any, dict[str, Any]]:
+def _weights_for_build(config: TrainConfig, out_dir: Path, data_dir, verbose) -> tuple[Any, dict[str, Any]]:
     """Resolve ``config.weights`` to what build_vgg19 takes, pretraining first if asked."""
     weights = config.weights
     if weights is None or str(weights).lower() == "none":
@@ -146,7 +155,7 @@ def _weights_for_build(config: TrainConfig, out_dir: Path, data_dir) -> tuple[An
                                batch_size=config.batch_size, learning_rate=1e-4,
                                train_subset=config.pretrain_subset, seed=config.seed)
         print(f"[advrobust] pretraining VGG-19 on {source} for transfer to {config.dataset}")
-        pretrained = train(pretrain, out_dir / "pretrain", data_dir=data_dir)
+        pretrained = train(pretrain, out_dir / "pretrain", data_dir=data_dir, verbose=verbose)
         path = pretrained["model_path"]
         return str(path), {"weights": "pretrained-run", "pretrained_on": source,
                            "pretrained_model": str(path),
@@ -178,7 +187,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
     if config.model == "cnn":
         model = models.build("cnn", seed=config.seed)
     else:
-        weights, build_info = _weights_for_build(config, out_dir, data_dir)
+        weights, build_info = _weights_for_build(config, out_dir, data_dir, verbose)
         set_seed(config.seed)
         model = models.build("vgg19", mode=config.vgg_mode, weights=weights, image_size=config.image_size,
                              trainable_blocks=config.trainable_blocks, seed=config.seed)

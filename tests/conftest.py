@@ -1,0 +1,64 @@
+"""Shared test fixtures.
+
+Importing advrobust first selects Keras 2 for TensorFlow (attacks/_tensorflow.py).
+Integration tests read the real datasets: Fashion-MNIST from Debian's
+dataset-fashion-mnist package, MNIST from ADVROBUST_DATA_DIR (.ci/run points it at
+../shared/datasets). A missing dataset fails those tests loudly; it is never skipped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import advrobust  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int) -> Path:
+    """Write ``array`` (uint8) as a gzipped IDX file with the given magic number."""
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+    return path
+
+
+def write_fake_split(folder: Path, split: str, n: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Write a tiny valid split (images, labels) in the original file names into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    prefix = "train" if split == "train" else "t10k"
+    write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images, 2051)
+    write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels, 2049)
+    return images, labels
+
+
+def run_python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh Python process (for import-order tests)."""
+    import os
+
+    full_env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=full_env, cwd=REPO, timeout=300)
+
+
+@pytest.fixture
+def isolated_lookup(tmp_path, monkeypatch):
+    """No dataset anywhere: empty env dir, no system dirs, an empty Keras cache."""
+    from advrobust import data
+
+    monkeypatch.delenv("ADVROBUST_DATA_DIR", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setattr(data, "SYSTEM_DIRS", (tmp_path / "system",))
+    data._read.cache_clear()
+    return tmp_path

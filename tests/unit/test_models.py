@@ -1,0 +1,144 @@
+"""Model builders, trainable flags, safe save/load and cards, on untrained models."""
+
+import json
+
+import numpy as np
+import pytest
+
+from advrobust import models
+from attacks._tensorflow import keras
+
+X = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return models.build("cnn", seed=0)
+
+
+def _ends_in_linear_dense(model):
+    last = model.layers[-1]
+    return isinstance(last, keras.layers.Dense) and last.activation is keras.activations.linear
+
+
+def test_cnn_outputs_logits(cnn):
+    logits = cnn(X, training=False).numpy()
+    assert logits.shape == (4, 10) and logits.dtype == np.float32
+    assert _ends_in_linear_dense(cnn)
+    # Not probabilities: rows do not sum to one and values leave [0, 1].
+    assert not np.allclose(logits.sum(axis=1), 1.0) or (logits < 0).any()
+
+
+def test_cnn_is_the_classic_architecture(cnn):
+    kinds = [type(layer).__name__ for layer in cnn.layers[1:]]
+    assert kinds == ["Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout", "Dense"]
+    assert cnn.count_params() == 1_199_882
+
+
+def test_vgg19_outputs_logits_for_mnist_shaped_input():
+    model = models.build("vgg19", weights=None, seed=0)
+    assert model(X, training=False).shape == (4, 10)
+    assert _ends_in_linear_dense(model)
+    assert models.vgg_base(model).input_shape == (None, 32, 32, 3)
+
+
+def test_frozen_vgg19_has_no_trainable_convolution_weights():
+    model = models.build("vgg19", mode="frozen", weights=None)
+    names = [w.name for w in model.trainable_weights]
+    assert names and not any("conv" in name for name in names)
+    assert sorted(names) == sorted(["head_dense/kernel:0", "head_dense/bias:0", "logits/kernel:0", "logits/bias:0"])
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 5])
+def test_finetune_unfreezes_exactly_the_configured_blocks(blocks):
+    model = models.build("vgg19", mode="finetune", weights=None, trainable_blocks=blocks)
+    conv_names = {w.name.split("/")[0] for w in model.trainable_weights if "conv" in w.name}
+    open_blocks = range(6 - blocks, 6)
+    expected = {layer.name for layer in models.vgg_base(model).layers
+                if "conv" in layer.name and int(layer.name[5]) in open_blocks}
+    assert conv_names == expected
+    assert len(expected) == sum({1: 2, 2: 2, 3: 4, 4: 4, 5: 4}[b] for b in open_blocks)
+
+
+def test_image_size_is_configurable_and_checked():
+    model = models.build("vgg19", weights=None, image_size=48)
+    assert models.vgg_base(model).input_shape == (None, 48, 48, 3)
+    with pytest.raises(ValueError, match="image_size must be >= 32"):
+        models.build("vgg19", weights=None, image_size=28)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: models.build("resnet"), "unknown model 'resnet'; choose one of: cnn, vgg19"),
+    (lambda: models.build("vgg19", mode="partial", weights=None), "unknown VGG-19 mode 'partial'; choose one of: frozen, finetune"),
+    (lambda: models.build("vgg19", weights=None, trainable_blocks=6), "trainable_blocks must be in 0..5"),
+])
+def test_bad_names_and_options(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_imagenet_offline_names_the_alternatives(monkeypatch):
+    def no_network(*args, weights=None, **kwargs):
+        if weights == "imagenet":
+            raise OSError("URL fetch failure: Temporary failure in name resolution")
+        return original(*args, weights=weights, **kwargs)
+
+    original = keras.applications.VGG19
+    monkeypatch.setattr(keras.applications, "VGG19", no_network)
+    with pytest.raises(ValueError) as info:
+        models.build("vgg19", weights="imagenet")
+    message = str(info.value)
+    assert "weights=None" in message and ".h5" in message and "pretrained-run" in message
+    assert "Temporary failure in name resolution" in message
+
+
+def test_missing_weights_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="weights file .*absent.h5"):
+        models.build("vgg19", weights=tmp_path / "absent.h5")
+
+
+def test_save_load_round_trip_gives_identical_predictions_and_a_card(cnn, tmp_path):
+    card_file = models.save(cnn, tmp_path / "m.keras", {"dataset": "mnist", "seed": 0,
+                                                         "clean_test_accuracy": 0.5})
+    loaded = models.load(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded(X, training=False).numpy(), cnn(X, training=False).numpy())
+    card = json.loads(card_file.read_text())
+    assert card_file.name == "m.card.json" and card == models.load_card(tmp_path / "m.keras")
+    assert card["dataset"] == "mnist" and card["parameters"] == cnn.count_params()
+    assert {"tensorflow", "tf_keras", "neural-structured-learning", "numpy", "python"} <= set(card["library_versions"])
+    assert not list(tmp_path.glob("*.tmp*")), "temporary files left behind"
+
+
+def test_save_requires_keras_suffix(cnn, tmp_path):
+    with pytest.raises(ValueError, match="must end in .keras"):
+        models.save(cnn, tmp_path / "m.h5", {})
+
+
+def test_loading_refuses_arbitrary_code(tmp_path):
+    inputs = keras.Input((2,))
+    outputs = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
+    keras.Model(inputs, outputs).save(tmp_path / "lambda.keras")
+    with pytest.raises(ValueError, match="(?i)unsafe|safe_mode|lambda"):
+        models.load(tmp_path / "lambda.keras")
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model file .*gone.keras"):
+        models.load(tmp_path / "gone.keras")
+
+
+def test_vgg_round_trip_and_base_transfer(tmp_path):
+    source = models.build("vgg19", mode="finetune", weights=None, trainable_blocks=2, seed=1)
+    models.save(source, tmp_path / "source.keras", {"dataset": "mnist"})
+    loaded = models.load(tmp_path / "source.keras")
+    np.testing.assert_array_equal(loaded(X).numpy(), source(X).numpy())
+    assert len(loaded.trainable_weights) == len(source.trainable_weights)
+
+    transferred = models.build("vgg19", mode="frozen", weights=tmp_path / "source.keras", seed=2)
+    for got, want in zip(models.vgg_base(transferred).get_weights(), models.vgg_base(source).get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+    models.vgg_base(source).save_weights(tmp_path / "notop.h5")
+    from_h5 = models.build("vgg19", weights=tmp_path / "notop.h5")
+    np.testing.assert_array_equal(models.vgg_base(from_h5).get_weights()[-2],
+                                  models.vgg_base(source).get_weights()[-2])
