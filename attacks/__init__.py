@@ -1,6 +1,15 @@
 """Adversarial attacks on TensorFlow models: pure functions of (model, x, y, parameters).
 
+    from attacks import fgsm, bim, pgd, mim
+    x_adv = pgd(model, x, y, eps=0.3)                  # shaped like x
+    x_adv = pgd(model, x, y, eps=[0.1, 0.2, 0.3])      # (3, N, ...), one batched run
+
 Importing this package selects Keras 2 for TensorFlow first (``attacks/_tensorflow.py``).
 """
 
 from attacks import _tensorflow  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+from attacks.gradient import bim, fgsm, mim, pgd
+from attacks.losses import cross_entropy, margin
+from attacks.spec import ATTACKS, AttackSpec, get_attack
+
+__all__ = ["fgsm", "bim", "pgd", "mim", "cross_entropy", "margin", "ATTACKS", "AttackSpec", "get_attack"]

@@ -1,0 +1,96 @@
+"""FGSM, BIM, PGD and MIM: presets of the one loop in :mod:`attacks.loop`.
+
+Common arguments
+----------------
+model
+    Any callable mapping a float batch to **logits** (N, C): a tf-keras or Keras 3 model,
+    a ``tf.Module`` or a function. Called in inference mode (``training=False``).
+x
+    Array or tensor (N, ...), floating point, inside ``clip``. Never rescaled or clipped.
+y
+    Integer labels (N,); the target classes when ``targeted=True``.
+eps
+    A float, giving ``x_adv`` shaped like ``x``; or a sequence of K floats, giving
+    (K, N, ...), computed in one batched run.
+norm
+    ``"inf"`` (or ``np.inf``) or ``"l2"`` (or ``2``).
+loss
+    ``"ce"`` (cross-entropy), ``"margin"`` (C&W logit margin) or a callable
+    ``loss(logits, labels) -> (N,)``.
+clip
+    The valid input range (low, high); ``None`` for unbounded inputs.
+seed
+    Seeds the random start; the same seed (and batch_size) gives the same result.
+batch_size
+    Examples per compiled call (default 512); K*N stacked examples are split into batches.
+
+Errors: ValueError or TypeError naming the bad value (NaN in x, x outside clip, length
+mismatch, labels outside the model's classes, negative eps, steps < 1, unknown norm or
+loss, a model that returns probabilities). An empty batch gives an empty result.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from attacks import loop
+
+Eps = float | Sequence[float]
+Clip = tuple[float, float] | None
+
+
+def pgd(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", steps: int = 40,
+        step_size: float | None = None, random_start: bool = True, restarts: int = 1,
+        targeted: bool = False, loss: Any = "ce", clip: Clip = (0.0, 1.0), seed: int | None = None,
+        batch_size: int | None = None):
+    """Projected gradient descent (Madry et al. 2018), with restarts.
+
+    ``steps`` steps of size ``step_size`` (default ``2.5 * eps / steps``) from a uniform
+    random start in the eps-ball. Per example, the best point over all iterates and
+    ``restarts`` is returned: a misclassified (for targeted: on-target) one first, then
+    the one with the highest loss. Returns ``x_adv`` (see module docstring for shapes).
+    """
+    return loop.run(model, x, y, eps=eps, norm=norm, steps=steps, step_size=step_size,
+                    random_start=random_start, restarts=restarts, targeted=targeted, loss=loss,
+                    clip=clip, seed=seed, batch_size=batch_size)
+
+
+def bim(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", steps: int = 10,
+        step_size: float | None = None, targeted: bool = False, loss: Any = "ce",
+        clip: Clip = (0.0, 1.0), batch_size: int | None = None):
+    """Basic iterative method (Kurakin et al. 2017): PGD from ``x`` itself, no random start.
+
+    Deterministic. ``step_size`` defaults to ``2.5 * eps / steps``. Returns ``x_adv``.
+    """
+    return loop.run(model, x, y, eps=eps, norm=norm, steps=steps, step_size=step_size,
+                    random_start=False, targeted=targeted, loss=loss, clip=clip, seed=0,
+                    batch_size=batch_size)
+
+
+def mim(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", steps: int = 10,
+        step_size: float | None = None, decay: float = 1.0, random_start: bool = False,
+        restarts: int = 1, targeted: bool = False, loss: Any = "ce", clip: Clip = (0.0, 1.0),
+        seed: int | None = None, batch_size: int | None = None):
+    """Momentum iterative method (Dong et al. 2018).
+
+    Accumulates ``m = decay * m + g / ||g||_1`` and steps along the norm's steepest
+    direction of ``m``. ``step_size`` defaults to ``eps / steps``, as in the paper.
+    Returns ``x_adv``.
+    """
+    return loop.run(model, x, y, eps=eps, norm=norm, steps=steps, step_size=step_size,
+                    rel_step_size=1.0, random_start=random_start, restarts=restarts,
+                    targeted=targeted, loss=loss, decay=decay if decay > 0 else 0.0, clip=clip,
+                    seed=seed, batch_size=batch_size)
+
+
+def fgsm(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", targeted: bool = False,
+         loss: Any = "ce", clip: Clip = (0.0, 1.0), batch_size: int | None = None):
+    """Fast gradient (sign) method (Goodfellow et al. 2015): one step of size ``eps``.
+
+    L-inf: ``x + eps * sign(g)``; L2: ``x + eps * g / ||g||_2``; then clipped to ``clip``.
+    No random start; the single step is returned even if it does not fool the model.
+    Returns ``x_adv``.
+    """
+    return loop.run(model, x, y, eps=eps, norm=norm, steps=1, rel_step_size=1.0, random_start=False,
+                    targeted=targeted, loss=loss, keep_best=False, clip=clip, seed=0,
+                    batch_size=batch_size)

@@ -1,0 +1,215 @@
+"""The one gradient loop behind FGSM, BIM, PGD and MIM.
+
+    x_0 = x + random start (optional)
+    repeat `steps` times:
+        g   = d objective(model(x_t)) / d x_t
+        m   = decay * m + g / ||g||_1            (momentum; decay = 0 is plain PGD)
+        x_t = clip(x + project(x_t + alpha * steepest_step(m) - x))
+
+where objective = loss(logits, y) for untargeted attacks and -loss(logits, target) for
+targeted ones. With ``keep_best`` the loop returns, per example, the best iterate seen
+(a successful one first, then the highest objective), not just the last one.
+
+Many epsilons per call: the batch is repeated once per epsilon and every example carries
+its own radius and step size, so K epsilons cost one batched run, not K Python loops.
+
+The loop is compiled once per (model, static settings) with ``tf.function`` and input
+signatures whose batch dimension is ``None``, so batches of any size reuse one trace.
+Compiled functions are memoised per model object (weakly: they go when the model goes);
+results never depend on that cache.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from attacks import losses, norms, validation
+from attacks._tensorflow import tf
+
+DEFAULT_BATCH_SIZE = 512
+_COMPILED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class _Static:
+    """Settings that shape the traced graph (one compiled function per distinct value)."""
+
+    norm: str
+    loss: Any
+    targeted: bool
+    random_start: bool
+    momentum: bool
+    keep_best: bool
+    clip: tuple[float, float] | None
+    dtype: str
+    example_shape: tuple[int, ...]
+
+
+def better_of(best: tuple, candidate: tuple) -> tuple:
+    """Per example, keep the better of two (x_adv, objective, success) triples.
+
+    Success beats failure; between equals, the higher objective wins (ties keep ``best``).
+    """
+    best_x, best_objective, best_success = best
+    x_t, objective, success = candidate
+    better = (success & ~best_success) | ((success == best_success) & (objective > best_objective))
+    mask = tf.reshape(better, tf.concat([tf.shape(better), tf.ones([tf.rank(x_t) - 1], tf.int32)], 0))
+    return (tf.where(mask, x_t, best_x), tf.where(better, objective, best_objective),
+            best_success | success)
+
+
+def _build(logits_fn: Callable, static: _Static) -> tf.types.experimental.GenericFunction:
+    loss_fn = losses.get_loss(static.loss)
+    sign = -1.0 if static.targeted else 1.0
+    dtype = tf.as_dtype(static.dtype)
+    signature = [
+        tf.TensorSpec((None, *static.example_shape), dtype),  # x
+        tf.TensorSpec((None,), tf.int64),                     # y (targets when targeted)
+        tf.TensorSpec((None,), dtype),                        # eps per example
+        tf.TensorSpec((None,), dtype),                        # step size per example
+        tf.TensorSpec((), tf.int32),                          # steps
+        tf.TensorSpec((), dtype),                             # momentum decay
+        tf.TensorSpec((2,), tf.int64),                        # stateless seed
+    ]
+
+    def objective_and_success(x_t, y):
+        logits = logits_fn(x_t)
+        objective = sign * tf.cast(loss_fn(logits, y), dtype)
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int64)
+        success = tf.equal(predicted, y) if static.targeted else tf.not_equal(predicted, y)
+        return objective, success
+
+    def finish(x, delta):
+        x_t = x + delta
+        if static.clip is not None:
+            x_t = tf.clip_by_value(x_t, static.clip[0], static.clip[1])
+        return x_t
+
+    @tf.function(input_signature=signature, reduce_retracing=True)
+    def attack(x, y, eps, step_size, steps, decay, seed):
+        delta = tf.zeros_like(x)
+        if static.random_start:
+            delta = norms.random_start(tf.shape(x), eps, static.norm, seed, dtype)
+        x_t = finish(x, norms.project(delta, eps, static.norm))
+        n = tf.shape(x)[0]
+        best = (x_t, tf.fill([n], tf.constant(-np.inf, dtype)), tf.zeros([n], tf.bool))
+        velocity = tf.zeros_like(x)
+        alpha = tf.reshape(step_size, tf.concat([[n], tf.ones([tf.rank(x) - 1], tf.int32)], 0))
+
+        for _ in tf.range(steps):
+            with tf.GradientTape() as tape:
+                tape.watch(x_t)
+                objective, success = objective_and_success(x_t, y)
+                total = tf.reduce_sum(objective)
+            gradient = tape.gradient(total, x_t)
+            if static.keep_best:
+                best = better_of(best, (x_t, objective, success))
+            if static.momentum:
+                l1 = tf.reduce_sum(tf.abs(gradient), axis=tf.range(1, tf.rank(gradient)))
+                l1 = tf.reshape(tf.maximum(l1, 1e-12), tf.shape(alpha))
+                velocity = decay * velocity + gradient / l1
+                gradient = velocity
+            delta = (x_t - x) + alpha * norms.steepest_step(gradient, static.norm)
+            x_t = finish(x, norms.project(delta, eps, static.norm))
+
+        objective, success = objective_and_success(x_t, y)
+        if static.keep_best:
+            best = better_of(best, (x_t, objective, success))
+            return best
+        return x_t, objective, success
+
+    return attack
+
+
+def _compiled(model: Any, static: _Static):
+    """The compiled loop for ``model`` and ``static``, traced once and reused."""
+    try:
+        per_model = _COMPILED.setdefault(model, {})
+    except TypeError:  # not weak-referenceable (e.g. a bound method): compile per call
+        per_model = {}
+    if static not in per_model:
+        per_model[static] = _build(validation.inference_fn(model), static)
+    return per_model[static]
+
+
+def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any = "inf", steps: int = 40,
+        step_size: float | None = None, rel_step_size: float = 2.5, random_start: bool = True,
+        restarts: int = 1, targeted: bool = False, loss: Any = "ce", decay: float = 0.0,
+        keep_best: bool = True, clip: tuple[float, float] | None = (0.0, 1.0), seed: int | None = None,
+        batch_size: int | None = None):
+    """Run the shared gradient loop; the public attacks are presets of this function.
+
+    Returns ``x_adv`` with the dtype and array type of ``x`` (NumPy in, NumPy out; tensor
+    in, tensor out): shaped like ``x`` for a scalar ``eps``, (K, N, ...) for K epsilons.
+    Every ``x_adv`` is within ``eps`` of ``x`` in the chosen norm and inside ``clip``.
+    ``step_size=None`` uses ``rel_step_size * eps / steps`` for each epsilon. See
+    :func:`attacks.pgd` for the other arguments.
+    """
+    is_tensor = isinstance(x, (tf.Tensor, tf.Variable))
+    clip = validation.check_clip(clip)
+    x_np = validation.as_array(x, "x")
+    validation.check_x(x_np, clip)
+    n = len(x_np)
+    y_np = validation.check_labels(y, n)
+    epsilons, scalar_eps = validation.check_eps(eps)
+    norm = norms.canonical_norm(norm)
+    steps = validation.check_positive_int(steps, "steps")
+    restarts = validation.check_positive_int(restarts, "restarts")
+    batch_size = validation.check_positive_int(batch_size or DEFAULT_BATCH_SIZE, "batch_size")
+    if step_size is not None:
+        step_size = validation.check_positive_float(step_size, "step_size")
+    rel_step_size = validation.check_positive_float(rel_step_size, "rel_step_size")
+    if not 0.0 <= float(decay) <= 10.0:
+        raise ValueError(f"decay must be in [0, 10], got {decay!r}")
+    losses.get_loss(loss)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise TypeError(f"seed must be an int or None, got {seed!r}")
+
+    k = len(epsilons)
+    if n == 0:
+        empty = np.zeros((0, *x_np.shape[1:]) if scalar_eps else (k, 0, *x_np.shape[1:]), x_np.dtype)
+        return tf.constant(empty) if is_tensor else empty
+
+    dtype = x_np.dtype
+    probe = validation.inference_fn(model)(tf.constant(x_np[:validation.PROBE_SIZE]))
+    num_classes = validation.check_model_output(probe, min(n, validation.PROBE_SIZE))
+    if y_np.max() >= num_classes:
+        raise ValueError(f"label {int(y_np.max())} is outside the model's {num_classes} classes (0..{num_classes - 1})")
+
+    static = _Static(norm=norm, loss=loss, targeted=bool(targeted), random_start=bool(random_start),
+                     momentum=float(decay) > 0, keep_best=bool(keep_best), clip=clip, dtype=dtype.name,
+                     example_shape=tuple(x_np.shape[1:]))
+    attack = _compiled(model, static)
+
+    # Stack the batch once per epsilon: (K*N, ...), each row with its own radius and step.
+    x_all = np.broadcast_to(x_np, (k, *x_np.shape)).reshape(k * n, *x_np.shape[1:])
+    y_all = np.tile(y_np, k)
+    eps_all = np.repeat(epsilons, n).astype(dtype)
+    steps_all = (np.full(k * n, step_size) if step_size is not None
+                 else rel_step_size * eps_all / steps).astype(dtype)
+    base_seed = int(np.random.default_rng(seed).integers(0, 2**62))
+
+    out = np.empty_like(x_all)
+    for start in range(0, k * n, batch_size):
+        rows = slice(start, start + batch_size)
+        args = [tf.constant(a[rows]) for a in (x_all, y_all, eps_all, steps_all)]
+        best = None
+        for restart in range(restarts):
+            seed_tensor = tf.constant([base_seed, start * restarts + restart], tf.int64)
+            candidate = attack(*args, tf.constant(steps, tf.int32), tf.constant(decay, dtype), seed_tensor)
+            best = candidate if best is None else better_of(best, candidate)
+        out[rows] = best[0].numpy()
+
+    result = out.reshape(k, *x_np.shape)
+    if scalar_eps:
+        result = result[0]
+    return tf.constant(result) if is_tensor else result
+
+
+def trace_count(model: Any) -> int:
+    """How many times the loops compiled for ``model`` have been traced (for tests)."""
+    return sum(fn.experimental_get_tracing_count() for fn in _COMPILED.get(model, {}).values())
