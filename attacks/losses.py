@@ -25,7 +25,7 @@ def margin(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     Positive exactly when the example is misclassified.
     """
     num_classes = tf.shape(logits)[-1]
-    is_label = tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=tf.bool)
+    is_label = tf.one_hot(tf.cast(labels, tf.int32), num_classes) > 0.5
     label_logit = tf.reduce_max(tf.where(is_label, logits, logits.dtype.min), axis=-1)
     other_logit = tf.reduce_max(tf.where(is_label, logits.dtype.min, logits), axis=-1)
     return other_logit - label_logit
