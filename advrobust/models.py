@@ -80,7 +80,8 @@ def build_cnn(*, input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: i
 
 
 def build_vgg19(*, mode: str = "frozen", weights: Weights = "imagenet", image_size: int = 32,
-                trainable_blocks: int = 1, head_units: int = 256, head_dropout: float = 0.5,
+                trainable_blocks: int = 1, base_blocks: int = 5, head_units: int = 256,
+                head_dropout: float = 0.5,
                 input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: int = 10,
                 seed: int | None = None) -> keras.Model:
     """VGG-19 transfer model: resize, gray to 3 channels, VGG-19 base, new dense head.
@@ -89,19 +90,25 @@ def build_vgg19(*, mode: str = "frozen", weights: Weights = "imagenet", image_si
     three channels and shifted by the ImageNet means on the 0-255 scale (Keras's VGG
     preprocessing), all inside the model, so attacks see the [0, 1] image.
 
+    ``base_blocks`` (1-5) keeps VGG-19's first convolution blocks up to that block's
+    pooling layer (5: the whole convolutional base). Fewer blocks give more generic
+    features: a base pretrained on MNIST transfers to Fashion-MNIST far better from
+    block 3 than from block 5, whose 1x1 maps are digit-specific.
+
     ``mode="frozen"``: the convolutional base is a fixed feature extractor (no trainable
     convolution weights); only the head trains. ``mode="finetune"``: the last
-    ``trainable_blocks`` of VGG-19's five convolution blocks train too (use a low
-    learning rate). ``weights``: ``"imagenet"`` (downloads; offline, a ValueError naming
+    ``trainable_blocks`` of the kept blocks train too (use a low learning rate). ``weights``: ``"imagenet"`` (downloads; offline, a ValueError naming
     the alternatives), ``None`` (random), or a path to a Keras VGG-19 no-top ``.h5``
     weights file or to a saved advrobust VGG-19 ``.keras`` model whose base is transferred.
     """
     _check_choice(mode, VGG_MODES, "VGG-19 mode")
     if image_size < VGG_MIN_IMAGE_SIZE:
         raise ValueError(f"image_size must be >= {VGG_MIN_IMAGE_SIZE} for VGG-19, got {image_size}")
-    if not 0 <= trainable_blocks <= 5:
-        raise ValueError(f"trainable_blocks must be in 0..5, got {trainable_blocks}")
-    base = _vgg19_base(weights, image_size)
+    if not 1 <= base_blocks <= 5:
+        raise ValueError(f"base_blocks must be in 1..5, got {base_blocks}")
+    if not 0 <= trainable_blocks <= base_blocks:
+        raise ValueError(f"trainable_blocks must be in 0..base_blocks ({base_blocks}), got {trainable_blocks}")
+    base = _vgg19_base(weights, image_size, base_blocks)
     set_vgg_trainable(base, mode=mode, trainable_blocks=trainable_blocks)
 
     layers = keras.layers
@@ -120,38 +127,57 @@ def build_vgg19(*, mode: str = "frozen", weights: Weights = "imagenet", image_si
 
 
 def set_vgg_trainable(base: keras.Model, *, mode: str, trainable_blocks: int = 1) -> None:
-    """Freeze the VGG-19 base (``frozen``) or unfreeze its last ``trainable_blocks`` blocks."""
+    """Freeze the VGG-19 base (``frozen``) or unfreeze its last ``trainable_blocks`` blocks.
+
+    Only convolution blocks that ``base`` holds count: for a base cut after block 3,
+    ``trainable_blocks=1`` opens block 3.
+    """
     _check_choice(mode, VGG_MODES, "VGG-19 mode")
     if mode == "frozen":
         base.trainable = False
         return
     base.trainable = True
-    open_blocks = {f"block{index}_" for index in range(6 - trainable_blocks, 6)}
+    last = max(int(layer.name[5]) for layer in base.layers if layer.name.startswith("block"))
+    open_blocks = {f"block{index}_" for index in range(last - trainable_blocks + 1, last + 1)}
     for layer in base.layers:
         layer.trainable = any(layer.name.startswith(prefix) for prefix in open_blocks)
 
 
-def _vgg19_base(weights: Weights, image_size: int) -> keras.Model:
+def _vgg19_base(weights: Weights, image_size: int, base_blocks: int = 5) -> keras.Model:
+    """VGG-19's convolutional base with ``weights``, cut after block ``base_blocks``."""
     shape = (image_size, image_size, 3)
     if weights == "imagenet":
         try:
-            return keras.applications.VGG19(include_top=False, weights="imagenet", input_shape=shape)
+            full = keras.applications.VGG19(include_top=False, weights="imagenet", input_shape=shape)
         except Exception as error:  # urllib / HTTP errors differ by platform
             raise ValueError(_IMAGENET_HELP.format(error=f"{type(error).__name__}: {error}")) from error
-    base = keras.applications.VGG19(include_top=False, weights=None, input_shape=shape)
-    if weights is None:
-        return base
-    path = Path(weights)
+    else:
+        full = keras.applications.VGG19(include_top=False, weights=None, input_shape=shape)
+    if weights not in (None, "imagenet"):
+        _load_base_weights(full, Path(weights), base_blocks)
+    if base_blocks == 5:
+        return full
+    return keras.Model(full.input, full.get_layer(f"block{base_blocks}_pool").output, name=VGG_BASE_NAME)
+
+
+def _load_base_weights(full: keras.Model, path: Path, base_blocks: int) -> None:
+    """Copy weights from a .h5 no-top file or a saved VGG-19 .keras model into ``full``."""
     if not path.is_file():
         raise FileNotFoundError(f"VGG-19 weights file {str(path)!r} does not exist.")
-    if path.suffix == ".keras":
-        source = load(path)
-        base.set_weights(vgg_base(source).get_weights())
-    elif path.suffix in (".h5", ".hdf5"):
-        base.load_weights(str(path))
-    else:
+    if path.suffix in (".h5", ".hdf5"):
+        full.load_weights(str(path))
+        return
+    if path.suffix != ".keras":
         raise ValueError(f"VGG-19 weights {str(path)!r}: expected a .keras model or a .h5 weights file")
-    return base
+    source = vgg_base(load(path))
+    available = {layer.name: layer for layer in source.layers if layer.weights}
+    needed = [layer for layer in full.layers if layer.weights and int(layer.name[5]) <= base_blocks]
+    missing = [layer.name for layer in needed if layer.name not in available]
+    if missing:
+        raise ValueError(f"{path} has a VGG-19 base without {', '.join(missing)}; it cannot provide "
+                         f"{base_blocks} blocks. Use base_blocks <= the source's.")
+    for layer in needed:
+        layer.set_weights(available[layer.name].get_weights())
 
 
 def vgg_base(model: keras.Model) -> keras.Model:

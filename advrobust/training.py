@@ -97,6 +97,7 @@ class TrainConfig:
     weights: str | None = None  # VGG-19 only: "imagenet", None, a path, or "pretrained-run"
     image_size: int = 32
     trainable_blocks: int = 1
+    base_blocks: int = 5  # VGG-19 convolution blocks kept (see models.build_vgg19)
     epochs: int = 5
     batch_size: int = 128
     learning_rate: float | None = None  # None: 1e-3, or 1e-4 when fine-tuning VGG-19
@@ -125,8 +126,11 @@ class TrainConfig:
         if self.model == "vgg19":
             if self.image_size < models.VGG_MIN_IMAGE_SIZE:
                 raise ValueError(f"image_size must be >= {models.VGG_MIN_IMAGE_SIZE} for VGG-19, got {self.image_size}")
-            if not 0 <= self.trainable_blocks <= 5:
-                raise ValueError(f"trainable_blocks must be in 0..5, got {self.trainable_blocks}")
+            if not 1 <= self.base_blocks <= 5:
+                raise ValueError(f"base_blocks must be in 1..5, got {self.base_blocks}")
+            if not 0 <= self.trainable_blocks <= self.base_blocks:
+                raise ValueError(f"trainable_blocks must be in 0..base_blocks ({self.base_blocks}), "
+                                 f"got {self.trainable_blocks}")
             special = (None, "none", "None", "imagenet", "pretrained-run")
             if self.weights not in special and not Path(self.weights).is_file():
                 raise FileNotFoundError(f"VGG-19 weights file {self.weights!r} does not exist; use "
@@ -150,7 +154,8 @@ def _weights_for_build(config: TrainConfig, out_dir: Path, data_dir, verbose) ->
         return "imagenet", {"weights": "imagenet"}
     if weights == "pretrained-run":
         source = config.pretrain_dataset or ("mnist" if config.dataset == "fashion_mnist" else "fashion_mnist")
-        pretrain = TrainConfig(dataset=source, model="vgg19", vgg_mode="finetune", trainable_blocks=5,
+        pretrain = TrainConfig(dataset=source, model="vgg19", vgg_mode="finetune",
+                               trainable_blocks=config.base_blocks, base_blocks=config.base_blocks,
                                weights=None, image_size=config.image_size, epochs=config.pretrain_epochs,
                                batch_size=config.batch_size, learning_rate=1e-4,
                                train_subset=config.pretrain_subset, seed=config.seed)
@@ -190,7 +195,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
         weights, build_info = _weights_for_build(config, out_dir, data_dir, verbose)
         set_seed(config.seed)
         model = models.build("vgg19", mode=config.vgg_mode, weights=weights, image_size=config.image_size,
-                             trainable_blocks=config.trainable_blocks, seed=config.seed)
+                             trainable_blocks=config.trainable_blocks, base_blocks=config.base_blocks,
+                             seed=config.seed)
 
     train_ds = data.make_dataset(x_train, y_train, batch_size=config.batch_size, shuffle=True, seed=config.seed)
     val_ds = data.make_dataset(x_val, y_val, batch_size=256)
@@ -202,7 +208,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
 
     card = {
         "dataset": config.dataset,
-        "architecture": config.model if config.model == "cnn" else f"vgg19-{config.vgg_mode}",
+        "architecture": config.model if config.model == "cnn" else
+        f"vgg19-{config.vgg_mode}" + ("" if config.base_blocks == 5 else f"-blocks1to{config.base_blocks}"),
         "defense": "none",
         "training_config": {**asdict(config), "learning_rate": config.effective_learning_rate,
                             "train_examples": int(len(x_train)), "val_examples": int(len(x_val))},

@@ -70,7 +70,7 @@ def test_image_size_is_configurable_and_checked():
 @pytest.mark.parametrize("call, match", [
     (lambda: models.build("resnet"), "unknown model 'resnet'; choose one of: cnn, vgg19"),
     (lambda: models.build("vgg19", mode="partial", weights=None), "unknown VGG-19 mode 'partial'; choose one of: frozen, finetune"),
-    (lambda: models.build("vgg19", weights=None, trainable_blocks=6), "trainable_blocks must be in 0..5"),
+    (lambda: models.build("vgg19", weights=None, trainable_blocks=6), r"trainable_blocks must be in 0..base_blocks \(5\)"),
 ])
 def test_bad_names_and_options(call, match):
     with pytest.raises(ValueError, match=match):
@@ -142,3 +142,24 @@ def test_vgg_round_trip_and_base_transfer(tmp_path):
     from_h5 = models.build("vgg19", weights=tmp_path / "notop.h5")
     np.testing.assert_array_equal(models.vgg_base(from_h5).get_weights()[-2],
                                   models.vgg_base(source).get_weights()[-2])
+
+
+def test_base_blocks_cut_the_base_and_finetune_counts_from_the_cut(tmp_path):
+    model = models.build("vgg19", mode="finetune", weights=None, base_blocks=3, trainable_blocks=1)
+    base = models.vgg_base(model)
+    assert base.layers[-1].name == "block3_pool" and base.output_shape == (None, 4, 4, 256)
+    assert {w.name.split("/")[0] for w in model.trainable_weights if "conv" in w.name} == {
+        "block3_conv1", "block3_conv2", "block3_conv3", "block3_conv4"}
+    assert model(X).shape == (4, 10)
+    # Transfer from a full base into a 3-block base copies the shared layers.
+    source = models.build("vgg19", weights=None, seed=3)
+    models.save(source, tmp_path / "full.keras", {})
+    cut = models.build("vgg19", weights=tmp_path / "full.keras", base_blocks=3)
+    np.testing.assert_array_equal(models.vgg_base(cut).get_layer("block3_conv4").get_weights()[0],
+                                  models.vgg_base(source).get_layer("block3_conv4").get_weights()[0])
+    # ...but a 3-block source cannot provide 5 blocks.
+    models.save(cut, tmp_path / "cut.keras", {})
+    with pytest.raises(ValueError, match="without block4_conv1"):
+        models.build("vgg19", weights=tmp_path / "cut.keras", base_blocks=5)
+    with pytest.raises(ValueError, match="base_blocks must be in 1..5"):
+        models.build("vgg19", weights=None, base_blocks=0)
