@@ -44,6 +44,7 @@ class _Static:
     random_start: bool
     momentum: bool
     keep_best: bool
+    score_last: bool  # score the final iterate (needed to choose among restarts)
     clip: tuple[float, float] | None
     dtype: str
     example_shape: tuple[int, ...]
@@ -116,11 +117,12 @@ def _build(logits_fn: Callable, static: _Static) -> tf.types.experimental.Generi
             delta = (x_t - x) + alpha * norms.steepest_step(gradient, static.norm)
             x_t = finish(x, norms.project(delta, eps, static.norm))
 
-        objective, success = objective_and_success(x_t, y)
         if static.keep_best:
-            best = better_of(best, (x_t, objective, success))
-            return best
-        return x_t, objective, success
+            return better_of(best, (x_t, *objective_and_success(x_t, y)))
+        if static.score_last:
+            return (x_t, *objective_and_success(x_t, y))
+        # A single run without best-iterate tracking needs no score: skip a forward pass.
+        return x_t, tf.zeros([n], dtype), tf.zeros([n], tf.bool)
 
     return attack
 
@@ -181,7 +183,8 @@ def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any =
         raise ValueError(f"label {int(y_np.max())} is outside the model's {num_classes} classes (0..{num_classes - 1})")
 
     static = _Static(norm=norm, loss=loss, targeted=bool(targeted), random_start=bool(random_start),
-                     momentum=float(decay) > 0, keep_best=bool(keep_best), clip=clip, dtype=dtype.name,
+                     momentum=float(decay) > 0, keep_best=bool(keep_best),
+                     score_last=restarts > 1, clip=clip, dtype=dtype.name,
                      example_shape=tuple(x_np.shape[1:]))
     attack = _compiled(model, static)
 
