@@ -98,15 +98,20 @@ def peer_methods(model, n: int) -> dict[str, dict[str, Callable]]:
     return methods
 
 
-def timed(function: Callable, x, y, repeats: int) -> tuple[float, np.ndarray]:
-    """Median seconds over ``repeats`` runs after one warm-up run; and the last output."""
-    out = function(x, y)
-    seconds = []
+def timed_round_robin(functions: dict[str, Callable], x, y, repeats: int) -> dict[str, tuple[float, np.ndarray]]:
+    """Median seconds per method and its last output.
+
+    Every method runs once to warm up, then the methods take turns for ``repeats``
+    rounds, so a slow spell of the machine hits all of them alike.
+    """
+    outputs = {name: function(x, y) for name, function in functions.items()}
+    seconds: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(repeats):
-        start = time.perf_counter()
-        out = function(x, y)
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds), out
+        for name, function in functions.items():
+            start = time.perf_counter()
+            outputs[name] = function(x, y)
+            seconds[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(seconds[name]), outputs[name]) for name in functions}
 
 
 def main() -> None:
@@ -132,8 +137,9 @@ def main() -> None:
 
     rows = []
     for attack in ("pgd", "fgsm"):
-        for name, functions in methods.items():
-            seconds, out = timed(functions[attack], x, y, args.repeats)
+        measured = timed_round_robin({name: functions[attack] for name, functions in methods.items()},
+                                     x, y, args.repeats)
+        for name, (seconds, out) in measured.items():
             linf = float(np.abs(out - x).max())
             rows.append({"attack": "PGD-40" if attack == "pgd" else "FGSM", "method": name,
                          "seconds": seconds, "images_per_second": args.n / seconds, "max_linf": linf})
@@ -154,7 +160,7 @@ def main() -> None:
         "benchmark": "attack_throughput",
         "setup": {"model": "Conv32-Conv64-MaxPool-Dense128-Dense10", "n": args.n, "eps": EPS, "step": STEP,
                   "steps": STEPS, "norm": "inf", "random_start": True, "repeats": args.repeats,
-                  "statistic": "median after one warm-up run"},
+                  "statistic": "median over round-robin repeats after one warm-up run"},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "devices": [d.name for d in tf.config.list_physical_devices()],
                     "tensorflow": tf.__version__},
