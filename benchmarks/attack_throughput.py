@@ -7,7 +7,8 @@ all measured in the same run on the same model and data?
 Setup (issue 4): reference CNN Conv32-Conv64-MaxPool-Dense128-Dense10 on 28x28x1
 (untrained weights do not change the cost), N=500 MNIST-shaped inputs in [0, 1],
 L-inf eps 0.3, step 0.01, random start, 40 steps. Each method runs once to warm up
-(tracing, graph building), then ``--repeats`` timed runs; the median counts.
+(tracing, graph building), then the methods take turns for ``--repeats`` timed rounds
+(so a slow spell of the machine hits all alike); the median counts.
 
     python benchmarks/attack_throughput.py [--n 500] [--repeats 3] [--out FILE.json]
 
