@@ -88,10 +88,9 @@ def _add_attack(subparsers) -> None:
 def _run_attack(args: argparse.Namespace) -> int:
     import inspect
     import json
-    import os
-    from pathlib import Path
 
     from advrobust import data, evaluation, models
+    from advrobust.files import atomic_write_text
     from attacks import get_attack
 
     if args.n < 1:
@@ -114,14 +113,9 @@ def _run_attack(args: argparse.Namespace) -> int:
     for eps, acc, low, high in zip(curve.epsilons, curve.robust_accuracy, curve.ci95_low, curve.ci95_high):
         print(f"{eps:8.4f} {acc:11.4f}   [{low:.4f}, {high:.4f}]")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
         record = {"model": str(args.model), "dataset": args.dataset, **curve.to_dict(),
                   "library_versions": models.library_versions()}
-        temporary = out.with_name(f".{out.name}.tmp")
-        temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, out)
-        print(f"wrote {out}")
+        print(f"wrote {atomic_write_text(args.out, json.dumps(record, indent=2) + chr(10))}")
     return 0
 
 

@@ -25,6 +25,7 @@ from typing import Literal
 
 import numpy as np
 
+from advrobust.files import check_choice
 from advrobust.idx import DataFileError, read_images, read_labels
 from attacks._tensorflow import keras, tf
 
@@ -57,13 +58,6 @@ _HOW_TO_GET = {
 
 class DataNotFoundError(FileNotFoundError):
     """No copy of a dataset was found in any place searched."""
-
-
-def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise ValueError listing them."""
-    if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
-    return value
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from advrobust.files import atomic_write_text, check_choice
 from attacks._tensorflow import keras, tf
 
 MODELS: tuple[str, ...] = ("cnn", "vgg19")
@@ -36,19 +36,13 @@ _IMAGENET_HELP = (
 Weights = Literal["imagenet"] | None | str | os.PathLike
 
 
-def _check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
-    if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
-    return value
-
-
 def build(name: str, **options: Any) -> keras.Model:
     """Build an uncompiled logits model by name: ``"cnn"`` or ``"vgg19"``.
 
     ``options`` go to :func:`build_cnn` or :func:`build_vgg19`. Returns a Keras 2
     functional model: input (N, 28, 28, 1) float32 in [0, 1], output logits (N, 10).
     """
-    _check_choice(name, MODELS, "model")
+    check_choice(name, MODELS, "model")
     return build_cnn(**options) if name == "cnn" else build_vgg19(**options)
 
 
@@ -101,7 +95,7 @@ def build_vgg19(*, mode: str = "frozen", weights: Weights = "imagenet", image_si
     the alternatives), ``None`` (random), or a path to a Keras VGG-19 no-top ``.h5``
     weights file or to a saved advrobust VGG-19 ``.keras`` model whose base is transferred.
     """
-    _check_choice(mode, VGG_MODES, "VGG-19 mode")
+    check_choice(mode, VGG_MODES, "VGG-19 mode")
     if image_size < VGG_MIN_IMAGE_SIZE:
         raise ValueError(f"image_size must be >= {VGG_MIN_IMAGE_SIZE} for VGG-19, got {image_size}")
     if not 1 <= base_blocks <= 5:
@@ -132,7 +126,7 @@ def set_vgg_trainable(base: keras.Model, *, mode: str, trainable_blocks: int = 1
     Only convolution blocks that ``base`` holds count: for a base cut after block 3,
     ``trainable_blocks=1`` opens block 3.
     """
-    _check_choice(mode, VGG_MODES, "VGG-19 mode")
+    check_choice(mode, VGG_MODES, "VGG-19 mode")
     if mode == "frozen":
         base.trainable = False
         return
@@ -209,14 +203,6 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=path.name, suffix=".tmp",
-                                     delete=False, encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(handle.name, 0o644)  # NamedTemporaryFile creates 0600; cards are for sharing
-    os.replace(handle.name, path)
-
-
 def save(model: keras.Model, path: str | Path, card: dict[str, Any]) -> Path:
     """Save ``model`` in the native ``.keras`` format and its JSON card beside it.
 
@@ -236,7 +222,7 @@ def save(model: keras.Model, path: str | Path, card: dict[str, Any]) -> Path:
                  "parameters": int(model.count_params()), **card,
                  "library_versions": library_versions()}
     card_file = card_path(path)
-    _atomic_write_text(card_file, json.dumps(full_card, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(card_file, json.dumps(full_card, indent=2, sort_keys=True, default=str) + "\n")
     return card_file
 
 

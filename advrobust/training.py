@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from advrobust import data, models
+from advrobust.files import check_choice
 from attacks._tensorflow import keras, tf
 
 WEIGHT_CHOICES_HELP = "imagenet | none | PATH | pretrained-run"
@@ -111,11 +112,11 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        data.check_choice(self.dataset, data.DATASETS, "dataset")
-        data.check_choice(self.model, models.MODELS, "model")
-        data.check_choice(self.vgg_mode, models.VGG_MODES, "VGG-19 mode")
+        check_choice(self.dataset, data.DATASETS, "dataset")
+        check_choice(self.model, models.MODELS, "model")
+        check_choice(self.vgg_mode, models.VGG_MODES, "VGG-19 mode")
         if self.pretrain_dataset is not None:
-            data.check_choice(self.pretrain_dataset, data.DATASETS, "dataset")
+            check_choice(self.pretrain_dataset, data.DATASETS, "dataset")
         for name in ("epochs", "batch_size", "pretrain_epochs", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -30,6 +30,7 @@ import numpy as np
 
 import advrobust  # noqa: F401  (Keras 2 before TensorFlow)
 from advrobust import models
+from advrobust.files import atomic_write_text
 from attacks import fgsm, pgd
 from attacks._tensorflow import keras, tf
 
@@ -167,12 +168,7 @@ def main() -> None:
                     "tensorflow": tf.__version__},
         "rows": rows,
     }
-    out_path = Path(args.out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out_path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(temporary, out_path)
-    print(f"\nwrote {out_path}")
+    print(f"\nwrote {atomic_write_text(args.out, json.dumps(result, indent=2) + chr(10))}")
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def test_save_load_round_trip_gives_identical_predictions_and_a_card(cnn, tmp_pa
     assert card_file.name == "m.card.json" and card == models.load_card(tmp_path / "m.keras")
     assert card["dataset"] == "mnist" and card["parameters"] == cnn.count_params()
     assert {"tensorflow", "tf_keras", "neural-structured-learning", "numpy", "python"} <= set(card["library_versions"])
-    assert not list(tmp_path.glob("*.tmp*")), "temporary files left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.card.json", "m.keras"], "temporary files left behind"
 
 
 def test_save_requires_keras_suffix(cnn, tmp_path):
