@@ -31,6 +31,9 @@ from attacks import losses, norms, validation
 from attacks._tensorflow import tf
 
 DEFAULT_BATCH_SIZE = 512
+# Compiled loops kept per model. A caller passing a fresh lambda as loss on every call
+# would otherwise add a traced graph per call; the oldest are dropped beyond this.
+MAX_COMPILED_PER_MODEL = 16
 _COMPILED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
 
@@ -134,6 +137,8 @@ def _compiled(model: Any, static: _Static):
     except TypeError:  # not weak-referenceable (e.g. a bound method): compile per call
         per_model = {}
     if static not in per_model:
+        if len(per_model) >= MAX_COMPILED_PER_MODEL:
+            del per_model[next(iter(per_model))]
         per_model[static] = _build(validation.inference_fn(model), static)
     return per_model[static]
 
