@@ -7,6 +7,7 @@ accuracy is the clean accuracy.
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -15,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from advrobust.stats import wilson_interval
-from attacks import AttackSpec
+from attacks import AttackSpec, get_attack
 from attacks._tensorflow import tf
 from attacks.norms import canonical_norm
 from attacks.validation import inference_fn
@@ -64,10 +65,14 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
 
     ``attack`` is any name in ``attacks.ATTACKS``; ``params`` are its keyword arguments
     (besides ``eps`` and ``norm``). Work proceeds in chunks of ``batch_size`` examples
-    (default 500), all epsilons at once per chunk, with a progress bar.
+    (default 500), all epsilons at once per chunk, with a progress bar. Attacks that
+    take ``early_stop`` get ``early_stop=True`` unless ``params`` says otherwise.
     """
     params = dict(params or {})
     norm = canonical_norm(norm)
+    if "early_stop" in inspect.signature(get_attack(attack)).parameters:
+        # Only robust accuracy is needed here: stop on fooled examples (same accuracy, less work).
+        params.setdefault("early_stop", True)
     spec = AttackSpec(attack, {**params, "norm": norm})
     epsilons_array = np.asarray(epsilons, dtype=np.float64)
     chunk = batch_size or DEFAULT_CHUNK

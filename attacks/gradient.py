@@ -23,6 +23,11 @@ seed
     Seeds the random start; the same seed (and batch_size) gives the same result.
 batch_size
     Examples per compiled call (default 512); K*N stacked examples are split into batches.
+early_stop
+    (bim, pgd, mim) Stop iterating on an example once it is misclassified (on target), and
+    let further restarts attack only the examples still standing. Robust accuracy is the
+    same, the work is less; the returned point is then the first successful iterate, not
+    the highest-loss one (use the default ``False`` to generate training examples).
 
 Errors: ValueError or TypeError naming the bad value (NaN in x, x outside clip, length
 mismatch, labels outside the model's classes, negative eps, steps < 1, unknown norm or
@@ -42,7 +47,7 @@ Clip = tuple[float, float] | None
 def pgd(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", steps: int = 40,
         step_size: float | None = None, random_start: bool = True, restarts: int = 1,
         targeted: bool = False, loss: Any = "ce", clip: Clip = (0.0, 1.0), seed: int | None = None,
-        batch_size: int | None = None):
+        batch_size: int | None = None, early_stop: bool = False):
     """Projected gradient descent (Madry et al. 2018), with restarts.
 
     ``steps`` steps of size ``step_size`` (default ``2.5 * eps / steps``) from a uniform
@@ -52,25 +57,25 @@ def pgd(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", steps: int =
     """
     return loop.run(model, x, y, eps=eps, norm=norm, steps=steps, step_size=step_size,
                     random_start=random_start, restarts=restarts, targeted=targeted, loss=loss,
-                    clip=clip, seed=seed, batch_size=batch_size)
+                    clip=clip, seed=seed, batch_size=batch_size, early_stop=early_stop)
 
 
 def bim(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", steps: int = 10,
         step_size: float | None = None, targeted: bool = False, loss: Any = "ce",
-        clip: Clip = (0.0, 1.0), batch_size: int | None = None):
+        clip: Clip = (0.0, 1.0), batch_size: int | None = None, early_stop: bool = False):
     """Basic iterative method (Kurakin et al. 2017): PGD from ``x`` itself, no random start.
 
     Deterministic. ``step_size`` defaults to ``2.5 * eps / steps``. Returns ``x_adv``.
     """
     return loop.run(model, x, y, eps=eps, norm=norm, steps=steps, step_size=step_size,
                     random_start=False, targeted=targeted, loss=loss, clip=clip, seed=0,
-                    batch_size=batch_size)
+                    batch_size=batch_size, early_stop=early_stop)
 
 
 def mim(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", steps: int = 10,
         step_size: float | None = None, decay: float = 1.0, random_start: bool = False,
         restarts: int = 1, targeted: bool = False, loss: Any = "ce", clip: Clip = (0.0, 1.0),
-        seed: int | None = None, batch_size: int | None = None):
+        seed: int | None = None, batch_size: int | None = None, early_stop: bool = False):
     """Momentum iterative method (Dong et al. 2018).
 
     Accumulates ``m = decay * m + g / ||g||_1`` and steps along the norm's steepest
@@ -79,8 +84,8 @@ def mim(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", steps: int =
     """
     return loop.run(model, x, y, eps=eps, norm=norm, steps=steps, step_size=step_size,
                     rel_step_size=1.0, random_start=random_start, restarts=restarts,
-                    targeted=targeted, loss=loss, decay=decay if decay > 0 else 0.0, clip=clip,
-                    seed=seed, batch_size=batch_size)
+                    targeted=targeted, loss=loss, decay=decay, clip=clip,
+                    seed=seed, batch_size=batch_size, early_stop=early_stop)
 
 
 def fgsm(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", targeted: bool = False,

@@ -34,6 +34,7 @@ DEFAULT_BATCH_SIZE = 512
 # Compiled loops kept per model. A caller passing a fresh lambda as loss on every call
 # would otherwise add a traced graph per call; the oldest are dropped beyond this.
 MAX_COMPILED_PER_MODEL = 16
+EARLY_STOP_SEGMENT = 5  # steps between removals of fooled examples (early_stop=True)
 _COMPILED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
 
@@ -66,18 +67,40 @@ def better_of(best: tuple, candidate: tuple) -> tuple:
             best_success | success)
 
 
+def _clip(x_t: tf.Tensor, clip: tuple[float, float] | None) -> tf.Tensor:
+    return x_t if clip is None else tf.clip_by_value(x_t, clip[0], clip[1])
+
+
+def start_point(x: tf.Tensor, eps: tf.Tensor, *, norm: str, random: bool, seed: tf.Tensor,
+                clip: tuple[float, float] | None) -> tf.Tensor:
+    """The first iterate: ``x`` itself, or a uniform random point of the eps-ball around
+    it (stateless ``seed``), kept inside ``clip``."""
+    if not random:
+        return x
+    delta = norms.random_start(tf.shape(x), eps, norm, seed, x.dtype)
+    return _clip(x + norms.project(delta, eps, norm), clip)
+
+
 def _build(logits_fn: Callable, static: _Static) -> tf.types.experimental.GenericFunction:
+    """Compile ``steps`` iterations from a given iterate and momentum.
+
+    The compiled function maps (x, x_t, velocity, y, eps, step_size, steps, decay) to
+    (x_best, objective, success, x_t, velocity): the best (or, without keep_best, the
+    last) iterate with its score, and the state to continue from.
+    """
     loss_fn = losses.get_loss(static.loss)
     sign = -1.0 if static.targeted else 1.0
     dtype = tf.as_dtype(static.dtype)
+    image = tf.TensorSpec((None, *static.example_shape), dtype)
     signature = [
-        tf.TensorSpec((None, *static.example_shape), dtype),  # x
-        tf.TensorSpec((None,), tf.int64),                     # y (targets when targeted)
-        tf.TensorSpec((None,), dtype),                        # eps per example
-        tf.TensorSpec((None,), dtype),                        # step size per example
-        tf.TensorSpec((), tf.int32),                          # steps
-        tf.TensorSpec((), dtype),                             # momentum decay
-        tf.TensorSpec((2,), tf.int64),                        # stateless seed
+        image,                             # x, the clean inputs
+        image,                             # x_t, the iterate to start from
+        image,                             # velocity (momentum state)
+        tf.TensorSpec((None,), tf.int64),  # y (targets when targeted)
+        tf.TensorSpec((None,), dtype),     # eps per example
+        tf.TensorSpec((None,), dtype),     # step size per example
+        tf.TensorSpec((), tf.int32),       # steps
+        tf.TensorSpec((), dtype),          # momentum decay
     ]
 
     def objective_and_success(x_t, y):
@@ -87,21 +110,10 @@ def _build(logits_fn: Callable, static: _Static) -> tf.types.experimental.Generi
         success = tf.equal(predicted, y) if static.targeted else tf.not_equal(predicted, y)
         return objective, success
 
-    def finish(x, delta):
-        x_t = x + delta
-        if static.clip is not None:
-            x_t = tf.clip_by_value(x_t, static.clip[0], static.clip[1])
-        return x_t
-
     @tf.function(input_signature=signature, reduce_retracing=True)
-    def attack(x, y, eps, step_size, steps, decay, seed):
-        delta = tf.zeros_like(x)
-        if static.random_start:
-            delta = norms.random_start(tf.shape(x), eps, static.norm, seed, dtype)
-        x_t = finish(x, norms.project(delta, eps, static.norm))
+    def attack(x, x_t, velocity, y, eps, step_size, steps, decay):
         n = tf.shape(x)[0]
         best = (x_t, tf.fill([n], tf.constant(-np.inf, dtype)), tf.zeros([n], tf.bool))
-        velocity = tf.zeros_like(x)
         alpha = tf.reshape(step_size, tf.concat([[n], tf.ones([tf.rank(x) - 1], tf.int32)], 0))
 
         for _ in tf.range(steps):
@@ -118,16 +130,50 @@ def _build(logits_fn: Callable, static: _Static) -> tf.types.experimental.Generi
                 velocity = decay * velocity + gradient / l1
                 gradient = velocity
             delta = (x_t - x) + alpha * norms.steepest_step(gradient, static.norm)
-            x_t = finish(x, norms.project(delta, eps, static.norm))
+            x_t = _clip(x + norms.project(delta, eps, static.norm), static.clip)
 
         if static.keep_best:
-            return better_of(best, (x_t, *objective_and_success(x_t, y)))
+            return (*better_of(best, (x_t, *objective_and_success(x_t, y))), x_t, velocity)
         if static.score_last:
-            return (x_t, *objective_and_success(x_t, y))
+            return (x_t, *objective_and_success(x_t, y), x_t, velocity)
         # A single run without best-iterate tracking needs no score: skip a forward pass.
-        return x_t, tf.zeros([n], dtype), tf.zeros([n], tf.bool)
+        return x_t, tf.zeros([n], dtype), tf.zeros([n], tf.bool), x_t, velocity
 
     return attack
+
+
+def _attack_batch(attack, x, y, eps, step_size, *, static: _Static, steps: int, decay: float,
+                  seed: tf.Tensor, early_stop: bool, segment: int):
+    """One restart on one batch; returns (x_best, objective, success) tensors.
+
+    With ``early_stop`` the steps run in segments of ``segment``; after each, examples
+    already successful leave the batch, so later segments cost less. Examples that stay
+    follow exactly the trajectory they would have followed without early stopping.
+    """
+    x_t = start_point(x, eps, norm=static.norm, random=static.random_start, seed=seed, clip=static.clip)
+    velocity = tf.zeros_like(x)
+    decay_t = tf.constant(decay, x.dtype)
+    if not early_stop:
+        return attack(x, x_t, velocity, y, eps, step_size, tf.constant(steps, tf.int32), decay_t)[:3]
+
+    best_x, best_objective, best_success = x_t.numpy(), None, None
+    x_t, velocity = x_t.numpy(), velocity.numpy()
+    x, y, eps, step_size = x.numpy(), y.numpy(), eps.numpy(), step_size.numpy()
+    best_objective = np.full(len(x), -np.inf, x.dtype)
+    best_success = np.zeros(len(x), bool)
+    active = np.arange(len(x))
+    left = steps
+    while left > 0 and active.size:
+        run_steps = min(segment, left)
+        out = attack(*(tf.constant(a[active]) for a in (x, x_t, velocity, y, eps, step_size)),
+                     tf.constant(run_steps, tf.int32), decay_t)
+        merged = better_of((tf.constant(best_x[active]), tf.constant(best_objective[active]),
+                            tf.constant(best_success[active])), out[:3])
+        best_x[active], best_objective[active], best_success[active] = (t.numpy() for t in merged)
+        x_t[active], velocity[active] = out[3].numpy(), out[4].numpy()
+        active = active[~best_success[active]]
+        left -= run_steps
+    return tf.constant(best_x), tf.constant(best_objective), tf.constant(best_success)
 
 
 def _compiled(model: Any, static: _Static):
@@ -146,14 +192,17 @@ def _compiled(model: Any, static: _Static):
 def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any = "inf", steps: int = 40,
         step_size: float | None = None, rel_step_size: float = 2.5, random_start: bool = True,
         restarts: int = 1, targeted: bool = False, loss: Any = "ce", decay: float = 0.0,
-        keep_best: bool = True, clip: tuple[float, float] | None = (0.0, 1.0), seed: int | None = None,
-        batch_size: int | None = None):
+        keep_best: bool = True, early_stop: bool = False, clip: tuple[float, float] | None = (0.0, 1.0),
+        seed: int | None = None, batch_size: int | None = None):
     """Run the shared gradient loop; the public attacks are presets of this function.
 
     Returns ``x_adv`` with the dtype and array type of ``x`` (NumPy in, NumPy out; tensor
     in, tensor out): shaped like ``x`` for a scalar ``eps``, (K, N, ...) for K epsilons.
     Every ``x_adv`` is within ``eps`` of ``x`` in the chosen norm and inside ``clip``.
-    ``step_size=None`` uses ``rel_step_size * eps / steps`` for each epsilon. See
+    ``step_size=None`` uses ``rel_step_size * eps / steps`` for each epsilon.
+    ``early_stop`` (needs ``keep_best``) stops iterating on an example once it is
+    misclassified (on target): the same robust accuracy, less work, but the returned
+    point is the first successful one found, not the highest-loss one. See
     :func:`attacks.pgd` for the other arguments.
     """
     is_tensor = isinstance(x, (tf.Tensor, tf.Variable))
@@ -173,6 +222,8 @@ def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any =
     if not 0.0 <= float(decay) <= 10.0:
         raise ValueError(f"decay must be in [0, 10], got {decay!r}")
     losses.get_loss(loss)
+    if early_stop and not keep_best:
+        raise ValueError("early_stop=True needs keep_best=True")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise TypeError(f"seed must be an int or None, got {seed!r}")
 
@@ -208,8 +259,23 @@ def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any =
         best = None
         for restart in range(restarts):
             seed_tensor = tf.constant([base_seed, start * restarts + restart], tf.int64)
-            candidate = attack(*args, tf.constant(steps, tf.int32), tf.constant(decay, dtype), seed_tensor)
-            best = candidate if best is None else better_of(best, candidate)
+            todo = None
+            if early_stop and best is not None:
+                # AutoAttack's habit: a restart only attacks the examples still standing.
+                todo = np.flatnonzero(~best[2].numpy())
+                if not todo.size:
+                    break
+            batch_args = args if todo is None else [tf.gather(a, todo) for a in args]
+            candidate = _attack_batch(attack, *batch_args, static=static, steps=steps, decay=decay,
+                                      seed=seed_tensor, early_stop=early_stop, segment=EARLY_STOP_SEGMENT)
+            if best is None:
+                best = candidate
+            elif todo is None:
+                best = better_of(best, candidate)
+            else:
+                merged = better_of(tuple(tf.gather(t, todo) for t in best), candidate)
+                index = tf.constant(todo[:, None])
+                best = tuple(tf.tensor_scatter_nd_update(t, index, m) for t, m in zip(best, merged))
         out[rows] = best[0].numpy()
 
     result = out.reshape(k, *x_np.shape)

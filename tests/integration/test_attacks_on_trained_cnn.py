@@ -65,3 +65,12 @@ def test_targeted_pgd_reaches_targets_on_the_cnn(trained_mnist_cnn):
     x_adv = pgd(model, x[:200], targets, eps=0.3, steps=40, targeted=True, seed=0)
     hit = np.mean(np.argmax(model.predict(x_adv, verbose=0), axis=1) == targets)
     assert hit > 0.9
+
+
+def test_early_stop_gives_the_same_robust_accuracy(trained_mnist_cnn):
+    model, x, y = trained_mnist_cnn
+    for eps in (0.05, 0.1):
+        full = accuracy(model, pgd(model, x, y, eps=eps, steps=20, seed=0), y)
+        early = accuracy(model, pgd(model, x, y, eps=eps, steps=20, seed=0, early_stop=True), y)
+        # Survivors follow the same trajectory; batch composition may move a float by 1 ulp.
+        assert abs(full - early) <= 1 / len(x), (eps, full, early)

@@ -257,3 +257,42 @@ def test_compiled_loops_per_model_are_bounded():
     for _ in range(loop.MAX_COMPILED_PER_MODEL + 5):  # a fresh lambda each call: a new graph each time
         fgsm(model, X2, Y2, eps=0.1, loss=lambda logits, y: -tf.gather(logits, y, batch_dims=1))
     assert len(loop._COMPILED[model]) == loop.MAX_COMPILED_PER_MODEL
+
+
+def test_mim_rejects_negative_decay(model):
+    with pytest.raises(ValueError, match=r"decay must be in \[0, 10\]"):
+        mim(model, X2, Y2, eps=0.1, decay=-0.5)
+
+
+@pytest.mark.parametrize("name", ["pgd", "bim", "mim"])
+def test_early_stop_keeps_the_outcome_and_the_trajectory_of_survivors(model, name):
+    rng = np.random.default_rng(1)
+    x = rng.random((200, 2), dtype=np.float32)
+    y = np.argmax(model(x).numpy(), axis=1)  # all correct at the start
+    extra = {"seed": 4} if name != "bim" else {}
+    full = ATTACKS[name](model, x, y, eps=0.15, steps=12, **extra)
+    early = ATTACKS[name](model, x, y, eps=0.15, steps=12, early_stop=True, **extra)
+    fooled_full = np.argmax(model(full).numpy(), axis=1) != y
+    fooled_early = np.argmax(model(early).numpy(), axis=1) != y
+    assert 0 < fooled_full.sum() < len(x)  # a mix, so both branches are exercised
+    np.testing.assert_array_equal(fooled_early, fooled_full)
+    # Survivors ran the same steps from the same start: the same point.
+    np.testing.assert_allclose(early[~fooled_full], full[~fooled_full], atol=1e-6)
+    assert np.abs(early - x).max() <= 0.15 + 1e-6
+
+
+def test_early_stop_restarts_only_attack_survivors(model):
+    rng = np.random.default_rng(2)
+    x = rng.random((100, 2), dtype=np.float32)
+    y = np.argmax(model(x).numpy(), axis=1)
+    one = pgd(model, x, y, eps=0.1, steps=3, restarts=1, seed=0, early_stop=True)
+    three = pgd(model, x, y, eps=0.1, steps=3, restarts=3, seed=0, early_stop=True)
+    fooled = lambda x_adv: np.argmax(model(x_adv).numpy(), axis=1) != y
+    assert fooled(three).sum() >= fooled(one).sum()
+    # Points fooled by the first restart are kept as they were.
+    np.testing.assert_array_equal(three[fooled(one)], one[fooled(one)])
+
+
+def test_early_stop_needs_keep_best(model):
+    with pytest.raises(ValueError, match="early_stop=True needs keep_best=True"):
+        loop.run(model, X2, Y2, eps=0.1, keep_best=False, early_stop=True)

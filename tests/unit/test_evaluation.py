@@ -65,7 +65,7 @@ def test_cli_attack_prints_and_writes_json(tmp_path, capsys):
                        "--out", str(out)])
     assert status == 0
     record = json.loads(out.read_text())
-    assert record["attack"] == "pgd" and record["params"] == {"steps": 3, "seed": 0}
+    assert record["attack"] == "pgd" and record["params"] == {"steps": 3, "seed": 0, "early_stop": True}
     assert record["n_examples"] == 20 and len(record["robust_accuracy"]) == 2
     assert record["robust_accuracy"][0] == record["clean_accuracy"]
     assert "robust acc" in capsys.readouterr().out
