@@ -156,8 +156,8 @@ def _attack_batch(attack, x, y, eps, step_size, *, static: _Static, steps: int, 
     if not early_stop:
         return attack(x, x_t, velocity, y, eps, step_size, tf.constant(steps, tf.int32), decay_t)[:3]
 
-    best_x, best_objective, best_success = x_t.numpy(), None, None
-    x_t, velocity = x_t.numpy(), velocity.numpy()
+    best_x = x_t.numpy()
+    x_t, velocity = best_x.copy(), velocity.numpy()
     x, y, eps, step_size = x.numpy(), y.numpy(), eps.numpy(), step_size.numpy()
     best_objective = np.full(len(x), -np.inf, x.dtype)
     best_success = np.zeros(len(x), bool)
