@@ -39,6 +39,11 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=1)
     parser.add_argument("--pretrain-subset", type=int, default=12000)
     parser.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs")
+    parser.add_argument("--defense", default="none",
+                        help="none | nsl | pgd_at | trades | fgsm_rs (training-time defense)")
+    parser.add_argument("--eps", type=float, default=None,
+                        help="defense radius (L-inf; default per preset/dataset: 0.3 MNIST, 0.1 Fashion-MNIST)")
+    parser.add_argument("--preset", default=None, help="defense preset (see defenses.nsl / adversarial_training)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None, help="folder with the dataset files")
     parser.add_argument("--out", required=True, help="output folder")
@@ -56,7 +61,9 @@ def _run_train(args: argparse.Namespace) -> int:
         image_size=args.image_size, trainable_blocks=args.trainable_blocks, base_blocks=args.vgg_blocks, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, train_subset=args.train_subset,
         patience=args.patience, seed=args.seed, pretrain_epochs=args.pretrain_epochs,
-        pretrain_subset=args.pretrain_subset)
+        pretrain_subset=args.pretrain_subset,
+        **({} if args.defense == "none" and args.eps is None and args.preset is None else
+           {"defense": args.defense, "defense_eps": args.eps, "preset": args.preset}))
     training.train(config, args.out, data_dir=args.data_dir, verbose=2)
     return 0
 
@@ -119,6 +126,57 @@ def _run_attack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run", help="the main job: train or load models, robust-accuracy curves, checks, report",
+        description="Run a comparison config (TOML; see experiments/). Without CONFIG, the embedded quick "
+                    "default: baseline CNN, NSL-CNN and VGG-19 transfer on Fashion-MNIST under FGSM and PGD. "
+                    "Writes OUT/results.json, results.csv, report.html, report.md and figures/. Finished "
+                    "work is committed unit by unit to OUT/store.sqlite; --resume continues a run.")
+    parser.add_argument("config", nargs="?", default=None, help="run config (.toml); default: the quick run")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--resume", action="store_true", help="continue a run in OUT, keeping finished work")
+    parser.add_argument("--data-dir", default=None, help="folder with the dataset files")
+    parser.add_argument("--no-report", action="store_true", help="skip report.html/report.md")
+    parser.add_argument("--show-default", action="store_true", help="print the default config and exit")
+    parser.set_defaults(handler=_run_run)
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from advrobust import config, runner
+
+    if args.show_default:
+        print(config.default_text(), end="")
+        return 0
+    run_config = config.load(args.config)
+    results = runner.run(run_config, args.out, resume=args.resume, data_dir=args.data_dir,
+                         report=not args.no_report)
+    print(f"results: {args.out}/results.json, {args.out}/results.csv"
+          + ("" if args.no_report else f"; report: {args.out}/report.html"))
+    # A failed sanity check is a finding about a model (shown in the summary and report),
+    # not an error of the run: the exit status stays 0.
+    return 0
+
+
+def _add_report(subparsers) -> None:
+    parser = subparsers.add_parser("report", help="rebuild report.html and report.md from DIR/results.json")
+    parser.add_argument("dir", help="a run folder (holding results.json)")
+    parser.set_defaults(handler=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from advrobust.reporting import build_report
+
+    if not (Path(args.dir) / "results.json").is_file():
+        raise FileNotFoundError(f"{args.dir}/results.json does not exist; run `advrobust run --out {args.dir}` first")
+    for name, path in build_report(args.dir).items():
+        if name in ("html", "markdown", "report.html", "report.md") or str(path).endswith((".html", ".md")):
+            print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``advrobust`` with all its subcommands."""
     parser = argparse.ArgumentParser(
@@ -127,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="subcommands", dest="command", required=True)
     _add_train(subparsers)
     _add_attack(subparsers)
+    _add_run(subparsers)
+    _add_report(subparsers)
     return parser
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from advrobust.stats import wilson_interval
 from attacks import AttackSpec, get_attack
 from attacks._tensorflow import tf
+from attacks.losses import cross_entropy
 from attacks.norms import canonical_norm
 from attacks.validation import inference_fn
 
@@ -43,6 +44,7 @@ class Curve:
     clean_accuracy: float
     seconds: float
     robust_mask: np.ndarray = field(repr=False)  # (K, N) bool: robust at each eps
+    clean_mask: np.ndarray = field(repr=False)  # (N,) bool: correct on the clean example
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (lists, no masks)."""
@@ -58,15 +60,42 @@ def _predict(logits_fn, x: np.ndarray, batch_size: int) -> np.ndarray:
                            for i in range(0, len(x), batch_size)]) if len(x) else np.zeros(0, np.int64)
 
 
+class UnitCache(Protocol):
+    """Where finished units (attack x batch, all epsilons) are kept; see advrobust.store."""
+
+    def get(self, attack: str, batch: int) -> tuple[np.ndarray, np.ndarray, float] | None: ...
+
+    def put(self, attack: str, batch: int, epsilons: list[float], clean: np.ndarray, robust: np.ndarray,
+            seconds: float) -> None: ...
+
+
+def _curve(attack: str, norm: str, params: dict[str, Any], epsilons: np.ndarray, clean: np.ndarray,
+           robust: np.ndarray, seconds: float) -> Curve:
+    n = robust.shape[1]
+    counts = robust.sum(axis=1)
+    low, high = wilson_interval(counts, n)
+    return Curve(attack=attack, norm=norm, params=params, epsilons=epsilons,
+                 robust_accuracy=counts / max(n, 1), ci95_low=low, ci95_high=high, n_examples=n,
+                 clean_accuracy=float(clean.mean()) if n else float("nan"), seconds=seconds, robust_mask=robust,
+                 clean_mask=clean)
+
+
 def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: str = "pgd",
                           epsilons: Sequence[float], norm: Any = "inf", params: dict[str, Any] | None = None,
-                          batch_size: int | None = None, progress: bool = True) -> Curve:
+                          batch_size: int | None = None, progress: bool = True, source_model: Any = None,
+                          cache: UnitCache | None = None, cache_key: str | None = None) -> Curve:
     """Attack ``x`` at every epsilon and return the robust-accuracy :class:`Curve`.
 
     ``attack`` is any name in ``attacks.ATTACKS``; ``params`` are its keyword arguments
     (besides ``eps`` and ``norm``). Work proceeds in chunks of ``batch_size`` examples
     (default 500), all epsilons at once per chunk, with a progress bar. Attacks that
     take ``early_stop`` get ``early_stop=True`` unless ``params`` says otherwise.
+
+    ``source_model``: craft the adversarial examples on this model and evaluate them on
+    ``model`` (a transfer, i.e. black-box, attack). ``cache``: each chunk is a unit of
+    work, looked up in the cache under ``cache_key`` (default: the attack spec's JSON)
+    and the chunk index before it is computed, and stored there when done; ``seconds``
+    then sums the units' own compute times.
     """
     params = dict(params or {})
     norm = canonical_norm(norm)
@@ -74,23 +103,110 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
         # Only robust accuracy is needed here: stop on fooled examples (same accuracy, less work).
         params.setdefault("early_stop", True)
     spec = AttackSpec(attack, {**params, "norm": norm})
+    key = cache_key or spec.to_json()
     epsilons_array = np.asarray(epsilons, dtype=np.float64)
+    k = len(epsilons_array)
     chunk = batch_size or DEFAULT_CHUNK
     logits_fn = inference_fn(model)
-    started = time.perf_counter()
-    clean_correct = _predict(logits_fn, x, chunk) == y
-    robust = np.zeros((len(epsilons_array), len(x)), dtype=bool)
-    with tqdm(total=len(x), desc=f"{attack} ({len(epsilons_array)} eps)", unit="img", disable=not progress,
-              leave=False) as bar:
-        for start in range(0, len(x), chunk):
+    clean = np.zeros(len(x), dtype=bool)
+    robust = np.zeros((k, len(x)), dtype=bool)
+    seconds = 0.0
+    with tqdm(total=len(x), desc=f"{attack} ({k} eps)", unit="img", disable=not progress, leave=False) as bar:
+        for batch, start in enumerate(range(0, len(x), chunk)):
             rows = slice(start, start + chunk)
-            adversarial = spec(model, x[rows], y[rows], eps=list(epsilons_array))
-            for index in range(len(epsilons_array)):
-                robust[index, rows] = (_predict(logits_fn, adversarial[index], chunk) == y[rows]) & clean_correct[rows]
-            bar.update(len(x[rows]))
-    counts = robust.sum(axis=1)
-    low, high = wilson_interval(counts, len(x))
-    return Curve(attack=attack, norm=norm, params=params, epsilons=epsilons_array,
-                 robust_accuracy=counts / max(len(x), 1), ci95_low=low, ci95_high=high, n_examples=len(x),
-                 clean_accuracy=float(clean_correct.mean()) if len(x) else float("nan"),
-                 seconds=time.perf_counter() - started, robust_mask=robust)
+            n_rows = len(x[rows])
+            found = cache.get(key, batch) if cache is not None else None
+            if found is not None and found[1].shape == (k, n_rows):
+                clean[rows] = found[0]
+                robust[:, rows] = found[1]
+                seconds += found[2]
+            else:
+                started = time.perf_counter()
+                clean[rows] = _predict(logits_fn, x[rows], chunk) == y[rows]
+                adversarial = spec(source_model if source_model is not None else model, x[rows], y[rows],
+                                   eps=list(epsilons_array))
+                for index in range(k):
+                    robust[index, rows] = (_predict(logits_fn, adversarial[index], chunk) == y[rows]) & clean[rows]
+                elapsed = time.perf_counter() - started
+                seconds += elapsed
+                if cache is not None:
+                    cache.put(key, batch, epsilons_array.tolist(), clean[rows], robust[:, rows], elapsed)
+            bar.update(n_rows)
+    return _curve(attack, norm, params, epsilons_array, clean, robust, seconds)
+
+
+def worst_case(curves: Sequence[Curve]) -> Curve:
+    """Per example and eps, robust only if robust under every curve's attack.
+
+    The curves must share epsilons, norm and examples. Returns a :class:`Curve` with
+    attack ``"worst_case"`` (params list the attacks), its intervals and masks.
+    """
+    if not curves:
+        raise ValueError("worst_case needs at least one curve")
+    first = curves[0]
+    for curve in curves[1:]:
+        if curve.norm != first.norm or curve.robust_mask.shape != first.robust_mask.shape \
+                or not np.array_equal(curve.epsilons, first.epsilons):
+            raise ValueError("worst_case needs curves over the same epsilons, norm and examples")
+    robust = np.logical_and.reduce([curve.robust_mask for curve in curves])
+    return _curve("worst_case", first.norm, {"attacks": [curve.attack for curve in curves]}, first.epsilons,
+                  first.clean_mask, robust, sum(curve.seconds for curve in curves))
+
+
+@dataclass(frozen=True)
+class ModelEvaluation:
+    """Every attack's curve on one model, and their per-example worst case."""
+
+    clean_accuracy: float
+    n_examples: int
+    curves: tuple[Curve, ...]
+    worst_case: Curve
+
+
+def evaluate(models: Mapping[str, Any], x: np.ndarray, y: np.ndarray, *,
+             attacks: Sequence[str | tuple[str, dict[str, Any]]], epsilons: Sequence[float], norm: Any = "inf",
+             batch_size: int | None = None, caches: Mapping[str, UnitCache] | None = None,
+             progress: bool = True) -> dict[str, ModelEvaluation]:
+    """Robust accuracy of every model under every attack at every epsilon.
+
+    ``models`` maps names to logits models; ``attacks`` are names or ``(name, params)``
+    pairs; all run on the same ``x, y``. ``caches`` (optional, per model name) make every
+    attacked chunk a resumable unit (see :func:`robust_accuracy_curve`). Returns
+    ``{name: ModelEvaluation}`` in the order of ``models``.
+    """
+    pairs = [(attack, {}) if isinstance(attack, str) else (attack[0], dict(attack[1])) for attack in attacks]
+    if not pairs:
+        raise ValueError("evaluate needs at least one attack")
+    results = {}
+    for name, model in models.items():
+        cache = (caches or {}).get(name)
+        curves = tuple(robust_accuracy_curve(model, x, y, attack=attack, epsilons=epsilons, norm=norm,
+                                             params=params, batch_size=batch_size, progress=progress, cache=cache)
+                       for attack, params in pairs)
+        results[name] = ModelEvaluation(clean_accuracy=curves[0].clean_accuracy, n_examples=len(x), curves=curves,
+                                        worst_case=worst_case(curves))
+    return results
+
+
+def input_gradient_norms(model: Any, x: np.ndarray, y: np.ndarray, *, batch_size: int = DEFAULT_CHUNK) -> np.ndarray:
+    """L1 norm of the cross-entropy gradient with respect to each input, (N,) >= 0.
+
+    Computed in inference mode on the clean ``x``; NaN/Inf pass through (a check
+    reports them).
+    """
+    logits_fn = inference_fn(model)
+    norms = []
+    for start in range(0, len(x), batch_size):
+        x_batch = tf.constant(x[start:start + batch_size])
+        with tf.GradientTape() as tape:
+            tape.watch(x_batch)
+            loss = cross_entropy(logits_fn(x_batch), tf.constant(y[start:start + batch_size]))
+        gradient = tape.gradient(loss, x_batch)
+        norms.append(tf.reduce_sum(tf.abs(tf.reshape(gradient, [tf.shape(gradient)[0], -1])), axis=1).numpy())
+    return np.concatenate(norms) if norms else np.zeros(0)
+
+
+def logits_of(model: Any, x: np.ndarray, *, batch_size: int = DEFAULT_CHUNK) -> np.ndarray:
+    """The model's raw outputs for ``x`` in inference mode, (N, C)."""
+    logits_fn = inference_fn(model)
+    return np.concatenate([logits_fn(tf.constant(x[i:i + batch_size])).numpy() for i in range(0, len(x), batch_size)])

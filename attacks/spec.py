@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from attacks.gradient import bim, fgsm, mim, pgd
+from attacks.noise import random_noise
 
-ATTACKS: dict[str, Callable[..., Any]] = {"fgsm": fgsm, "bim": bim, "pgd": pgd, "mim": mim}
+ATTACKS: dict[str, Callable[..., Any]] = {"fgsm": fgsm, "bim": bim, "pgd": pgd, "mim": mim,
+                                          "noise": random_noise}
 
 
 def get_attack(name: str) -> Callable[..., Any]:

@@ -1,0 +1,311 @@
+"""Run configurations: TOML text -> frozen, validated dataclasses, with a stable hash.
+
+A run config names the models to compare (trained by the run, or loaded from a path),
+the attacks and the epsilons. Everything is validated here, before any work starts,
+so a typo fails in a second rather than after an hour of training::
+
+    [run]
+    dataset = "fashion_mnist"     # default dataset of every model
+    norm = "inf"
+    epsilons = [0, 0.05, 0.1]
+    n_examples = 1000             # the first n test images (a model may use fewer)
+
+    [[attacks]]
+    name = "pgd"
+    params = { steps = 40 }       # keyword arguments of attacks.pgd (not eps/norm)
+
+    [[models]]
+    name = "cnn"
+    train = { model = "cnn", epochs = 2 }   # fields of advrobust.training.TrainConfig
+
+    [[models]]
+    name = "nsl-cnn"
+    baseline = "cnn"              # compared against this model in the report
+    train = { model = "cnn", defense = "nsl", preset = "quick", epochs = 2 }
+
+    [[models]]
+    name = "mine"
+    path = "saved/model.keras"    # evaluate an existing logits model (relative to the config file)
+
+:data:`DEFAULT_CONFIG` (``advrobust/configs/quick.toml``) is what ``advrobust run`` uses
+without a config file. :meth:`RunConfig.hash` is the SHA-256 of the canonical JSON of
+the resolved config: the results store refuses to mix results of different hashes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from advrobust.data import DATASETS
+from advrobust.files import check_choice
+from attacks import AttackSpec
+from attacks.norms import canonical_norm
+
+DEFAULT_CONFIG_NAME = "quick.toml"
+_RUN_KEYS = {"name", "dataset", "norm", "epsilons", "n_examples", "batch_size", "seed", "examples",
+             "large_eps", "noise_draws", "check_examples"}
+_MODEL_KEYS = {"name", "dataset", "baseline", "n_examples", "attacks", "path", "train"}
+_ATTACK_KEYS = {"name", "params"}
+_RESERVED_ATTACK_PARAMS = ("eps", "norm")
+
+
+class ConfigError(ValueError):
+    """A run config is malformed; the message names the offending key and value."""
+
+
+@dataclass(frozen=True)
+class AttackEntry:
+    """One attack of the run: a registered attack name and its keyword parameters."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def spec(self, norm: str) -> AttackSpec:
+        """The :class:`attacks.AttackSpec` of this attack at ``norm``."""
+        return AttackSpec(self.name, {**self.params, "norm": norm})
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of the run: trained by the run (``train``) or loaded (``path``)."""
+
+    name: str
+    dataset: str
+    baseline: str | None = None
+    n_examples: int | None = None  # None: the run's n_examples
+    attacks: tuple[str, ...] | None = None  # None: every attack of the run
+    path: str | None = None
+    train: dict[str, Any] | None = None
+
+    def train_config(self, seed: int):
+        """The :class:`advrobust.training.TrainConfig` of this model (validated)."""
+        from advrobust.training import TrainConfig
+
+        options = {"seed": seed, **(self.train or {})}
+        return TrainConfig(dataset=self.dataset, **options)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run: which models, which attacks, which epsilons, how many test images.
+
+    ``examples``: adversarial examples per model shown in the report. ``large_eps``: the
+    radius of the "accuracy must reach ~0" sanity check. ``noise_draws``: random-noise
+    samples per example and eps in the noise check. ``check_examples``: at most this
+    many examples per model go into the checks that run extra attacks.
+    """
+
+    models: tuple[ModelEntry, ...]
+    attacks: tuple[AttackEntry, ...]
+    epsilons: tuple[float, ...]
+    name: str = "run"
+    dataset: str = "fashion_mnist"
+    norm: str = "inf"
+    n_examples: int = 1000
+    batch_size: int = 500
+    seed: int = 0
+    examples: int = 8
+    large_eps: float | None = None  # None: 1.0 for L-inf, 10.0 for L2 (28x28 images)
+    noise_draws: int = 3
+    check_examples: int = 500
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict of the resolved config."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def hash(self) -> str:
+        """SHA-256 hex digest of the canonical JSON of :meth:`to_dict`."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def effective_large_eps(self) -> float:
+        if self.large_eps is not None:
+            return self.large_eps
+        return 1.0 if self.norm == "inf" else 10.0
+
+    def model(self, name: str) -> ModelEntry:
+        for entry in self.models:
+            if entry.name == name:
+                return entry
+        raise KeyError(name)
+
+    def n_for(self, entry: ModelEntry) -> int:
+        """Test images evaluated for ``entry``: its own n_examples, else the run's."""
+        return entry.n_examples if entry.n_examples is not None else self.n_examples
+
+    def attacks_for(self, entry: ModelEntry) -> tuple[AttackEntry, ...]:
+        """The run's attacks restricted to the ones ``entry`` names (all by default)."""
+        if entry.attacks is None:
+            return self.attacks
+        return tuple(attack for attack in self.attacks if attack.name in entry.attacks)
+
+
+def _unknown_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _float(value: Any, name: str, *, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < minimum:
+        raise ConfigError(f"{name} must be a finite number >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def _attack(table: Any, index: int) -> AttackEntry:
+    where = f"attacks[{index}]"
+    if not isinstance(table, dict) or "name" not in table:
+        raise ConfigError(f"{where} must be a table with a name, got {table!r}")
+    _unknown_keys(table, _ATTACK_KEYS, where)
+    params = dict(table.get("params", {}))
+    for reserved in _RESERVED_ATTACK_PARAMS:
+        if reserved in params:
+            raise ConfigError(f"{where}: set {reserved!r} in [run], not in an attack's params")
+    try:
+        AttackSpec(table["name"], params)  # validates the name and the parameter names
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"{where}: {error}") from None
+    return AttackEntry(name=table["name"], params=params)
+
+
+def _model(table: Any, index: int, run: dict[str, Any], attack_names: set[str], base_dir: Path | None,
+           seed: int) -> ModelEntry:
+    where = f"models[{index}]"
+    if not isinstance(table, dict) or not isinstance(table.get("name"), str) or not table["name"].strip():
+        raise ConfigError(f"{where} must be a table with a non-empty name, got {table!r}")
+    _unknown_keys(table, _MODEL_KEYS, where)
+    where = f"model {table['name']!r}"
+    dataset = table.get("dataset", run.get("dataset", "fashion_mnist"))
+    try:
+        check_choice(dataset, DATASETS, "dataset")
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    if ("path" in table) == ("train" in table):
+        raise ConfigError(f"{where}: give exactly one of path (a saved model) or train (a training config)")
+    path = table.get("path")
+    if path is not None:
+        resolved = Path(path) if base_dir is None or Path(path).is_absolute() else base_dir / path
+        if not resolved.is_file():
+            raise ConfigError(f"{where}: model file {str(resolved)!r} does not exist")
+        path = str(resolved.resolve())
+    train = table.get("train")
+    entry_attacks = table.get("attacks")
+    if entry_attacks is not None:
+        if isinstance(entry_attacks, str) or not all(isinstance(name, str) for name in entry_attacks):
+            raise ConfigError(f"{where}: attacks must be a list of attack names, got {entry_attacks!r}")
+        missing = sorted(set(entry_attacks) - attack_names)
+        if missing:
+            raise ConfigError(f"{where}: attacks {missing} are not among the run's attacks "
+                              f"({', '.join(sorted(attack_names))})")
+        entry_attacks = tuple(entry_attacks)
+    n = table.get("n_examples")
+    entry = ModelEntry(name=table["name"], dataset=dataset, baseline=table.get("baseline"),
+                       n_examples=None if n is None else _int(n, f"{where}: n_examples", 1),
+                       attacks=entry_attacks, path=path, train=dict(train) if train is not None else None)
+    if train is not None:
+        if not isinstance(train, dict):
+            raise ConfigError(f"{where}: train must be a table, got {train!r}")
+        if "dataset" in train:
+            raise ConfigError(f"{where}: set dataset on the model, not inside train")
+        try:
+            entry.train_config(seed)
+        except (ValueError, TypeError, FileNotFoundError) as error:
+            raise ConfigError(f"{where}: {error}") from None
+    return entry
+
+
+def from_dict(document: dict[str, Any], *, base_dir: str | Path | None = None) -> RunConfig:
+    """Validate a parsed TOML document and return the :class:`RunConfig`.
+
+    Raises :class:`ConfigError` naming the first problem found. ``base_dir`` resolves
+    relative model paths (the config file's folder).
+    """
+    _unknown_keys(document, {"run", "attacks", "models"}, "config")
+    run = dict(document.get("run", {}))
+    _unknown_keys(run, _RUN_KEYS, "[run]")
+    try:
+        norm = canonical_norm(run.get("norm", "inf"))
+    except ValueError as error:
+        raise ConfigError(f"[run] norm: {error}") from None
+    epsilons = run.get("epsilons")
+    if not isinstance(epsilons, list) or not epsilons:
+        raise ConfigError(f"[run] epsilons must be a non-empty list of numbers, got {epsilons!r}")
+    epsilons = tuple(_float(eps, "[run] every eps") for eps in epsilons)
+    if list(epsilons) != sorted(set(epsilons)):
+        raise ConfigError(f"[run] epsilons must be increasing without repeats, got {list(epsilons)}")
+    seed = _int(run.get("seed", 0), "[run] seed", 0)
+    attacks_tables = document.get("attacks")
+    if not isinstance(attacks_tables, list) or not attacks_tables:
+        raise ConfigError("the config needs at least one [[attacks]] table")
+    attacks = tuple(_attack(table, index) for index, table in enumerate(attacks_tables))
+    if len({attack.name for attack in attacks}) != len(attacks):
+        raise ConfigError("each attack may appear once in [[attacks]]")
+    model_tables = document.get("models")
+    if not isinstance(model_tables, list) or not model_tables:
+        raise ConfigError("the config needs at least one [[models]] table")
+    base = Path(base_dir) if base_dir is not None else None
+    models = tuple(_model(table, index, run, {a.name for a in attacks}, base, seed)
+                   for index, table in enumerate(model_tables))
+    names = [entry.name for entry in models]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"model names must be unique, got {names}")
+    for entry in models:
+        if entry.baseline is not None:
+            if entry.baseline not in names or entry.baseline == entry.name:
+                raise ConfigError(f"model {entry.name!r}: baseline {entry.baseline!r} is not another model "
+                                  f"of the run ({', '.join(names)})")
+            if models[names.index(entry.baseline)].dataset != entry.dataset:
+                raise ConfigError(f"model {entry.name!r}: its baseline {entry.baseline!r} is on another dataset")
+    large_eps = run.get("large_eps")
+    return RunConfig(
+        models=models, attacks=attacks, epsilons=epsilons, name=str(run.get("name", "run")),
+        dataset=run.get("dataset", "fashion_mnist"), norm=norm,
+        n_examples=_int(run.get("n_examples", 1000), "[run] n_examples", 1),
+        batch_size=_int(run.get("batch_size", 500), "[run] batch_size", 1), seed=seed,
+        examples=_int(run.get("examples", 8), "[run] examples", 0),
+        large_eps=None if large_eps is None else _float(large_eps, "[run] large_eps", minimum=1e-12),
+        noise_draws=_int(run.get("noise_draws", 3), "[run] noise_draws", 1),
+        check_examples=_int(run.get("check_examples", 500), "[run] check_examples", 1))
+
+
+def loads(text: str, *, base_dir: str | Path | None = None) -> RunConfig:
+    """Parse TOML ``text`` into a :class:`RunConfig` (ConfigError on any problem)."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"not valid TOML: {error}") from None
+    return from_dict(document, base_dir=base_dir)
+
+
+def load(path: str | Path | None = None) -> RunConfig:
+    """Read a config file; ``None`` reads the embedded quick default."""
+    if path is None:
+        return loads(default_text())
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    try:
+        return loads(path.read_text(encoding="utf-8"), base_dir=path.parent)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def default_text() -> str:
+    """The TOML text of the embedded quick default run."""
+    return resources.files("advrobust").joinpath("configs", DEFAULT_CONFIG_NAME).read_text(encoding="utf-8")

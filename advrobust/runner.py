@@ -1,0 +1,302 @@
+"""The main job behind ``advrobust run``: train or load every model of a config, attack
+each one at every epsilon, run the sanity checks, and write results and the report.
+
+Layout of the output folder ``DIR``::
+
+    store.sqlite             finished units (models, attacked batches): resumable
+    config.json              the resolved config and its hash
+    models/NN-NAME/          model.keras + model.card.json (+ training logs)
+    examples/NN-NAME.npz     a few clean/adversarial examples per model for the report
+    results.json, results.csv, report.html, report.md, figures/
+
+Every unit is committed when finished (see :mod:`advrobust.store`), so ``--resume``
+after a crash or ``kill -9`` recomputes only what was not finished; all other files are
+rebuilt from the store and written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advrobust import checks, data, evaluation, models, training
+from advrobust.config import AttackEntry, ModelEntry, RunConfig
+from advrobust.files import atomic_write_text
+from advrobust.store import STORE_NAME, ResultStore, UnitCache
+from attacks import AttackSpec
+from attacks._tensorflow import tf
+
+SCHEMA_VERSION = 1
+ITERATIVE = ("pgd", "mim", "bim")
+CSV_COLUMNS = ("model", "dataset", "defense", "architecture", "n_examples", "clean_accuracy", "attack", "norm",
+               "eps", "robust_accuracy", "ci95_low", "ci95_high", "seconds")
+
+
+def _log(message: str) -> None:
+    print(f"[advrobust] {message}", flush=True)
+
+
+def model_folder(index: int, name: str) -> str:
+    """A file-system-safe folder name for the ``index``-th model called ``name``."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:40] or "model"
+    return f"{index:02d}-{slug}"
+
+
+@dataclass
+class _Model:
+    entry: ModelEntry
+    folder: str
+    model: Any
+    card: dict[str, Any]
+    path: str  # relative to the run folder
+
+
+def _copy_atomic(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
+
+
+def _obtain_model(index: int, entry: ModelEntry, config: RunConfig, store: ResultStore, out: Path,
+                  data_dir: Any, verbose: int) -> _Model:
+    """Load a finished model from the store, or train / copy it and commit it."""
+    folder = model_folder(index, entry.name)
+    done = store.model(entry.name)
+    if done is not None:
+        path, card = done
+        _log(f"model {entry.name!r}: finished earlier, loading {path}")
+        return _Model(entry, folder, models.load(out / path), card, path)
+    relative = f"models/{folder}/model.keras"
+    if entry.path is not None:
+        _log(f"model {entry.name!r}: copying {entry.path}")
+        source = Path(entry.path)
+        _copy_atomic(source, out / relative)
+        source_card = models.card_path(source)
+        card = models.load_card(source) if source_card.is_file() else {}
+        card = {**card, "dataset": card.get("dataset", entry.dataset), "source_path": str(source)}
+        model = models.load(out / relative)
+    else:
+        _log(f"model {entry.name!r}: training ({json.dumps(entry.train, sort_keys=True)})")
+        trained = training.train(entry.train_config(config.seed), out / "models" / folder, data_dir=data_dir,
+                                 verbose=verbose)
+        model, card = trained["model"], trained["card"]
+    store.put_model(entry.name, relative, card)
+    return _Model(entry, folder, model, card, relative)
+
+
+def _iterative(attacks: tuple[AttackEntry, ...]) -> AttackEntry:
+    """The attack used for the extra checks and the example grid: the run's iterative one."""
+    for name in ITERATIVE:
+        for attack in attacks:
+            if attack.name == name:
+                return attack
+    return AttackEntry("pgd", {"steps": 40, "seed": 0})
+
+
+def _middle_eps(epsilons: tuple[float, ...]) -> float:
+    positive = [eps for eps in epsilons if eps > 0]
+    return positive[(len(positive) - 1) // 2] if positive else 0.0
+
+
+def _minimal_eps(worst: evaluation.Curve) -> list[float]:
+    """Per example, the smallest eps of the grid at which it is not robust; None (JSON
+    null) where it is robust at every eps of the grid."""
+    fooled = ~worst.robust_mask
+    first = np.argmax(fooled, axis=0)
+    return [float(worst.epsilons[index]) if any_fooled else None
+            for index, any_fooled in zip(first, fooled.any(axis=0))]
+
+
+def _examples(item: _Model, x: np.ndarray, y: np.ndarray, attack: AttackEntry, eps: float, norm: str,
+              count: int, out: Path) -> str | None:
+    """Attack the first ``count`` clean-correct examples; save them for the report's grid."""
+    if count == 0 or eps <= 0:
+        return None
+    predictions = np.argmax(evaluation.logits_of(item.model, x), axis=1)
+    chosen = np.flatnonzero(predictions == y)[:count]
+    if not chosen.size:
+        return None
+    params = {key: value for key, value in attack.params.items() if key != "early_stop"}
+    x_adv = AttackSpec(attack.name, {**params, "norm": norm})(item.model, x[chosen], y[chosen], eps=eps)
+    relative = f"examples/{item.folder}.npz"
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, x=x[chosen], x_adv=x_adv, y=y[chosen], pred_clean=predictions[chosen],
+                        pred_adv=np.argmax(evaluation.logits_of(item.model, x_adv), axis=1),
+                        eps=np.float64(eps), attack=np.str_(attack.name))
+    target = out / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(buffer.getvalue())
+    os.replace(temporary, target)
+    return relative
+
+
+def _check_curves(item: _Model, others: list[_Model], x: np.ndarray, y: np.ndarray, result: evaluation.ModelEvaluation,
+                  config: RunConfig, cache: UnitCache, progress: bool) -> tuple[list[checks.Check], dict[str, Any]]:
+    """Run the extra attacks the checks need (as cached units) and return the verdicts."""
+    n_check = min(config.check_examples, len(x))
+    x_check, y_check = x[:n_check], y[:n_check]
+    found = [checks.logits(evaluation.logits_of(item.model, x_check)),
+             checks.gradients(evaluation.input_gradient_norms(item.model, x_check, y_check))]
+    found += [checks.monotone(curve) for curve in (*result.curves, result.worst_case)]
+    found += checks.iterative_not_weaker(result.curves)
+    strong = _iterative(config.attacks_for(item.entry))
+    common = dict(norm=config.norm, batch_size=config.batch_size, progress=progress, cache=cache)
+    large = evaluation.robust_accuracy_curve(item.model, x_check, y_check, attack=strong.name,
+                                             epsilons=[config.effective_large_eps], params=strong.params,
+                                             cache_key=f"check:large_eps:{strong.name}", **common)
+    found.append(checks.large_eps(large))
+    noise = evaluation.robust_accuracy_curve(item.model, x_check, y_check, attack="noise",
+                                             epsilons=config.epsilons,
+                                             params={"draws": config.noise_draws, "seed": config.seed},
+                                             cache_key="check:noise", **common)
+    found.append(checks.noise_not_stronger(noise, result.worst_case))
+    extra = {"large_eps": large.to_dict(), "noise": noise.to_dict(), "transfer": []}
+    middle = _middle_eps(config.epsilons)
+    for source in others:
+        if source.entry.dataset != item.entry.dataset or middle <= 0:
+            continue
+        n_transfer = min(n_check, config.n_for(source.entry))
+        transfer = evaluation.robust_accuracy_curve(
+            item.model, x[:n_transfer], y[:n_transfer], attack=strong.name, epsilons=[middle], params=strong.params,
+            source_model=source.model, cache_key=f"check:transfer:{source.entry.name}", **common)
+        found.append(checks.black_box_not_stronger(transfer, result.worst_case, source.entry.name))
+        extra["transfer"].append({"source": source.entry.name, **transfer.to_dict()})
+    return found, extra
+
+
+def environment() -> dict[str, Any]:
+    """Library versions, the compute device and the platform."""
+    gpus = tf.config.list_physical_devices("GPU")
+    device = (", ".join(gpu.name for gpu in gpus) if gpus else f"CPU only ({os.cpu_count()} cores)")
+    return {"versions": models.library_versions(), "device": device, "platform": platform.platform(),
+            "cpu_count": os.cpu_count()}
+
+
+def _model_record(item: _Model, result: evaluation.ModelEvaluation, found: list[checks.Check],
+                  extra: dict[str, Any], examples: str | None, n: int) -> dict[str, Any]:
+    card_file = models.card_path(item.path)
+    worst = result.worst_case
+    return {
+        "name": item.entry.name, "dataset": item.entry.dataset, "defense": item.card.get("defense", "none"),
+        "architecture": item.card.get("architecture", "unknown"), "baseline": item.entry.baseline,
+        "path": item.path, "card": str(card_file),
+        "n_examples": n, "clean_accuracy": result.clean_accuracy,
+        "training_seconds": item.card.get("training_seconds"),
+        "curves": [curve.to_dict() for curve in result.curves],
+        "worst_case": {key: value for key, value in worst.to_dict().items()
+                       if key in ("epsilons", "robust_accuracy", "ci95_low", "ci95_high", "params")},
+        "checks": [check.to_dict() for check in found],
+        "check_curves": extra,
+        "examples": examples,
+        "minimal_eps": {"attack": "worst case over the eps grid", "norm": worst.norm,
+                        "values": _minimal_eps(worst),
+                        "note": "smallest eps of the grid at which the example is not robust (an upper "
+                                "bound of its true minimal eps); null: robust at every eps of the grid"},
+    }
+
+
+def _csv(records: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for record in records:
+        for curve in [*record["curves"], {**record["worst_case"], "attack": "worst_case",
+                                          "norm": record["curves"][0]["norm"],
+                                          "seconds": sum(c["seconds"] for c in record["curves"])}]:
+            for index, eps in enumerate(curve["epsilons"]):
+                writer.writerow([record["name"], record["dataset"], record["defense"], record["architecture"],
+                                 record["n_examples"], f"{record['clean_accuracy']:.6f}", curve["attack"],
+                                 curve["norm"], f"{eps:g}", f"{curve['robust_accuracy'][index]:.6f}",
+                                 f"{curve['ci95_low'][index]:.6f}", f"{curve['ci95_high'][index]:.6f}",
+                                 f"{curve['seconds']:.2f}"])
+    return buffer.getvalue()
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """Clean and worst-case robust accuracy per model and eps, and failed checks, as text."""
+    epsilons = results["config"]["epsilons"]
+    lines = ["worst-case robust accuracy per eps",
+             f"{'model':<22s}{'n':>6s}{'clean':>8s}" + "".join(f"{eps:>8g}" for eps in epsilons)]
+    for record in results["models"]:
+        accuracies = "".join(f"{value:8.3f}" for value in record["worst_case"]["robust_accuracy"])
+        lines.append(f"{record['name'][:21]:<22s}{record['n_examples']:>6d}{record['clean_accuracy']:8.3f}{accuracies}")
+    failed = [(record["name"], check) for record in results["models"] for check in record["checks"]
+              if not check["passed"]]
+    lines.append("worst case over: " + ", ".join(a["name"] for a in results["config"]["attacks"])
+                 + f" ({results['config']['norm']})")
+    if failed:
+        lines.append(f"FAILED CHECKS ({len(failed)}):")
+        lines += [f"  {name}: {check['name']}: {check['detail']}" for name, check in failed]
+    else:
+        lines.append("all sanity checks passed")
+    return "\n".join(lines)
+
+
+def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, data_dir: Any = None,
+        progress: bool = True, report: bool = True) -> dict[str, Any]:
+    """Run ``config`` into ``out_dir``; returns the results dict (as in results.json).
+
+    Raises :class:`advrobust.store.StoreMismatchError` if ``out_dir`` holds results of
+    another config, or of this one without ``resume``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    config_hash = config.hash()
+    with ResultStore(out / STORE_NAME, config_hash=config_hash, config=config.to_dict(), resume=resume) as store:
+        atomic_write_text(out / "config.json", json.dumps({"config_hash": config_hash, "config": config.to_dict()},
+                                                          indent=2) + "\n")
+        verbose = 2 if progress else 0
+        items = [_obtain_model(index, entry, config, store, out, data_dir, verbose)
+                 for index, entry in enumerate(config.models)]
+        records = []
+        for item in items:
+            entry = item.entry
+            n = config.n_for(entry)
+            x, y = data.load(entry.dataset, "test", data_dir)
+            x, y = x[:n], y[:n]
+            attacks = config.attacks_for(entry)
+            _log(f"model {entry.name!r}: {', '.join(a.name for a in attacks)} on {len(x)} {entry.dataset} test "
+                 f"images at eps {', '.join(f'{e:g}' for e in config.epsilons)} ({config.norm})")
+            cache = UnitCache(store, entry.name)
+            result = evaluation.evaluate({entry.name: item.model}, x, y,
+                                         attacks=[(a.name, a.params) for a in attacks], epsilons=config.epsilons,
+                                         norm=config.norm, batch_size=config.batch_size,
+                                         caches={entry.name: cache}, progress=progress)[entry.name]
+            found, extra = _check_curves(item, [other for other in items if other is not item], x, y, result,
+                                         config, cache, progress)
+            examples = _examples(item, x, y, _iterative(attacks), _middle_eps(config.epsilons), config.norm,
+                                 config.examples, out)
+            records.append(_model_record(item, result, found, extra, examples, len(x)))
+        results = {"schema_version": SCHEMA_VERSION, "config": config.to_dict(), "config_hash": config_hash,
+                   "started": store.created, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                   "seconds": round(time.time() - started, 1), "environment": environment(), "models": records}
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2, allow_nan=False, default=_json_default)
+                      + "\n")
+    atomic_write_text(out / "results.csv", _csv(records))
+    if report:
+        from advrobust.reporting import build_report
+
+        build_report(out)
+    print(summary_table(results), flush=True)
+    return results
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {value!r}")
+
