@@ -1,0 +1,182 @@
+"""The report's tables as plain text cells, shared by the HTML and Markdown renderers.
+
+Cells hold raw, unescaped text; each renderer escapes for its own format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from advrobust.reporting.results import Comparison, Model, Run, Series, dataset_title
+
+Tone = Literal["good", "bad", "up", "down", "muted"]  # up/down: sign of a difference
+MISSING = "—"
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    tone: Tone | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    header: list[str]
+    rows: list[list[Cell]] = field(default_factory=list)
+    numeric: tuple[int, ...] | None = None  # right-aligned columns; None: all but the first
+
+    def is_numeric(self, column: int) -> bool:
+        return column > 0 if self.numeric is None else column in self.numeric
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    if value is None or not math.isfinite(value):
+        return MISSING
+    return f"{100.0 * value:.{digits}f}%"
+
+
+def eps_text(eps: float) -> str:
+    return f"{eps:.4g}"
+
+
+def seconds_text(seconds: float | None) -> str:
+    if seconds is None:
+        return MISSING
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def delta_text(points: float) -> str:
+    return f"{points:+.1f}"
+
+
+def _union_epsilons(series: list[Series]) -> list[float]:
+    out: list[float] = []
+    for eps in sorted(float(e) for s in series for e in s.epsilons):
+        if not out or not math.isclose(out[-1], eps, rel_tol=0.0, abs_tol=1e-9):
+            out.append(eps)
+    return out
+
+
+def _with_ci(point: tuple[float, float, float] | None) -> str:
+    if point is None:
+        return ""
+    accuracy, low, high = point
+    if math.isnan(low) or math.isnan(high):
+        return percent(accuracy)
+    return f"{percent(accuracy)} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def summary_table(run: Run, dataset: str) -> Table:
+    """One row per model of ``dataset``: clean accuracy and worst-case robust accuracy per eps."""
+    models = run.models_of(dataset)
+    epsilons = _union_epsilons([model.worst_case for model in models if model.worst_case is not None])
+    header = ["Model", "Defense", "Architecture", "Test images", "Clean"] + [f"ε={eps_text(eps)}" for eps in epsilons]
+    table = Table(header, numeric=tuple(range(3, len(header))))
+    for model in models:
+        cells = [Cell(model.name), Cell(model.defense), Cell(model.architecture),
+                 Cell(MISSING if model.n_examples is None else str(model.n_examples)),
+                 Cell(percent(model.clean_accuracy))]
+        for eps in epsilons:
+            point = model.worst_case.at(eps) if model.worst_case is not None else None
+            cells.append(Cell(percent(point[0])) if point else Cell(MISSING, "muted"))
+        if model.failed_checks:
+            cells[0] = Cell(f"{model.name} (⚠ {len(model.failed_checks)} failed check"
+                            f"{'s' if len(model.failed_checks) > 1 else ''})", "bad")
+        table.rows.append(cells)
+    return table
+
+
+def comparison_table(comparison: Comparison) -> Table:
+    """Baseline, defended and their difference (percentage points) at clean and each eps."""
+    assert comparison.baseline is not None
+    table = Table([""] + ["clean" if row.eps is None else f"ε={eps_text(row.eps)}" for row in comparison.rows])
+    table.rows.append([Cell(f"baseline: {comparison.baseline.name}")]
+                      + [Cell(percent(row.baseline)) for row in comparison.rows])
+    table.rows.append([Cell(f"defended: {comparison.defended.name}")]
+                      + [Cell(percent(row.defended)) for row in comparison.rows])
+    table.rows.append([Cell("Δ (percentage points)")]
+                      + [Cell(delta_text(row.points), "up" if row.points > 0 else "down" if row.points < 0 else None)
+                         for row in comparison.rows])
+    return table
+
+
+def curves_table(model: Model) -> Table:
+    """Robust accuracy [95% CI] per eps (rows) and attack (columns), worst case last."""
+    series = [curve.series for curve in model.curves]
+    if model.worst_case is not None:
+        series.append(model.worst_case)
+    table = Table(["ε"] + [curve.label for curve in model.curves]
+                  + (["worst case"] if model.worst_case is not None else []))
+    for eps in _union_epsilons(series):
+        table.rows.append([Cell(eps_text(eps))] + [Cell(_with_ci(s.at(eps))) for s in series])
+    return table
+
+
+def attacks_table(model: Model) -> Table:
+    table = Table(["Attack", "Norm", "Test images", "Time", "Parameters"], numeric=(2, 3))
+    for curve in model.curves:
+        params = json.dumps(curve.params, sort_keys=True, default=str) if curve.params else MISSING
+        table.rows.append([Cell(curve.attack), Cell(curve.norm),
+                           Cell(MISSING if curve.n_examples is None else str(curve.n_examples)),
+                           Cell(seconds_text(curve.seconds)), Cell(params)])
+    return table
+
+
+def checks_table(model: Model) -> Table:
+    table = Table(["Status", "Check", "Detail"], numeric=())
+    for check in model.checks:
+        table.rows.append([Cell("passed", "good") if check.passed else Cell("FAILED", "bad"),
+                           Cell(check.name), Cell(check.detail)])
+    return table
+
+
+def minimal_eps_summary(model: Model) -> str | None:
+    minimal = model.minimal_eps
+    if minimal is None or not len(minimal.values):
+        return None
+    values = minimal.values
+    finite = values[np.isfinite(values)]
+    never = len(values) - len(finite)
+    parts = [f"{len(values)} examples, {never} never fooled by {minimal.attack} ({minimal.norm})"]
+    if len(finite):
+        median = float(np.median(values))  # inf when more than half are never fooled
+        parts.append(f"median minimal ε {eps_text(median) if math.isfinite(median) else '∞'}")
+        parts.append(f"smallest {eps_text(float(finite.min()))}, largest finite {eps_text(float(finite.max()))}")
+    return "; ".join(parts) + "."
+
+
+def model_facts(model: Model) -> Table:
+    table = Table(["", ""], numeric=())
+    facts = [("Dataset", dataset_title(model.dataset)), ("Defense", model.defense),
+             ("Architecture", model.architecture), ("Baseline", model.baseline or MISSING),
+             ("Test images", MISSING if model.n_examples is None else str(model.n_examples)),
+             ("Clean accuracy", percent(model.clean_accuracy, 2)),
+             ("Training time", seconds_text(model.training_seconds)),
+             ("Model file", model.path or MISSING)]
+    table.rows.extend([Cell(key), Cell(value)] for key, value in facts)
+    return table
+
+
+def environment_table(run: Run) -> Table:
+    table = Table(["", ""], numeric=())
+    environment = run.environment
+    rows = [("Started", run.started), ("Finished", run.finished),
+            ("Duration", seconds_text(run.seconds) if run.seconds is not None else None),
+            ("Config hash", run.config_hash), ("Device", environment.get("device")),
+            ("Platform", environment.get("platform")), ("CPU cores", environment.get("cpu_count"))]
+    versions = environment.get("versions")
+    if isinstance(versions, dict):
+        rows.extend((str(name), version) for name, version in versions.items())
+    table.rows.extend([Cell(key), Cell(str(value))] for key, value in rows if value is not None)
+    return table
+
+
+def config_text(run: Run) -> str:
+    return json.dumps(run.config, indent=2, sort_keys=True, default=str, ensure_ascii=False)

@@ -1,0 +1,201 @@
+"""Reports rendered from a synthetic results.json: content, escaping, figures, self-containment."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from advrobust.reporting import build_report, load_run
+from advrobust.stats import wilson_interval
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SCRIPT_NAME = "<script>alert(1)</script>"
+MATH_NAME = "_$\\frac{bad | *math*"  # would break mathtext, a legend and a Markdown table unescaped
+EPS = [0.0, 0.05, 0.1, 0.2, 0.3]
+BASELINE_WORST = [0.99, 0.80, 0.40, 0.05, 0.00]
+DEFENDED_WORST = [0.98, 0.92, 0.81, 0.55, 0.20]
+# defended minus baseline in percentage points: clean, then each eps
+EXPECTED_DELTAS = ["-1.0", "-1.0", "+12.0", "+41.0", "+50.0", "+20.0"]
+
+
+def _series(accuracy, n, eps=EPS):
+    low, high = wilson_interval(np.round(np.asarray(accuracy) * n), n)
+    return {"epsilons": list(eps), "robust_accuracy": list(accuracy), "ci95_low": low.tolist(),
+            "ci95_high": high.tolist()}
+
+
+def _model(name, dataset, worst, *, n, defense="none", baseline=None, checks=(), **extra):
+    worse = [max(0.0, a - 0.03) if i else a for i, a in enumerate(worst)]
+    curves = [{"attack": "fgsm", "norm": "inf", "params": {}, **_series(worse[:1] + [min(1, a + 0.05) for a in worst[1:]], n),
+               "n_examples": n, "seconds": 1.5},
+              {"attack": "pgd", "norm": "inf", "params": {"steps": 40, "restarts": 1}, **_series(worst, n),
+               "n_examples": n, "seconds": 12.0}]
+    return {"name": name, "dataset": dataset, "defense": defense, "architecture": "cnn", "baseline": baseline,
+            "path": f"models/{name}/model.keras", "n_examples": n, "clean_accuracy": worst[0],
+            "training_seconds": None, "curves": curves, "worst_case": _series(worst, n),
+            "checks": [{"name": "accuracy falls with eps", "passed": True, "detail": "monotone"}, *checks],
+            **extra}
+
+
+def write_run(run_dir, *, optional=True):
+    """A results.json with two datasets, a defended model with a baseline, a failed check,
+    a hostile name, and (when ``optional``) an examples npz, a card with history and minimal eps."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    baseline = _model("baseline-cnn", "mnist", BASELINE_WORST, n=500)
+    defended = _model("nsl-cnn", "mnist", DEFENDED_WORST, n=500, defense="nsl", baseline="baseline-cnn",
+                      checks=[{"name": "gradient masking", "passed": False,
+                               "detail": "FGSM stronger than PGD at eps=0.3 <b>bold?</b>"}])
+    hostile = _model(SCRIPT_NAME, "fashion_mnist", [0.9, 0.6, 0.3, 0.1, 0.0], n=200)
+    orphan = _model(MATH_NAME, "fashion_mnist", [0.85, 0.7, 0.5, 0.3, 0.1], n=100, defense="pgd_at",
+                    baseline="ghost")
+    if optional:
+        (run_dir / "models" / "baseline-cnn").mkdir(parents=True)
+        card = {"history": {"loss": [0.9, 0.4, 0.2], "accuracy": [0.7, 0.9, 0.95], "val_loss": [0.5, 0.3, 0.25],
+                            "val_accuracy": [0.85, 0.93, 0.96]}, "training_seconds": 42.0}
+        (run_dir / "models" / "baseline-cnn" / "model.card.json").write_text(json.dumps(card))
+        baseline["card"] = "models/baseline-cnn/model.card.json"
+        baseline["minimal_eps"] = {"attack": "pgd", "norm": "inf",
+                                   "values": [0.01, 0.05, 0.07, 0.12, 0.2, float("inf"), None, "inf"]}
+        rng = np.random.default_rng(0)
+        x = rng.random((6, 28, 28, 1), dtype=np.float32)
+        x_adv = np.clip(x + rng.uniform(-0.1, 0.1, x.shape).astype(np.float32), 0, 1)
+        (run_dir / "examples").mkdir()
+        np.savez(run_dir / "examples" / "nsl-cnn.npz", x=x, x_adv=x_adv, y=np.arange(6), pred_clean=np.arange(6),
+                 pred_adv=np.array([0, 7, 2, 8, 4, 1]), eps=np.float32(0.1), attack=np.str_("pgd"))
+        defended["examples"] = "examples/nsl-cnn.npz"
+        hostile["examples"] = "examples/missing.npz"  # referenced but absent: a note, not a crash
+    results = {"schema_version": 1, "config": {"name": "</pre><script>alert(2)</script>", "seed": 0},
+               "config_hash": "0123456789abcdef", "started": "2025-01-01T10:00:00", "finished": "2025-01-01T10:05:00",
+               "seconds": 300.0,
+               "environment": {"versions": {"python": "3.11.2", "tensorflow": "2.21.0", "numpy": "2.1.0"},
+                               "device": "CPU <x86>", "platform": "Linux", "cpu_count": 2},
+               "models": [baseline, defended, hostile, orphan]}
+    (run_dir / "results.json").write_text(json.dumps(results, indent=1))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    run_dir = write_run(tmp_path_factory.mktemp("run"))
+    paths = build_report(run_dir)
+    return run_dir, paths, paths["html"].read_text(encoding="utf-8"), paths["markdown"].read_text(encoding="utf-8")
+
+
+def test_report_files_exist_and_mention_every_model(report):
+    run_dir, paths, page, markdown = report
+    assert paths["html"] == run_dir / "report.html" and paths["markdown"] == run_dir / "report.md"
+    for name in ("baseline-cnn", "nsl-cnn"):
+        assert name in page and name in markdown
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in markdown
+    assert "_$\\frac{bad | *math*" not in markdown  # table-breaking characters are escaped there
+    assert "$\\frac{bad | *math*" in page
+    for n in (500, 200, 100):  # test images per model, which differ
+        assert f"<td class=\"num\">{n}</td>" in page and f"| {n} |" in markdown
+
+
+def test_user_strings_are_escaped_everywhere(report):
+    _, _, page, markdown = report
+    assert SCRIPT_NAME not in page and "<script" not in page.lower()
+    assert "&lt;script&gt;" in page
+    assert "<b>bold?</b>" not in page and "&lt;b&gt;bold?&lt;/b&gt;" in page
+    assert "CPU &lt;x86&gt;" in page
+    assert SCRIPT_NAME not in markdown.split("```json")[0]  # outside the config code block, which shows it verbatim
+    assert "&lt;/pre&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in page
+
+
+def test_failed_check_is_in_the_warning_box_and_the_model_section(report):
+    _, _, page, markdown = report
+    box = re.search(r'<div class="box warning"[^>]*>(.*?)</div>', page, re.S)
+    assert box is not None and page.index(box.group(0)) < page.index('id="summary"')
+    assert "1 failed check" in box.group(1)
+    assert "nsl-cnn" in box.group(1) and "gradient masking" in box.group(1) and "FGSM stronger than PGD" in box.group(1)
+    assert "accuracy falls with eps" not in box.group(1)  # passed checks stay out of the box
+    section = page[page.index('id="model-2"'):page.index('id="model-3"')]
+    assert '<td class="bad">FAILED</td>' in section and "gradient masking" in section
+    assert markdown.index("failed check") < markdown.index("## Summary")
+    assert "> - nsl-cnn: **gradient masking**: FGSM stronger than PGD" in markdown
+
+
+def test_baseline_vs_defended_deltas(report):
+    run_dir, _, page, markdown = report
+    comparisons = load_run(run_dir).comparisons()
+    assert [c.defended.name for c in comparisons] == ["nsl-cnn", MATH_NAME]
+    nsl = comparisons[0]
+    assert [row.eps for row in nsl.rows] == [None] + EPS
+    assert [row.points for row in nsl.rows] == pytest.approx([-1.0, -1.0, 12.0, 41.0, 50.0, 20.0])
+    assert "| Δ (percentage points) | " + " | ".join(EXPECTED_DELTAS) + " |" in markdown
+    html_row = re.search(r"<td>Δ \(percentage points\)</td>(.*?)</tr>", page)
+    assert html_row is not None
+    assert re.findall(r">([+-]\d+\.\d)</td>", html_row.group(1)) == EXPECTED_DELTAS
+    assert '<td class="num up">+41.0</td>' in html_row.group(1)
+    assert comparisons[1].baseline is None and "ghost" in comparisons[1].problem
+    assert "is not among the models of this run" in page
+
+
+def test_figures_are_png_with_safe_names(report):
+    run_dir, paths, page, markdown = report
+    figures = [path for key, path in paths.items() if key not in ("html", "markdown")]
+    names = {path.name for path in figures}
+    # two datasets; four attack figures; examples, minimal eps and training where data exists
+    assert len([n for n in names if n.startswith("dataset-")]) == 2
+    assert len([n for n in names if n.endswith("-attacks.png")]) == 4
+    assert {"model-2-nsl-cnn-examples.png", "model-1-baseline-cnn-minimal-eps.png",
+            "model-1-baseline-cnn-training.png"} <= names
+    for path in figures:
+        assert path.parent == run_dir / "figures" and re.fullmatch(r"[A-Za-z0-9_.-]+", path.name)
+        assert path.read_bytes().startswith(PNG_SIGNATURE)
+        assert f"](figures/{path.name})" in markdown
+    assert sorted(p.name for p in (run_dir / "figures").iterdir()) == sorted(names)  # no temp files left
+    assert page.count('src="data:image/png;base64,') == len(figures)
+
+
+def test_html_is_self_contained(report):
+    _, _, page, _ = report
+    assert not re.search(r"(?:src|href)\s*=\s*[\"']?\s*(?:https?:)?//", page, re.I)
+    assert "http://" not in page and "https://" not in page
+    assert all(value.startswith("data:image/png;base64,") for value in re.findall(r'src="([^"]*)"', page))
+    assert all(value.startswith("#") for value in re.findall(r'href="([^"]*)"', page))
+    assert "<link" not in page and "@import" not in page
+
+
+def test_report_states_missing_files_and_renders_summary_numbers(report):
+    _, _, page, markdown = report
+    assert "examples/missing.npz" in page  # listed as a note
+    assert "2 never fooled" not in page and "3 never fooled" in page  # inf, None and "inf" all count
+    assert "Training curves" in page and "Adversarial examples" in page
+    summary = page[page.index('id="summary"'):page.index('id="comparisons"')]
+    assert '<td class="num">92.0%</td>' in summary and '<td class="num">40.0%</td>' in summary
+
+
+def test_missing_optional_fields_still_render(tmp_path):
+    run_dir = write_run(tmp_path / "run")
+    first = build_report(run_dir)
+    assert (run_dir / "figures" / "model-2-nsl-cnn-examples.png").exists()
+    results = json.loads((run_dir / "results.json").read_text())
+    for model in results["models"]:
+        for key in ("examples", "card", "minimal_eps", "worst_case", "baseline", "training_seconds", "checks"):
+            model.pop(key, None)
+    for key in ("environment", "config", "config_hash", "started", "finished", "seconds"):
+        results.pop(key)
+    (run_dir / "results.json").write_text(json.dumps(results))
+    paths = build_report(run_dir)
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "nsl-cnn" in page and "No model in this run names a baseline." in page
+    assert "Adversarial examples" not in page and "Training curves" not in page
+    assert not (run_dir / "figures" / "model-2-nsl-cnn-examples.png").exists()  # stale figure removed
+    assert set(first) - set(paths) >= {"dataset-1-mnist", "model-2-nsl-cnn-examples"}
+    assert paths["markdown"].exists()
+
+
+def test_minimal_results_and_errors(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"schema_version": 1, "models": [{"name": "bare"}]}))
+    paths = build_report(tmp_path)
+    assert "bare" in paths["html"].read_text(encoding="utf-8")
+    with pytest.raises(FileNotFoundError, match="results.json"):
+        build_report(tmp_path / "nowhere")
+    (tmp_path / "results.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="JSON object"):
+        build_report(tmp_path)
