@@ -31,7 +31,7 @@ main { max-width: 1120px; margin: 0 auto; padding: 24px 32px 64px; }
 h1 { font-size: 28px; margin: 8px 0 4px; }
 h2 { font-size: 22px; margin: 40px 0 12px; padding-bottom: 6px; border-bottom: 1px solid var(--line); }
 h3 { font-size: 18px; margin: 28px 0 8px; }
-h4 { font-size: 15px; margin: 20px 0 6px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
+h4 { font-size: 15px; margin: 20px 0 6px; color: var(--muted); }
 .lede { color: var(--muted); margin: 0 0 16px; }
 .box { border-radius: 6px; padding: 12px 16px; margin: 16px 0; border: 1px solid var(--line); background: var(--soft); }
 .box.warning { border: 2px solid var(--bad); background: var(--bad-bg); }
@@ -51,11 +51,15 @@ td.up { color: var(--good); }
 td.down { color: var(--bad); }
 td.muted { color: var(--muted); }
 td.wrap { overflow-wrap: anywhere; }
-figure { margin: 12px 0 20px; }
+figure { margin: 8px 0 16px; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
 figcaption { color: var(--muted); font-size: 13.5px; margin-top: 4px; }
-section.model { border-top: 3px solid var(--line); margin-top: 36px; }
-section.model.failed { border-top-color: var(--bad); }
+section.model { border: 1px solid var(--line); border-radius: 8px; margin: 24px 0; padding: 4px 20px 12px; }
+section.model.failed { border-left: 6px solid var(--bad); }
+section.model > h3 { margin-top: 14px; }
+.row { display: flex; flex-wrap: wrap; gap: 8px 28px; align-items: flex-start; }
+.row > div > h4:first-child { margin-top: 8px; }
+.row > .fig { flex: 1 1 520px; min-width: 0; max-width: 700px; }
 .badge { display: inline-block; font-size: 12px; font-weight: 600; border-radius: 10px; padding: 1px 9px;
          margin-left: 8px; vertical-align: middle; background: var(--soft); border: 1px solid var(--line); }
 .badge.bad { background: var(--bad); color: #fff; border-color: var(--bad); }
@@ -210,18 +214,18 @@ def _model_section(model: Model, figures: dict[str, Figure]) -> list[str]:
     failed = model.failed_checks
     badge = (f'<span class="badge bad">{len(failed)} failed check{"s" if len(failed) != 1 else ""}</span>'
              if failed else "")
+    checks = table_html(checks_table(model), wrap_last=True) if model.checks else "<p>No checks recorded.</p>"
     out = [f'<section class="model{" failed" if failed else ""}" id="model-{model.index}">',
-           f'<h3><span class="name">{e(model.name)}</span>{badge}</h3>', table_html(model_facts(model))]
-    out.append("<h4>Checks</h4>")
-    out.append(table_html(checks_table(model), wrap_last=True) if model.checks else "<p>No checks recorded.</p>")
-    out.append("<h4>Robust accuracy per attack</h4>")
-    out.append(figure_html(figures.get(model_key(model, "attacks"))))
+           f'<h3><span class="name">{e(model.name)}</span>{badge}</h3>',
+           f'<div class="row"><div>{table_html(model_facts(model))}</div><div><h4>Checks</h4>{checks}</div></div>',
+           "<h4>Robust accuracy per attack</h4>"]
+    tables = []
     if model.curves or model.worst_case is not None:
-        out.append(table_html(curves_table(model)))
-    if model.curves:
-        out.append(table_html(attacks_table(model), wrap_last=True))
-    else:
-        out.append("<p>No attack curves recorded.</p>")
+        tables.append(table_html(curves_table(model)))
+    tables.append(table_html(attacks_table(model), wrap_last=True) if model.curves
+                  else "<p>No attack curves recorded.</p>")
+    out.append(f'<div class="row"><div class="fig">{figure_html(figures.get(model_key(model, "attacks")))}</div>'
+               f'<div>{"".join(tables)}</div></div>')
     out += _optional(figures.get(model_key(model, "examples")), "Adversarial examples")
     summary = minimal_eps_summary(model)
     out += _optional(figures.get(model_key(model, "minimal_eps")), "Minimal ε per example",

@@ -17,7 +17,7 @@ from advrobust.reporting.tables import (Table, attacks_table, checks_table, comp
                                         curves_table, environment_table, minimal_eps_summary, model_facts,
                                         summary_table)
 
-_SPECIAL = re.compile(r"([\\`*_\[\]|#])")
+_SPECIAL = re.compile(r"([\\`*_\[\]|#$~])")  # $: GitHub math; ~: strikethrough
 
 
 def md(value: object) -> str:

@@ -19,6 +19,7 @@ import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
+from matplotlib.ticker import MaxNLocator
 
 from advrobust.reporting.results import Model, Run, Series, dataset_title, norm_title
 
@@ -110,12 +111,13 @@ def _save(figure: MplFigure, path: Path, caption: str) -> Figure:
     return Figure(path, caption)
 
 
-def _plot_series(axes, series: Series, *, label: str, color, linestyle: str = "-", marker: str = "o") -> None:
+def _plot_series(axes, series: Series, *, label: str, color, linestyle: str = "-", marker: str = "o",
+                 band: bool = True) -> None:
     x = series.epsilons
     axes.plot(x, _percent(series.accuracy), linestyle=linestyle, marker=marker, markersize=4, color=color,
               label=label)
     known = ~(np.isnan(series.ci_low) | np.isnan(series.ci_high))
-    if known.any():
+    if band and known.any():
         axes.fill_between(x[known], _percent(series.ci_low[known]), _percent(series.ci_high[known]),
                           color=color, alpha=0.18, linewidth=0)
 
@@ -165,7 +167,9 @@ def _attacks_figure(model: Model, path: Path) -> Figure | None:
         for number, curve in enumerate(curves):
             _plot_series(axes, curve.series, label=_label(curve.label), color=colors(number % 10))
         if position == worst_group:
-            _plot_series(axes, model.worst_case, label="worst case", color="black", linestyle="--", marker="s")
+            # No band: it would only darken the band of the attack that sets the worst case.
+            _plot_series(axes, model.worst_case, label="worst case", color="black", linestyle="--", marker="s",
+                         band=False)
         _style_accuracy_axes(axes, "ε" if norm is None else f"ε ({norm_title(norm)})")
         axes.legend(loc="best", fontsize=8)
     figure.suptitle(f"{_label(model.name)}: robust accuracy per attack (bands: 95% CI)")
@@ -246,8 +250,10 @@ def _minimal_eps_figure(model: Model, path: Path) -> Figure | None:
     cdf.set_ylabel("fooled at or below ε (%)")
     cdf.set_ylim(-2, 102)
     cdf.set_title("cumulative distribution", fontsize=9)
+    histogram.yaxis.set_major_locator(MaxNLocator(integer=True))
     for axes in (histogram, cdf):
         axes.grid(True, alpha=0.3)
+        axes.xaxis.set_major_locator(MaxNLocator(6))
     figure.suptitle(f"{_label(model.name)}: per-example minimal ε ({_label(minimal.attack)})", fontsize=10)
     return _save(figure, path, f"{model.name}: the smallest ε at which {minimal.attack} fools each example "
                                f"({never} of {len(values)} never fooled).")
@@ -267,6 +273,7 @@ def _training_figure(model: Model, path: Path) -> Figure | None:
             axes.plot(np.arange(1, len(values) + 1), factor * np.asarray(values), marker="o", markersize=3,
                       label=_label(key))
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(title)
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize=8)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -170,9 +171,10 @@ def test_report_states_missing_files_and_renders_summary_numbers(report):
     assert '<td class="num">92.0%</td>' in summary and '<td class="num">40.0%</td>' in summary
 
 
-def test_missing_optional_fields_still_render(tmp_path):
-    run_dir = write_run(tmp_path / "run")
-    first = build_report(run_dir)
+def test_missing_optional_fields_still_render(report, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(report[0], run_dir)  # the full report's figures are there, to go stale
+    first = report[1]
     assert (run_dir / "figures" / "model-2-nsl-cnn-examples.png").exists()
     results = json.loads((run_dir / "results.json").read_text())
     for model in results["models"]:
@@ -199,3 +201,18 @@ def test_minimal_results_and_errors(tmp_path):
     (tmp_path / "results.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="JSON object"):
         build_report(tmp_path)
+
+
+def test_malformed_fields_become_notes_not_crashes(tmp_path):
+    curve = {"attack": None, "norm": 2, "params": "x", "epsilons": [0.2, float("nan"), 0.0],
+             "robust_accuracy": [0.1, None], "ci95_low": "x"}
+    model = {"name": 7, "dataset": None, "curves": [curve, 5], "worst_case": "x", "checks": [1, {"passed": "yes"}],
+             "minimal_eps": {"values": [0.1, None, "zz"]}, "examples": "nowhere.npz", "card": "no-card.json",
+             "n_examples": "many", "clean_accuracy": float("nan")}
+    (tmp_path / "results.json").write_text(json.dumps({"schema_version": 9, "models": [model, "junk"],
+                                                       "environment": {"versions": "x"}, "config": [1]}))
+    page = build_report(tmp_path)["html"].read_text(encoding="utf-8")
+    for note in ("schema_version 9", "3 epsilons but 2 accuracies", "cannot read the examples file nowhere.npz",
+                 "cannot read the model card no-card.json"):
+        assert note in page
+    assert '<td class="bad">FAILED</td>' in page  # "passed": "yes" is not a pass
