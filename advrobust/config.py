@@ -205,6 +205,8 @@ def _model(table: Any, index: int, run: dict[str, Any], attack_names: set[str], 
             raise ConfigError(f"{where}: model file {str(resolved)!r} does not exist")
         path = str(resolved.resolve())
     train = table.get("train")
+    if train is not None and not isinstance(train, dict):
+        raise ConfigError(f"{where}: train must be a table, got {train!r}")
     entry_attacks = table.get("attacks")
     if entry_attacks is not None:
         if isinstance(entry_attacks, str) or not all(isinstance(name, str) for name in entry_attacks):
@@ -219,8 +221,6 @@ def _model(table: Any, index: int, run: dict[str, Any], attack_names: set[str], 
                        n_examples=None if n is None else _int(n, f"{where}: n_examples", 1),
                        attacks=entry_attacks, path=path, train=dict(train) if train is not None else None)
     if train is not None:
-        if not isinstance(train, dict):
-            raise ConfigError(f"{where}: train must be a table, got {train!r}")
         if "dataset" in train:
             raise ConfigError(f"{where}: set dataset on the model, not inside train")
         try:

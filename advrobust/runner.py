@@ -33,11 +33,11 @@ import numpy as np
 from advrobust import checks, data, evaluation, models, training
 from advrobust.config import AttackEntry, ModelEntry, RunConfig
 from advrobust.files import atomic_write_text
+from advrobust.results import SCHEMA_VERSION, validate
 from advrobust.store import STORE_NAME, ResultStore, UnitCache
 from attacks import AttackSpec
 from attacks._tensorflow import tf
 
-SCHEMA_VERSION = 1
 ITERATIVE = ("pgd", "mim", "bim")
 CSV_COLUMNS = ("model", "dataset", "defense", "architecture", "n_examples", "clean_accuracy", "attack", "norm",
                "eps", "robust_accuracy", "ci95_low", "ci95_high", "seconds")
@@ -284,6 +284,8 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, data_di
         results = {"schema_version": SCHEMA_VERSION, "config": config.to_dict(), "config_hash": config_hash,
                    "started": store.created, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                    "seconds": round(time.time() - started, 1), "environment": environment(), "models": records}
+    results = json.loads(json.dumps(results, allow_nan=False, default=_json_default))
+    validate(results)
     atomic_write_text(out / "results.json", json.dumps(results, indent=2, allow_nan=False, default=_json_default)
                       + "\n")
     atomic_write_text(out / "results.csv", _csv(records))

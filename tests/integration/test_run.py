@@ -1,0 +1,145 @@
+"""`advrobust run` end to end on real MNIST: schema, curves, report, and resume after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from advrobust import config, models, results, runner
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+[run]
+name = "test"
+dataset = "mnist"
+epsilons = [0.0, 0.05, 0.1, 0.2, 0.3]
+n_examples = 200
+batch_size = 25
+check_examples = 100
+examples = 4
+
+[[attacks]]
+name = "fgsm"
+
+[[attacks]]
+name = "pgd"
+params = {{ steps = 10, seed = 0 }}
+
+[[models]]
+name = "trained"
+path = "{trained}"
+
+[[models]]
+name = "<script>alert(1)</script>"
+baseline = "trained"
+n_examples = 150
+path = "{untrained}"
+"""
+
+
+@pytest.fixture(scope="module")
+def run_config(tmp_path_factory, trained_mnist_cnn):
+    folder = tmp_path_factory.mktemp("models")
+    model, _, _ = trained_mnist_cnn
+    models.save(model, folder / "trained.keras", {"dataset": "mnist", "architecture": "cnn", "defense": "none"})
+    models.save(models.build("cnn", dropout=False, seed=3), folder / "untrained.keras", {"dataset": "mnist"})
+    path = folder / "run.toml"
+    path.write_text(CONFIG.format(trained=folder / "trained.keras", untrained=folder / "untrained.keras"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(run_config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    return out, runner.run(config.load(run_config), out, progress=False)
+
+
+def _comparable(document):
+    """results.json without timings."""
+    return [{"name": m["name"], "clean": m["clean_accuracy"], "curves": [(c["attack"], c["robust_accuracy"])
+                                                                        for c in m["curves"]],
+             "worst": m["worst_case"]["robust_accuracy"], "checks": m["checks"],
+             "minimal_eps": m["minimal_eps"]["values"]} for m in document["models"]]
+
+
+def test_results_follow_the_schema_and_curves_make_sense(finished_run):
+    out, document = finished_run
+    on_disk = json.loads((out / "results.json").read_text())
+    results.validate(on_disk)
+    assert _comparable(on_disk) == _comparable(document)
+    trained, untrained = on_disk["models"]
+    assert trained["n_examples"] == 200 and untrained["n_examples"] == 150
+    assert trained["clean_accuracy"] > 0.9
+    for record in on_disk["models"]:
+        worst = np.array(record["worst_case"]["robust_accuracy"])
+        assert worst[0] == pytest.approx(record["clean_accuracy"])
+        assert np.all(np.diff(worst) <= 1e-9)  # the worst case is monotone by construction
+        fgsm, pgd = (np.array(curve["robust_accuracy"]) for curve in record["curves"])
+        assert np.all(worst <= np.minimum(fgsm, pgd) + 1e-9)
+        assert (out / record["path"]).is_file() and (out / record["examples"]).is_file()
+    # The trained model is clearly attacked: PGD at eps 0.3 leaves little.
+    assert trained["worst_case"]["robust_accuracy"][-1] < 0.2
+    names = {check["name"] for check in trained["checks"]}
+    assert {"logits", "gradients", "pgd <= fgsm", "large eps (inf 1)", "noise not stronger",
+            "black box not stronger (<script>alert(1)</script>)"} <= names
+    assert all(check["passed"] for check in trained["checks"]), trained["checks"]
+    rows = (out / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("model,dataset,defense") and len(rows) == 1 + 2 * 3 * 5
+
+
+def test_report_mentions_every_model_and_escapes_names(finished_run):
+    out, _ = finished_run
+    html = (out / "report.html").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "trained" in html and "trained" in markdown
+
+
+def _units(store: Path) -> int:
+    try:
+        with sqlite3.connect(store, timeout=1) as connection:
+            return connection.execute("SELECT COUNT(*) FROM units").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_run_killed_mid_way_and_resumed_gives_the_same_results(run_config, finished_run, tmp_path):
+    _, uninterrupted = finished_run
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "advrobust", "run", str(run_config), "--out", str(out), "--no-report"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while _units(out / "store.sqlite") < 5 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    finished_before = _units(out / "store.sqlite")
+    assert finished_before >= 5 and not (out / "results.json").exists()
+
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 2 and "--resume" in again.stderr  # never silently mixed or overwritten
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    document = json.loads((out / "results.json").read_text())
+    assert _comparable(document) == _comparable(uninterrupted)
+    assert _units(out / "store.sqlite") > finished_before
+
+
+def test_a_changed_config_is_not_mixed_with_old_results(run_config, finished_run, tmp_path):
+    out, _ = finished_run
+    changed = tmp_path / "changed.toml"
+    changed.write_text(run_config.read_text().replace("steps = 10", "steps = 11"))
+    result = subprocess.run([sys.executable, "-m", "advrobust", "run", str(changed), "--out", str(out), "--resume"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "different config" in result.stderr

@@ -1,0 +1,170 @@
+"""Run configs (TOML), the SQLite results store, the sanity checks and the results schema."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from advrobust import checks, config, evaluation, results
+from advrobust.store import ResultStore, StoreMismatchError
+
+BASE = """
+[run]
+dataset = "mnist"
+epsilons = [0.0, 0.1]
+[[attacks]]
+name = "pgd"
+params = { steps = 3 }
+[[models]]
+name = "a"
+train = { model = "cnn", epochs = 1 }
+"""
+
+
+def test_default_config_is_the_quick_fashion_mnist_comparison():
+    default = config.load()
+    assert default.dataset == "fashion_mnist" and default.norm == "inf"
+    assert default.epsilons == (0.0, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3)
+    assert [a.name for a in default.attacks] == ["fgsm", "pgd"]
+    names = [m.name for m in default.models]
+    assert {"cnn", "nsl-cnn", "vgg19"} <= set(names)
+    assert default.model("nsl-cnn").baseline == "cnn"
+    assert default.n_for(default.model("cnn")) >= 1000
+    assert default.model("nsl-cnn").train_config(0).defense == "nsl"
+
+
+def test_hash_is_stable_and_changes_with_the_config():
+    first, second = config.loads(BASE), config.loads(BASE)
+    assert first.hash() == second.hash()
+    assert config.loads(BASE.replace("0.1]", "0.2]")).hash() != first.hash()
+    assert config.loads(BASE.replace("steps = 3", "steps = 4")).hash() != first.hash()
+
+
+@pytest.mark.parametrize("change, message", [
+    (("[run]", "[run]\nbogus = 1"), "unknown key(s) ['bogus']"),
+    (("[0.0, 0.1]", "[0.1, 0.0]"), "increasing"),
+    (("[0.0, 0.1]", "[-0.1, 0.1]"), ">= 0.0"),
+    (("[0.0, 0.1]", "[]"), "non-empty list"),
+    (('name = "pgd"', 'name = "pgdd"'), "unknown attack 'pgdd'"),
+    (("steps = 3", "stepz = 3"), "takes no parameter(s) ['stepz']"),
+    (("steps = 3", "eps = 3"), "set 'eps' in [run]"),
+    (('model = "cnn", epochs = 1', 'model = "cnn", epochs = 0'), "epochs must be >= 1"),
+    (('model = "cnn"', 'model = "resnet"'), "unknown model 'resnet'"),
+    (('train = { model = "cnn", epochs = 1 }', 'path = "missing.keras"'), "does not exist"),
+    (('train = { model = "cnn", epochs = 1 }', 'train = { model = "cnn" }\nbaseline = "zz"'), "baseline 'zz'"),
+    (('dataset = "mnist"', 'dataset = "cifar"'), "unknown dataset 'cifar'"),
+    (("[run]", "[run"), "not valid TOML"),
+])
+def test_bad_configs_fail_before_any_work_with_a_clear_message(change, message):
+    with pytest.raises(config.ConfigError) as error:
+        config.loads(BASE.replace(*change))
+    assert message in str(error.value)
+
+
+def test_duplicate_model_names_and_a_model_with_path_and_train_are_refused(tmp_path):
+    twice = BASE + '[[models]]\nname = "a"\ntrain = { model = "cnn" }\n'
+    with pytest.raises(config.ConfigError, match="unique"):
+        config.loads(twice)
+    model_file = tmp_path / "m.keras"
+    model_file.write_bytes(b"x")
+    both = BASE.replace('train = { model = "cnn", epochs = 1 }',
+                        'train = { model = "cnn" }\npath = "m.keras"')
+    with pytest.raises(config.ConfigError, match="exactly one of path"):
+        config.loads(both, base_dir=tmp_path)
+
+
+def test_store_round_trips_units_and_refuses_another_config(tmp_path):
+    path = tmp_path / "store.sqlite"
+    clean = np.array([True, False, True])
+    robust = np.array([[True, False, True], [False, False, True]])
+    with ResultStore(path, config_hash="h1", config={}, resume=False) as store:
+        assert store.unit("m", "pgd", 0) is None
+        store.put_unit("m", "pgd", 0, [0.0, 0.1], clean, robust, 1.5)
+        store.put_model("m", "models/m/model.keras", {"defense": "none"})
+    with pytest.raises(StoreMismatchError, match="different config"):
+        ResultStore(path, config_hash="h2", config={}, resume=True)
+    with pytest.raises(StoreMismatchError, match="--resume"):
+        ResultStore(path, config_hash="h1", config={}, resume=False)
+    with ResultStore(path, config_hash="h1", config={}, resume=True) as store:
+        got_clean, got_robust, seconds = store.unit("m", "pgd", 0)
+        assert np.array_equal(got_clean, clean) and np.array_equal(got_robust, robust) and seconds == 1.5
+        assert store.model("m") == ("models/m/model.keras", {"defense": "none"})
+
+
+def _curve(attack, accuracies, n=100, epsilons=None, robust_mask=None, clean_mask=None):
+    accuracies = np.asarray(accuracies, dtype=float)
+    epsilons = np.linspace(0, 0.3, len(accuracies)) if epsilons is None else np.asarray(epsilons)
+    if robust_mask is None:
+        robust_mask = np.arange(n)[None, :] < np.round(accuracies * n)[:, None]
+    if clean_mask is None:
+        clean_mask = robust_mask[0].copy()
+    return evaluation._curve(attack, "inf", {}, epsilons, clean_mask, robust_mask, 1.0)
+
+
+def test_monotone_check_flags_a_rising_curve_and_passes_a_falling_one():
+    assert checks.monotone(_curve("pgd", [0.9, 0.5, 0.2])).passed
+    failed = checks.monotone(_curve("pgd", [0.9, 0.4, 0.6]))
+    assert not failed.passed and "0.400 -> 0.600" in failed.detail
+
+
+def test_iterative_weaker_than_fgsm_fails():
+    fgsm = _curve("fgsm", [0.9, 0.5, 0.3])
+    assert all(c.passed for c in checks.iterative_not_weaker([fgsm, _curve("pgd", [0.9, 0.3, 0.1])]))
+    [verdict] = checks.iterative_not_weaker([fgsm, _curve("pgd", [0.9, 0.6, 0.1])])
+    assert not verdict.passed and "eps 0.15" in verdict.detail
+
+
+def test_large_eps_check_needs_accuracy_near_zero():
+    assert checks.large_eps(_curve("pgd", [0.0], epsilons=[1.0])).passed
+    assert not checks.large_eps(_curve("pgd", [0.2], epsilons=[1.0])).passed
+
+
+def test_noise_that_fools_what_the_white_box_missed_is_flagged():
+    n = 100
+    worst = _curve("worst_case", [1.0, 0.5, 0.5], n=n)  # examples 0..49 robust at eps > 0
+    weak_noise = _curve("noise", [1.0, 0.8, 0.6], n=n)  # fools only examples the white box fooled too
+    assert checks.noise_not_stronger(weak_noise, worst).passed
+    mask = np.ones((3, n), bool)
+    mask[1:, :10] = False  # fools examples 0..9, which the white box could not
+    strong_noise = _curve("noise", [1.0, 0.9, 0.9], n=n, robust_mask=mask, clean_mask=np.ones(n, bool))
+    verdict = checks.noise_not_stronger(strong_noise, worst)
+    assert not verdict.passed and "10 of 100" in verdict.detail
+    transfer = _curve("pgd", [0.9], n=n, epsilons=[0.15], robust_mask=mask[1:2], clean_mask=np.ones(n, bool))
+    assert not checks.black_box_not_stronger(transfer, worst, "other").passed
+
+
+def test_logits_and_gradient_checks():
+    assert checks.logits(np.array([[2.0, -1.0], [0.5, 3.0]])).passed
+    assert not checks.logits(np.array([[0.2, 0.8], [0.5, 0.5]])).passed
+    assert not checks.logits(np.array([[np.nan, 0.0]])).passed
+    assert checks.gradients(np.array([1.0, 2.0, 0.5])).passed
+    assert not checks.gradients(np.array([0.0, 0.0, 1.0])).passed
+    assert not checks.gradients(np.array([np.inf, 1.0])).passed
+
+
+def _valid_results():
+    curve = {"attack": "pgd", "norm": "inf", "params": {}, "epsilons": [0.0, 0.1], "robust_accuracy": [0.9, 0.5],
+             "ci95_low": [0.8, 0.4], "ci95_high": [0.95, 0.6], "seconds": 1.0}
+    return {"schema_version": 1, "config": {}, "config_hash": "h", "environment": {}, "seconds": 1.0,
+            "models": [{"name": "m", "dataset": "mnist", "defense": "none", "architecture": "cnn",
+                        "path": "models/m/model.keras", "n_examples": 10, "clean_accuracy": 0.9,
+                        "curves": [curve], "worst_case": dict(curve),
+                        "checks": [{"name": "logits", "passed": True, "detail": ""}]}]}
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r.pop("models"), "missing 'models'"),
+    (lambda r: r.update(schema_version=2), "expected 1"),
+    (lambda r: r["models"][0]["curves"][0].update(robust_accuracy=[0.9, 1.5]), "not a fraction"),
+    (lambda r: r["models"][0]["curves"][0].update(robust_accuracy=[0.9]), "1 values for 2 epsilons"),
+    (lambda r: r["models"][0]["curves"][0].update(ci95_low=[0.95, 0.4]), "does not contain"),
+    (lambda r: r["models"][0]["checks"][0].update(passed="yes"), "expected bool"),
+])
+def test_schema_validator_rejects_broken_results(mutate, message):
+    results.validate(_valid_results())
+    broken = copy.deepcopy(_valid_results())
+    mutate(broken)
+    with pytest.raises(results.SchemaError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        results.validate(broken)
