@@ -15,9 +15,9 @@ from collections.abc import Iterable
 
 from advrobust.reporting.plots import Figure, dataset_key, model_key
 from advrobust.reporting.results import Comparison, Model, Run, dataset_title
-from advrobust.reporting.tables import (Table, attacks_table, checks_table, comparison_table, config_text,
-                                        curves_table, environment_table, minimal_eps_summary, model_facts,
-                                        summary_table)
+from advrobust.reporting.tables import (Table, attacks_table, check_curves_table, checks_table, comparison_table,
+                                        config_text, curves_table, environment_table, minimal_eps_summary,
+                                        model_facts, summary_table)
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -215,6 +215,8 @@ def _model_section(model: Model, figures: dict[str, Figure]) -> list[str]:
     badge = (f'<span class="badge bad">{len(failed)} failed check{"s" if len(failed) != 1 else ""}</span>'
              if failed else "")
     checks = table_html(checks_table(model), wrap_last=True) if model.checks else "<p>No checks recorded.</p>"
+    if model.check_curves:
+        checks += table_html(check_curves_table(model), wrap_last=True)
     out = [f'<section class="model{" failed" if failed else ""}" id="model-{model.index}">',
            f'<h3><span class="name">{e(model.name)}</span>{badge}</h3>',
            f'<div class="row"><div>{table_html(model_facts(model))}</div><div><h4>Checks</h4>{checks}</div></div>',

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from advrobust.reporting.plots import Figure, dataset_key, model_key
 from advrobust.reporting.results import Model, Run, dataset_title
-from advrobust.reporting.tables import (Table, attacks_table, checks_table, comparison_table, config_text,
-                                        curves_table, environment_table, minimal_eps_summary, model_facts,
-                                        summary_table)
+from advrobust.reporting.tables import (Table, attacks_table, check_curves_table, checks_table, comparison_table,
+                                        config_text, curves_table, environment_table, minimal_eps_summary,
+                                        model_facts, summary_table)
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|#$~])")  # $: GitHub math; ~: strikethrough
 
@@ -110,6 +110,8 @@ def _model(model: Model, figures: dict[str, Figure], report_dir: Path) -> list[s
     out = [f"### Model {model.index}: {md(model.name)}{flag}", "", table_md(model_facts(model)), ""]
     out += ["#### Checks", ""]
     out += [table_md(checks_table(model)) if model.checks else "No checks recorded.", ""]
+    if model.check_curves:
+        out += ["Attacks run for the checks:", "", table_md(check_curves_table(model)), ""]
     out += ["#### Robust accuracy per attack", ""]
     out += _figure(figures.get(model_key(model, "attacks")), report_dir)
     if model.curves or model.worst_case is not None:

@@ -82,6 +82,7 @@ class MinimalEps:
     attack: str
     norm: str
     values: np.ndarray
+    note: str | None  # e.g. that values are grid points, so upper bounds
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ class Model:
     examples: Examples | None
     minimal_eps: MinimalEps | None
     history: dict[str, list[float]]
+    worst_case_over: list[str]  # the attacks the worst case is the minimum of, when recorded
+    check_curves: list[tuple[str, AttackCurve]]  # (what it checks, curve): extra attacks run for the checks
 
     @property
     def failed_checks(self) -> list[Check]:
@@ -258,7 +261,32 @@ def _model(index: int, raw: dict[str, Any], run_dir: Path, notes: list[str]) -> 
                  clean_accuracy=_float(raw.get("clean_accuracy")), training_seconds=training_seconds,
                  curves=curves, worst_case=worst_case, checks=checks,
                  examples=_load_examples(run_dir, raw.get("examples"), where, notes),
-                 minimal_eps=_minimal_eps(raw.get("minimal_eps"), where, notes), history=_history(card))
+                 minimal_eps=_minimal_eps(raw.get("minimal_eps"), where, notes), history=_history(card),
+                 worst_case_over=_worst_case_over(raw.get("worst_case")),
+                 check_curves=_check_curves(raw.get("check_curves"), where, notes))
+
+
+def _worst_case_over(raw: Any) -> list[str]:
+    params = raw.get("params") if isinstance(raw, dict) else None
+    attacks = params.get("attacks") if isinstance(params, dict) else None
+    return [str(attack) for attack in attacks] if isinstance(attacks, list) else []
+
+
+def _check_curves(raw: Any, where: str, notes: list[str]) -> list[tuple[str, AttackCurve]]:
+    """The runner's ``check_curves``: {"large_eps": curve, "noise": curve, "transfer": [curve + "source"]}."""
+    if not isinstance(raw, dict):
+        return []
+    out = []
+    for key, value in raw.items():
+        for entry in value if isinstance(value, list) else [value]:
+            curve = _curve(entry, f"{where}, check curve {key}", notes)
+            if curve is None:
+                continue
+            title = str(key).replace("_", " ")
+            if isinstance(entry, dict) and entry.get("source") is not None:
+                title = f"{title} from {entry['source']}"
+            out.append((title, curve))
+    return out
 
 
 def _curve(raw: Any, where: str, notes: list[str]) -> AttackCurve | None:
@@ -305,7 +333,8 @@ def _minimal_eps(raw: Any, where: str, notes: list[str]) -> MinimalEps | None:
         return None
     values = np.array([_eps_value(value) for value in raw["values"]], dtype=np.float64)
     values = values[~np.isnan(values)]
-    return MinimalEps(_text(raw.get("attack"), "attack"), _text(raw.get("norm"), "?"), values)
+    return MinimalEps(_text(raw.get("attack"), "attack"), _text(raw.get("norm"), "?"), values,
+                      _text_or_none(raw.get("note")))
 
 
 def _eps_value(value: Any) -> float:

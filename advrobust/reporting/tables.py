@@ -149,7 +149,19 @@ def minimal_eps_summary(model: Model) -> str | None:
         median = float(np.median(values))  # inf when more than half are never fooled
         parts.append(f"median minimal ε {eps_text(median) if math.isfinite(median) else '∞'}")
         parts.append(f"smallest {eps_text(float(finite.min()))}, largest finite {eps_text(float(finite.max()))}")
-    return "; ".join(parts) + "."
+    text = "; ".join(parts) + "."
+    return f"{text} Note: {minimal.note}." if minimal.note else text
+
+
+def check_curves_table(model: Model) -> Table:
+    """The extra attacks run for the checks: robust accuracy [95% CI] at each of their eps."""
+    table = Table(["Check attack", "Attack", "Test images", "Robust accuracy by ε"], numeric=(2,))
+    for title, curve in model.check_curves:
+        points = "; ".join(f"ε={eps_text(float(eps))}: {_with_ci(curve.series.at(float(eps)))}"
+                           for eps in curve.series.epsilons)
+        table.rows.append([Cell(title), Cell(curve.label),
+                           Cell(MISSING if curve.n_examples is None else str(curve.n_examples)), Cell(points)])
+    return table
 
 
 def model_facts(model: Model) -> Table:
@@ -158,6 +170,7 @@ def model_facts(model: Model) -> Table:
              ("Architecture", model.architecture), ("Baseline", model.baseline or MISSING),
              ("Test images", MISSING if model.n_examples is None else str(model.n_examples)),
              ("Clean accuracy", percent(model.clean_accuracy, 2)),
+             ("Worst case over", ", ".join(model.worst_case_over) or MISSING),
              ("Training time", seconds_text(model.training_seconds)),
              ("Model file", model.path or MISSING)]
     table.rows.extend([Cell(key), Cell(value)] for key, value in facts)

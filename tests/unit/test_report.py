@@ -36,7 +36,8 @@ def _model(name, dataset, worst, *, n, defense="none", baseline=None, checks=(),
                "n_examples": n, "seconds": 12.0}]
     return {"name": name, "dataset": dataset, "defense": defense, "architecture": "cnn", "baseline": baseline,
             "path": f"models/{name}/model.keras", "n_examples": n, "clean_accuracy": worst[0],
-            "training_seconds": None, "curves": curves, "worst_case": _series(worst, n),
+            "training_seconds": None, "curves": curves,
+            "worst_case": {**_series(worst, n), "params": {"attacks": ["fgsm", "pgd"]}},
             "checks": [{"name": "accuracy falls with eps", "passed": True, "detail": "monotone"}, *checks],
             **extra}
 
@@ -49,6 +50,12 @@ def write_run(run_dir, *, optional=True):
     defended = _model("nsl-cnn", "mnist", DEFENDED_WORST, n=500, defense="nsl", baseline="baseline-cnn",
                       checks=[{"name": "gradient masking", "passed": False,
                                "detail": "FGSM stronger than PGD at eps=0.3 <b>bold?</b>"}])
+    defended["check_curves"] = {  # as the runner writes them
+        "large_eps": {"attack": "pgd", "norm": "inf", "params": {}, **_series([0.0], 500, eps=[0.9]), "n_examples": 500},
+        "noise": {"attack": "noise", "norm": "inf", "params": {}, **_series([0.98, 0.97], 500, eps=[0.1, 0.3]),
+                  "n_examples": 500},
+        "transfer": [{"source": "baseline-cnn", "attack": "pgd", "norm": "inf", "params": {},
+                      **_series([0.9], 500, eps=[0.1]), "n_examples": 500}]}
     hostile = _model(SCRIPT_NAME, "fashion_mnist", [0.9, 0.6, 0.3, 0.1, 0.0], n=200)
     orphan = _model(MATH_NAME, "fashion_mnist", [0.85, 0.7, 0.5, 0.3, 0.1], n=100, defense="pgd_at",
                     baseline="ghost")
@@ -59,7 +66,8 @@ def write_run(run_dir, *, optional=True):
         (run_dir / "models" / "baseline-cnn" / "model.card.json").write_text(json.dumps(card))
         baseline["card"] = "models/baseline-cnn/model.card.json"
         baseline["minimal_eps"] = {"attack": "pgd", "norm": "inf",
-                                   "values": [0.01, 0.05, 0.07, 0.12, 0.2, float("inf"), None, "inf"]}
+                                   "values": [0.01, 0.05, 0.07, 0.12, 0.2, float("inf"), None, "inf"],
+                                   "note": "grid points: upper bounds"}
         rng = np.random.default_rng(0)
         x = rng.random((6, 28, 28, 1), dtype=np.float32)
         x_adv = np.clip(x + rng.uniform(-0.1, 0.1, x.shape).astype(np.float32), 0, 1)
@@ -167,6 +175,10 @@ def test_report_states_missing_files_and_renders_summary_numbers(report):
     assert "examples/missing.npz" in page  # listed as a note
     assert "2 never fooled" not in page and "3 never fooled" in page  # inf, None and "inf" all count
     assert "Training curves" in page and "Adversarial examples" in page
+    assert "Note: grid points: upper bounds." in page
+    assert "<th>Worst case over</th><td>fgsm, pgd</td>" in page
+    section = page[page.index('id="model-2"'):page.index('id="model-3"')]
+    assert "<td>transfer from baseline-cnn</td>" in section and "ε=0.9: 0.0% [0.0, 0.8]" in section
     summary = page[page.index('id="summary"'):page.index('id="comparisons"')]
     assert '<td class="num">92.0%</td>' in summary and '<td class="num">40.0%</td>' in summary
 
