@@ -255,8 +255,8 @@ def _minimal_eps_figure(model: Model, path: Path) -> Figure | None:
         axes.grid(True, alpha=0.3)
         axes.xaxis.set_major_locator(MaxNLocator(6))
     figure.suptitle(f"{_label(model.name)}: per-example minimal ε ({_label(minimal.attack)})", fontsize=10)
-    return _save(figure, path, f"{model.name}: the smallest ε at which {minimal.attack} fools each example "
-                               f"({never} of {len(values)} never fooled).")
+    return _save(figure, path, f"{model.name}: the smallest ε that fools each example ({minimal.attack}); "
+                               f"{never} of {len(values)} never fooled.")
 
 
 def _training_figure(model: Model, path: Path) -> Figure | None:

@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from advrobust.reporting.results import Comparison, Model, Run, Series, dataset_title
+from advrobust.reporting.results import Comparison, Model, Run, Series, dataset_title, norm_title
 
 Tone = Literal["good", "bad", "up", "down", "muted"]  # up/down: sign of a difference
 MISSING = "—"
@@ -144,7 +144,7 @@ def minimal_eps_summary(model: Model) -> str | None:
     values = minimal.values
     finite = values[np.isfinite(values)]
     never = len(values) - len(finite)
-    parts = [f"{len(values)} examples, {never} never fooled by {minimal.attack} ({minimal.norm})"]
+    parts = [f"{len(values)} examples, {never} never fooled ({minimal.attack}, {norm_title(minimal.norm)})"]
     if len(finite):
         median = float(np.median(values))  # inf when more than half are never fooled
         parts.append(f"median minimal ε {eps_text(median) if math.isfinite(median) else '∞'}")
