@@ -8,9 +8,10 @@ Importing this package selects Keras 2 for TensorFlow first (``attacks/_tensorfl
 """
 
 from attacks import _tensorflow  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+from attacks.external import apgd_art
 from attacks.gradient import bim, fgsm, mim, pgd
 from attacks.losses import cross_entropy, margin
 from attacks.noise import random_noise
 from attacks.spec import ATTACKS, AttackSpec, get_attack
 
-__all__ = ["fgsm", "bim", "pgd", "mim", "random_noise", "cross_entropy", "margin", "ATTACKS", "AttackSpec", "get_attack"]
+__all__ = ["fgsm", "bim", "pgd", "mim", "random_noise", "apgd_art", "cross_entropy", "margin", "ATTACKS", "AttackSpec", "get_attack"]
