@@ -177,6 +177,21 @@ def test_apgd_specific_errors(model):
     assert apgd_art(two_classes, X2, Y2 % 2, eps=0.1, loss="ce", steps=2).shape == X2.shape
 
 
+def test_points_outside_the_ball_from_art_raise_instead_of_being_clipped(model, monkeypatch):
+    from attacks import external
+
+    class Broken:  # stands in for an ART attack that oversteps the ball
+        def set_params(self, **params):
+            pass
+
+        def generate(self, x, y):
+            return np.clip(x + 0.3, 0.0, 1.0)
+
+    monkeypatch.setattr(external, "_art_attack", lambda *args, **kwargs: Broken())
+    with pytest.raises(RuntimeError, match="outside the inf ball of radius 0.1"):
+        apgd_art(model, X2, Y_CLEAN, eps=0.1)
+
+
 def test_missing_art_raises_import_error_with_install_hint(model, monkeypatch):
     monkeypatch.setitem(sys.modules, "art.attacks.evasion.auto_projected_gradient_descent", None)
     with pytest.raises(ImportError, match=r'pip install "adversarial-robustness-toolbox==1\.20\.1"'):
