@@ -9,6 +9,7 @@ import pytest
 
 from advrobust import checks, config, evaluation, results
 from advrobust.store import ResultStore, StoreMismatchError
+from tests.conftest import REPO
 
 BASE = """
 [run]
@@ -168,3 +169,9 @@ def test_schema_validator_rejects_broken_results(mutate, message):
     mutate(broken)
     with pytest.raises(results.SchemaError, match=message.replace("(", r"\(").replace(")", r"\)")):
         results.validate(broken)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.toml")), ids=lambda p: p.name)
+def test_every_experiment_config_is_valid(path):
+    loaded = config.load(path)
+    assert loaded.models and loaded.attacks and loaded.epsilons[0] == 0.0
