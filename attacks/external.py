@@ -100,31 +100,21 @@ def apgd_art(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", loss: L
     :func:`attacks.pgd`; ImportError when ART is not installed; RuntimeError if ART
     returns a point outside the ball or ``clip`` by more than float32 rounding.
     """
-    is_tensor = isinstance(x, (tf.Tensor, tf.Variable))
-    clip = validation.check_clip(clip)
-    x_np = validation.as_array(x, "x")
-    validation.check_x(x_np, clip)
+    given = validation.attack_input(x, y, eps, norm, clip)
+    x_np, y_np, epsilons, norm, clip = given.x, given.y, given.epsilons, given.norm, given.clip
     n = len(x_np)
-    y_np = validation.check_labels(y, n)
-    epsilons, scalar_eps = validation.check_eps(eps)
-    norm = norms.canonical_norm(norm)
     if not isinstance(loss, str) or loss not in ART_LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of: {', '.join(ART_LOSSES)}")
     steps = validation.check_positive_int(steps, "steps")
     restarts = validation.check_positive_int(restarts, "restarts")
     batch_size = validation.check_positive_int(batch_size or DEFAULT_BATCH_SIZE, "batch_size")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise TypeError(f"seed must be an int or None, got {seed!r}")
+    validation.check_seed(seed)
 
     k = len(epsilons)
     out = np.broadcast_to(x_np, (k, *x_np.shape)).copy()  # eps = 0 rows stay x
     if n and np.any(epsilons > 0):
         logits_fn = validation.inference_fn(model)
-        num_classes = validation.check_model_output(logits_fn(tf.constant(x_np[:validation.PROBE_SIZE])),
-                                                    min(n, validation.PROBE_SIZE))
-        if y_np.max() >= num_classes:
-            raise ValueError(f"label {int(y_np.max())} is outside the model's {num_classes} classes "
-                             f"(0..{num_classes - 1})")
+        num_classes = validation.model_classes(logits_fn, x_np, y_np)
         if loss == "dlr" and num_classes < 3:
             raise ValueError(f"loss 'dlr' needs at least 3 classes, the model has {num_classes}; use loss='ce'")
         attack = _art_attack(logits_fn, x_np, num_classes, norm=norm, loss=loss, steps=steps,
@@ -144,8 +134,7 @@ def apgd_art(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", loss: L
                     out[index, rows] = _checked(x_np[rows], x_adv, radius, norm, clip)
         finally:
             np.random.set_state(saved_state)
-    result = out[0] if scalar_eps else out
-    return tf.constant(result) if is_tensor else result
+    return given.output(out)
 
 
 def _art_attack(logits_fn: Any, x: np.ndarray, num_classes: int, *, norm: str, loss: str, steps: int,

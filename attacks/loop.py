@@ -205,14 +205,9 @@ def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any =
     point is the first successful one found, not the highest-loss one. See
     :func:`attacks.pgd` for the other arguments.
     """
-    is_tensor = isinstance(x, (tf.Tensor, tf.Variable))
-    clip = validation.check_clip(clip)
-    x_np = validation.as_array(x, "x")
-    validation.check_x(x_np, clip)
+    given = validation.attack_input(x, y, eps, norm, clip)
+    x_np, y_np, epsilons, norm, clip = given.x, given.y, given.epsilons, given.norm, given.clip
     n = len(x_np)
-    y_np = validation.check_labels(y, n)
-    epsilons, scalar_eps = validation.check_eps(eps)
-    norm = norms.canonical_norm(norm)
     steps = validation.check_positive_int(steps, "steps")
     restarts = validation.check_positive_int(restarts, "restarts")
     batch_size = validation.check_positive_int(batch_size or DEFAULT_BATCH_SIZE, "batch_size")
@@ -224,19 +219,14 @@ def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any =
     losses.get_loss(loss)
     if early_stop and not keep_best:
         raise ValueError("early_stop=True needs keep_best=True")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise TypeError(f"seed must be an int or None, got {seed!r}")
+    validation.check_seed(seed)
 
     k = len(epsilons)
     if n == 0:
-        empty = np.zeros((0, *x_np.shape[1:]) if scalar_eps else (k, 0, *x_np.shape[1:]), x_np.dtype)
-        return tf.constant(empty) if is_tensor else empty
+        return given.output(np.zeros((k, 0, *x_np.shape[1:]), x_np.dtype))
 
     dtype = x_np.dtype
-    probe = validation.inference_fn(model)(tf.constant(x_np[:validation.PROBE_SIZE]))
-    num_classes = validation.check_model_output(probe, min(n, validation.PROBE_SIZE))
-    if y_np.max() >= num_classes:
-        raise ValueError(f"label {int(y_np.max())} is outside the model's {num_classes} classes (0..{num_classes - 1})")
+    validation.model_classes(validation.inference_fn(model), x_np, y_np)
 
     static = _Static(norm=norm, loss=loss, targeted=bool(targeted), random_start=bool(random_start),
                      momentum=float(decay) > 0, keep_best=bool(keep_best),
@@ -278,10 +268,7 @@ def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any =
                 best = tuple(tf.tensor_scatter_nd_update(t, index, m) for t, m in zip(best, merged))
         out[rows] = best[0].numpy()
 
-    result = out.reshape(k, *x_np.shape)
-    if scalar_eps:
-        result = result[0]
-    return tf.constant(result) if is_tensor else result
+    return given.output(out.reshape(k, *x_np.shape))
 
 
 def trace_count(model: Any) -> int:

@@ -30,27 +30,17 @@ def random_noise(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], no
     ``seed`` (and ``batch_size``) gives the same result. Same input errors as
     :func:`attacks.pgd`.
     """
-    is_tensor = isinstance(x, (tf.Tensor, tf.Variable))
-    clip = validation.check_clip(clip)
-    x_np = validation.as_array(x, "x")
-    validation.check_x(x_np, clip)
+    given = validation.attack_input(x, y, eps, norm, clip)
+    x_np, y_np, epsilons, norm, clip = given.x, given.y, given.epsilons, given.norm, given.clip
     n = len(x_np)
-    y_np = validation.check_labels(y, n)
-    epsilons, scalar_eps = validation.check_eps(eps)
-    norm = norms.canonical_norm(norm)
     draws = validation.check_positive_int(draws, "draws")
     batch_size = validation.check_positive_int(batch_size or DEFAULT_BATCH_SIZE, "batch_size")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise TypeError(f"seed must be an int or None, got {seed!r}")
+    validation.check_seed(seed)
     k = len(epsilons)
     out = np.empty((k, *x_np.shape), x_np.dtype)
     if n:
         logits_fn = validation.inference_fn(model)
-        num_classes = validation.check_model_output(logits_fn(tf.constant(x_np[:validation.PROBE_SIZE])),
-                                                    min(n, validation.PROBE_SIZE))
-        if y_np.max() >= num_classes:
-            raise ValueError(f"label {int(y_np.max())} is outside the model's {num_classes} classes "
-                             f"(0..{num_classes - 1})")
+        validation.model_classes(logits_fn, x_np, y_np)
         base_seed = int(np.random.default_rng(seed).integers(0, 2**62))
         for index, radius in enumerate(epsilons):
             for start in range(0, n, batch_size):
@@ -60,7 +50,8 @@ def random_noise(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], no
                 best = x_batch.numpy()
                 fooled = np.zeros(len(y_batch), bool)
                 for draw in range(draws):
-                    seed_tensor = tf.constant([base_seed, (index * n + start) * draws + draw], tf.int64)
+                    # Draw d does not depend on ``draws``: more draws only add tries.
+                    seed_tensor = tf.constant([base_seed + draw, index * n + start], tf.int64)
                     delta = norms.random_start(tf.shape(x_batch), eps_batch, norm, seed_tensor, x_batch.dtype)
                     candidate = x_batch + delta
                     if clip is not None:
@@ -71,5 +62,4 @@ def random_noise(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], no
                     best[take] = candidate[take]
                     fooled |= wrong
                 out[index, start:start + batch_size] = best
-    result = out[0] if scalar_eps else out
-    return tf.constant(result) if is_tensor else result
+    return given.output(out)

@@ -7,6 +7,7 @@ raises ValueError (or TypeError for a wrong kind of object) that says what to do
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -150,3 +151,53 @@ def check_model_output(logits: Any, n: int) -> int:
                          "logits. Remove the final softmax (e.g. build the last Dense layer without "
                          "activation) and pass that model.")
     return int(out.shape[1])
+
+
+@dataclass(frozen=True)
+class AttackInput:
+    """The validated (x, y, eps, norm, clip) of one attack call, and how to shape its output."""
+
+    x: np.ndarray  # (N, ...) floating point, inside clip
+    y: np.ndarray  # (N,) int64 >= 0
+    epsilons: np.ndarray  # (K,) float64 >= 0
+    scalar_eps: bool
+    norm: str
+    clip: tuple[float, float] | None
+    is_tensor: bool
+
+    def output(self, adversarial: np.ndarray) -> Any:
+        """(K, N, ...) results as the caller expects them: (N, ...) for a scalar eps; a
+        tensor if x was a tensor, else a NumPy array."""
+        result = adversarial[0] if self.scalar_eps else adversarial
+        return tf.constant(result) if self.is_tensor else result
+
+
+def attack_input(x: Any, y: Any, eps: Any, norm: Any, clip: Any) -> AttackInput:
+    """Validate the data arguments every attack shares (see :func:`check_x` and friends)."""
+    from attacks.norms import canonical_norm
+
+    clip = check_clip(clip)
+    x_np = as_array(x, "x")
+    check_x(x_np, clip)
+    y_np = check_labels(y, len(x_np))
+    epsilons, scalar_eps = check_eps(eps)
+    return AttackInput(x=x_np, y=y_np, epsilons=epsilons, scalar_eps=scalar_eps, norm=canonical_norm(norm),
+                       clip=clip, is_tensor=isinstance(x, (tf.Tensor, tf.Variable)))
+
+
+def check_seed(seed: Any) -> None:
+    """``seed`` must be an int or None."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise TypeError(f"seed must be an int or None, got {seed!r}")
+
+
+def model_classes(logits_fn: Callable[[tf.Tensor], tf.Tensor], x: np.ndarray, y: np.ndarray) -> int:
+    """Probe the model on the first examples of ``x`` (N >= 1); returns its class count.
+
+    Raises ValueError for outputs that are not logits (see :func:`check_model_output`) or
+    labels outside the model's classes.
+    """
+    num_classes = check_model_output(logits_fn(tf.constant(x[:PROBE_SIZE])), min(len(x), PROBE_SIZE))
+    if y.max() >= num_classes:
+        raise ValueError(f"label {int(y.max())} is outside the model's {num_classes} classes (0..{num_classes - 1})")
+    return num_classes
