@@ -1,14 +1,22 @@
 """Training on tf.data with Keras callbacks, and the train-a-model job behind the CLI.
 
-:func:`fit` is the one training entry point. It compiles with a logits loss unless the
-model brings its own ``train_step`` and loss (adversarial training wraps the base model
-in a ``keras.Model`` subclass with a GradientTape ``train_step`` and passes it here with
-``compile_model=False``), then runs ``model.fit`` with a best-model checkpoint, early
-stopping, TensorBoard and CSV logs.
+:func:`fit` trains without a defense: it compiles with a logits loss unless the model
+brings its own ``train_step`` and loss (``compile_model=False``), then runs ``model.fit``
+with a best-model checkpoint, early stopping, TensorBoard and CSV logs.
+
+:func:`train` runs one configured job (:class:`TrainConfig`), with or without a defense
+from :mod:`defenses` (``nsl``, ``pgd_at``, ``trades``, ``fgsm_rs``), under a
+``tf.distribute`` strategy (``defenses.distribute``). With a defense, model selection is
+by robustness: ``defenses.callbacks.RobustEarlyStopping`` measures PGD robust accuracy on
+a validation subset every epoch (``val_robust_accuracy`` in the logs, TensorBoard and
+CSV), keeps the most robust epoch (``checkpoints/best_robust.keras``), stops after
+``patience`` epochs without improvement and restores it. The saved ``model.keras`` is
+always the plain logits base model, whatever the defense.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +27,9 @@ import numpy as np
 from advrobust import data, models
 from advrobust.files import check_choice
 from attacks._tensorflow import keras, tf
+import defenses
+from defenses import callbacks as defense_callbacks
+from defenses import distribute
 
 WEIGHT_CHOICES_HELP = "imagenet | none | PATH | pretrained-run"
 
@@ -31,21 +42,22 @@ def set_seed(seed: int, *, deterministic_ops: bool = False) -> None:
 
 
 def standard_callbacks(out_dir: str | Path, *, monitor: str = "val_accuracy", patience: int = 3,
-                       checkpoint: bool = True) -> list[keras.callbacks.Callback]:
+                       checkpoint: bool = True, early_stopping: bool = True) -> list[keras.callbacks.Callback]:
     """Best-model checkpoint, early stopping (restores the best weights), TensorBoard, CSV.
 
     Writes ``out_dir/checkpoints/best.keras``, ``out_dir/logs/`` (TensorBoard) and
-    ``out_dir/training_log.csv``.
+    ``out_dir/training_log.csv``. ``checkpoint``/``early_stopping`` leave those out.
     """
     out_dir = Path(out_dir)
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     mode = "max" if "acc" in monitor else "min"
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
-                                      restore_best_weights=True),
         keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")),
         keras.callbacks.CSVLogger(str(out_dir / "training_log.csv")),
     ]
+    if early_stopping:
+        callbacks.insert(0, keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
+                                                          restore_best_weights=True))
     if checkpoint:
         callbacks.insert(0, keras.callbacks.ModelCheckpoint(
             str(out_dir / "checkpoints" / "best.keras"), monitor=monitor, mode=mode,
@@ -110,8 +122,19 @@ class TrainConfig:
     pretrain_epochs: int = 1
     pretrain_subset: int | None = 12000
     extra: dict[str, Any] = field(default_factory=dict)
+    # Defense (see defenses/__init__.py): "none" | "nsl" | "pgd_at" | "trades" | "fgsm_rs".
+    defense: str = "none"
+    defense_eps: float | None = None  # None: the preset's radius (mnist 0.3, fashion_mnist 0.1)
+    preset: str | None = None  # None: the preset named after the dataset
+    defense_params: dict[str, Any] = field(default_factory=dict)  # e.g. {"multiplier": 0.5}
+    strategy: str = "auto"  # tf.distribute: auto | default | mirrored | multi_worker
+    robust_val_size: int = 500  # validation examples attacked each epoch (defenses only)
+    robust_val_steps: int = 10  # PGD steps of that attack
+    co_check_size: int = 256  # fgsm_rs: examples of the catastrophic-overfitting check
 
     def __post_init__(self) -> None:
+        check_choice(self.defense, defenses.DEFENSES, "defense")
+        check_choice(self.strategy, distribute.STRATEGIES, "strategy")
         check_choice(self.dataset, data.DATASETS, "dataset")
         check_choice(self.model, models.MODELS, "model")
         check_choice(self.vgg_mode, models.VGG_MODES, "VGG-19 mode")
@@ -138,6 +161,16 @@ class TrainConfig:
                                         f"{WEIGHT_CHOICES_HELP}")
         if self.learning_rate is not None and self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("robust_val_size", "robust_val_steps", "co_check_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self.defense_config()  # resolves and checks the whole defense now, before any training
+
+    def defense_config(self):
+        """The resolved defense config (``NSLConfig`` / ``AdversarialTrainingConfig``), or
+        None for ``defense="none"``; ValueError naming any bad setting."""
+        return defenses.resolve(self.defense, dataset=self.dataset, preset=self.preset, eps=self.defense_eps,
+                                params=self.defense_params)
 
     @property
     def effective_learning_rate(self) -> float:
@@ -159,7 +192,7 @@ def _weights_for_build(config: TrainConfig, out_dir: Path, data_dir, verbose) ->
                                trainable_blocks=config.base_blocks, base_blocks=config.base_blocks,
                                weights=None, image_size=config.image_size, epochs=config.pretrain_epochs,
                                batch_size=config.batch_size, learning_rate=1e-4,
-                               train_subset=config.pretrain_subset, seed=config.seed)
+                               train_subset=config.pretrain_subset, seed=config.seed, strategy=config.strategy)
         print(f"[advrobust] pretraining VGG-19 on {source} for transfer to {config.dataset}")
         pretrained = train(pretrain, out_dir / "pretrain", data_dir=data_dir, verbose=verbose)
         path = pretrained["model_path"]
@@ -170,14 +203,21 @@ def _weights_for_build(config: TrainConfig, out_dir: Path, data_dir, verbose) ->
 
 
 def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: int | str = "auto") -> dict[str, Any]:
-    """Train one model as configured and save it with its card.
+    """Train one model as configured (with its defense, under its strategy) and save it.
 
-    Writes ``out_dir/model.keras``, ``out_dir/model.card.json``, TensorBoard logs in
-    ``out_dir/logs``, ``out_dir/training_log.csv`` and the best checkpoint. Returns
-    ``{"model": keras.Model, "model_path": Path, "card": dict}``; the card's
-    ``clean_test_accuracy`` is measured on the full test split.
+    Writes ``out_dir/model.keras`` (the plain logits base model), ``out_dir/model.card.json``,
+    TensorBoard logs in ``out_dir/logs``, ``out_dir/training_log.csv`` and the best
+    checkpoint (``checkpoints/best.keras``; with a defense ``checkpoints/best_robust.keras``).
+    Returns ``{"model": keras.Model, "model_path": Path, "card": dict}``; the card's
+    ``clean_test_accuracy`` is measured on the full test split. With a defense the card
+    also holds ``defense_config`` (the resolved parameters), ``robust_validation`` (the
+    per-epoch robust accuracy and best epoch) and, for ``fgsm_rs``,
+    ``catastrophic_overfitting``.
     """
-    out_dir = Path(out_dir)
+    # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs other ops.
+    strategy = distribute.get_strategy(config.strategy)
+    defense = config.defense_config()
+    out_dir = distribute.output_dir(out_dir, strategy)
     out_dir.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)
     x, y = data.load(config.dataset, "train", data_dir)
@@ -191,29 +231,42 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
 
     build_info: dict[str, Any] = {}
     if config.model == "cnn":
-        model = models.build("cnn", seed=config.seed)
+        with strategy.scope():
+            model = models.build("cnn", seed=config.seed)
     else:
         weights, build_info = _weights_for_build(config, out_dir, data_dir, verbose)
         set_seed(config.seed)
-        model = models.build("vgg19", mode=config.vgg_mode, weights=weights, image_size=config.image_size,
-                             trainable_blocks=config.trainable_blocks, base_blocks=config.base_blocks,
-                             seed=config.seed)
+        with strategy.scope():
+            model = models.build("vgg19", mode=config.vgg_mode, weights=weights, image_size=config.image_size,
+                                 trainable_blocks=config.trainable_blocks, base_blocks=config.base_blocks,
+                                 seed=config.seed)
 
     train_ds = data.make_dataset(x_train, y_train, batch_size=config.batch_size, shuffle=True, seed=config.seed)
     val_ds = data.make_dataset(x_val, y_val, batch_size=256)
     started = time.perf_counter()
-    history = fit(model, train_ds, val_ds, epochs=config.epochs, learning_rate=config.effective_learning_rate,
-                  out_dir=out_dir, patience=config.patience, verbose=verbose)
-    seconds = time.perf_counter() - started
-    test_accuracy = accuracy(model, x_test, y_test)
+    defense_info: dict[str, Any] = {}
+    with strategy.scope():
+        if defense is None:
+            history = fit(model, train_ds, val_ds, epochs=config.epochs,
+                          learning_rate=config.effective_learning_rate, out_dir=out_dir, patience=config.patience,
+                          verbose=verbose)
+        else:
+            history, defense_info = _fit_defended(config, defense, model, train_ds, val_ds, x_val, y_val,
+                                                  steps_per_epoch=math.ceil(len(x_train) / config.batch_size),
+                                                  out_dir=out_dir, verbose=verbose)
+        seconds = time.perf_counter() - started
+        test_accuracy = accuracy(model, x_test, y_test)
 
     card = {
         "dataset": config.dataset,
         "architecture": config.model if config.model == "cnn" else
         f"vgg19-{config.vgg_mode}" + ("" if config.base_blocks == 5 else f"-blocks1to{config.base_blocks}"),
-        "defense": "none",
+        "defense": config.defense,
+        **defense_info,
         "training_config": {**asdict(config), "learning_rate": config.effective_learning_rate,
                             "train_examples": int(len(x_train)), "val_examples": int(len(x_val))},
+        "strategy": {"name": config.strategy, "class": type(strategy).__name__,
+                     "replicas": int(strategy.num_replicas_in_sync)},
         **build_info,
         "seed": config.seed,
         "clean_test_accuracy": test_accuracy,
@@ -224,6 +277,50 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
     }
     model_path = out_dir / "model.keras"
     models.save(model, model_path, card)
-    print(f"[advrobust] {card['architecture']} on {config.dataset}: clean test accuracy "
-          f"{test_accuracy:.4f} after {card['epochs_run']} epochs ({seconds:.0f} s); saved {model_path}")
+    robust = defense_info.get("robust_validation", {}).get("best_robust_accuracy")
+    print(f"[advrobust] {card['architecture']} on {config.dataset}"
+          + ("" if defense is None else f" with {config.defense}")
+          + f": clean test accuracy {test_accuracy:.4f}"
+          + ("" if robust is None else f", best validation robust accuracy {robust:.4f}")
+          + f" after {card['epochs_run']} epochs ({seconds:.0f} s); saved {model_path}")
     return {"model": model, "model_path": model_path, "card": card}
+
+
+# The radius robust validation uses when the defense has none (NSL's lecture preset).
+_DATASET_EPS = {"mnist": 0.3, "fashion_mnist": 0.1}
+CO_CHECKS_PER_EPOCH = 4  # fgsm_rs: catastrophic overfitting can set in within an epoch
+
+
+def _fit_defended(config: TrainConfig, defense: Any, model: keras.Model, train_ds: tf.data.Dataset,
+                  val_ds: tf.data.Dataset, x_val: np.ndarray, y_val: np.ndarray, *, steps_per_epoch: int,
+                  out_dir: Path, verbose: int | str) -> tuple[keras.callbacks.History, dict[str, Any]]:
+    """Train ``model`` in place with ``defense``, selecting the most robust epoch.
+
+    Returns the History and the card entries ``defense_config``, ``robust_validation``
+    and (fgsm_rs) ``catastrophic_overfitting``.
+    """
+    norm, eps = defense.norm, defense.eps
+    if eps is None:
+        norm, eps = "inf", _DATASET_EPS[config.dataset]
+    size = min(config.robust_val_size, len(x_val))
+    robust = defense_callbacks.RobustEarlyStopping(
+        x_val[:size], y_val[:size], eps=eps, norm=norm, steps=config.robust_val_steps, seed=config.seed,
+        model=model, filepath=out_dir / "checkpoints" / "best_robust.keras", patience=config.patience,
+        restore_best_weights=True)
+    callbacks: list[keras.callbacks.Callback] = [robust]
+    monitor = None
+    if config.defense == "fgsm_rs":
+        size = min(config.co_check_size, len(x_val))
+        monitor = defense_callbacks.CatastrophicOverfittingMonitor(
+            x_val[:size], y_val[:size], eps=eps, norm=norm, model=model, seed=config.seed,
+            every_batches=max(1, steps_per_epoch // CO_CHECKS_PER_EPOCH), action="stop")
+        callbacks.insert(0, monitor)
+    # After the robust callback, so TensorBoard and the CSV log see val_robust_accuracy.
+    callbacks += standard_callbacks(out_dir, checkpoint=False, early_stopping=False)
+    history = defenses.fit(defense, model, train_ds, val_ds, epochs=config.epochs,
+                           learning_rate=config.effective_learning_rate, callbacks=callbacks, verbose=verbose,
+                           steps_per_epoch=steps_per_epoch)
+    info = {"defense_config": defense.to_dict(), "robust_validation": robust.record()}
+    if monitor is not None:
+        info["catastrophic_overfitting"] = monitor.record()
+    return history, info

@@ -1,7 +1,152 @@
-"""Training-time defenses (NSL adversarial regularization, adversarial training).
+"""Training-time defenses: NSL adversarial regularization and adversarial training.
+
+    import defenses
+    config = defenses.resolve("pgd_at", dataset="mnist")          # the dataset's preset
+    config = defenses.resolve("nsl", dataset="fashion_mnist", preset="quick", eps=0.05)
+    history = defenses.fit(config, base_model, train_ds, val_ds, epochs=5)
+
+=========  ==========================================  =============================
+defense    what it trains on                           module
+=========  ==========================================  =============================
+nsl        clean + multiplier * NSL adversarial loss   :mod:`defenses.nsl`
+pgd_at     PGD examples (Madry et al. 2018)            :mod:`defenses.adversarial_training`
+trades     clean CE + beta * KL(clean || adversarial)  :mod:`defenses.adversarial_training`
+fgsm_rs    FGSM from a random start (Wong et al. 2020) :mod:`defenses.adversarial_training`
+=========  ==========================================  =============================
+
+Presets: every defense has ``mnist`` (L-inf eps 0.3), ``fashion_mnist`` (L-inf eps 0.1)
+and ``quick`` (L-inf eps 0.1, few steps, for demos); ``nsl`` also has ``lecture`` (the
+seed lecture's ``multiplier=0.2, adv_step_size=0.05``). ``preset=None`` picks the
+dataset's preset. :mod:`defenses.callbacks` holds robust early stopping and the
+catastrophic-overfitting monitor; :mod:`defenses.distribute` the ``tf.distribute``
+strategies.
 
 Importing this package selects Keras 2 for TensorFlow first (``attacks/_tensorflow.py``);
-NSL itself is imported through ``attacks._tensorflow.import_nsl``.
+NSL itself is imported through ``attacks._tensorflow.import_nsl`` when first needed.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
 from attacks import _tensorflow  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+
+DEFENSES: tuple[str, ...] = ("none", "nsl", "pgd_at", "trades", "fgsm_rs")
+
+
+def check_nonnegative(value: Any, name: str, *, strict: bool = False) -> float:
+    """``value`` as a finite float >= 0 (> 0 with ``strict``); ValueError naming it otherwise."""
+    bound = "> 0" if strict else ">= 0"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or value < 0 or (strict and value == 0):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+def check_iterations(value: Any, name: str) -> int:
+    """``value`` as an int >= 1; ValueError naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def check_clip(clip: Any) -> tuple[float, float] | None:
+    """``clip`` as a (low, high) pair of floats with low < high, or None."""
+    if clip is None:
+        return None
+    try:
+        low, high = (float(v) for v in clip)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"clip must be a (low, high) pair or None, got {clip!r}") from error
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise ValueError(f"clip must be finite with low < high, got {clip!r}")
+    return low, high
+
+
+def check_eps(eps: Any, norm: str, clip: tuple[float, float] | None, *, allow_none: bool = False) -> float | None:
+    """``eps`` as a float if it is a usable radius for ``norm`` and ``clip``, else ValueError.
+
+    L-inf: ``0 < eps <= high - low`` of ``clip``, i.e. (0, 1] for [0, 1] images (a larger
+    cube contains every image). L2: ``eps > 0``.
+    """
+    if eps is None:
+        if allow_none:
+            return None
+        raise ValueError("eps is required")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)) or not np.isfinite(eps):
+        raise ValueError(f"eps must be a finite number, got {eps!r}")
+    if norm == "inf" and clip is not None and not 0 < eps <= clip[1] - clip[0]:
+        raise ValueError(f"L-inf eps must be in (0, {clip[1] - clip[0]:g}] for inputs in "
+                         f"[{clip[0]:g}, {clip[1]:g}], got {eps!r}")
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps!r}")
+    return float(eps)
+
+
+def presets(defense: str) -> tuple[str, ...]:
+    """The preset names of ``defense`` (empty for ``"none"``)."""
+    _check_defense(defense)
+    if defense == "none":
+        return ()
+    if defense == "nsl":
+        from defenses import nsl
+        return tuple(nsl.PRESETS)
+    from defenses import adversarial_training
+    return tuple(adversarial_training.PRESETS[defense])
+
+
+def resolve(defense: str, *, dataset: str | None = None, preset: str | None = None, eps: float | None = None,
+            params: dict[str, Any] | None = None):
+    """The complete config of ``defense``, checked; ``None`` for ``"none"``.
+
+    ``preset=None`` uses the preset named after ``dataset`` (``"mnist"`` or
+    ``"fashion_mnist"``). ``eps`` replaces the preset's radius; ``params`` any other
+    field (see ``defenses.nsl.PARAMS`` and ``defenses.adversarial_training.PARAMS``).
+    Returns an ``NSLConfig`` or an ``AdversarialTrainingConfig``. Raises ValueError
+    naming the bad value and the choices: unknown defense, preset or parameter, eps out
+    of range, negative multiplier or beta, iterations < 1.
+    """
+    _check_defense(defense)
+    params = dict(params or {})
+    if defense == "none":
+        if preset is not None or eps is not None or params:
+            raise ValueError("defense 'none' takes no preset, eps or defense parameters; choose a defense: "
+                             + ", ".join(DEFENSES[1:]))
+        return None
+    if preset is None:
+        if dataset not in ("mnist", "fashion_mnist"):
+            raise ValueError(f"no default {defense} preset for dataset {dataset!r}; pass preset= one of: "
+                             + ", ".join(presets(defense)))
+        preset = dataset
+    if defense == "nsl":
+        from defenses import nsl
+        return nsl.preset(preset, eps=eps, **params)
+    from defenses import adversarial_training
+    return adversarial_training.preset(defense, preset, eps=eps, **params)
+
+
+def fit(config, base_model, train, validation=None, *, epochs: int, learning_rate: float = 1e-3,
+        callbacks=None, verbose: int | str = "auto", steps_per_epoch: int | None = None):
+    """Train ``base_model`` in place with the defense ``config`` (from :func:`resolve`).
+
+    ``train``/``validation`` are batched ``(x, y)`` datasets. ``steps_per_epoch`` (batches
+    per epoch) is needed only for adversarial training with an eps warm-up. Returns the
+    Keras History; ``base_model`` stays a plain logits model.
+    """
+    from defenses import adversarial_training, nsl
+
+    if isinstance(config, nsl.NSLConfig):
+        return nsl.fit(base_model, train, validation, config=config, epochs=epochs, learning_rate=learning_rate,
+                       callbacks=callbacks, verbose=verbose)
+    if isinstance(config, adversarial_training.AdversarialTrainingConfig):
+        return adversarial_training.fit(base_model, train, validation, config=config, epochs=epochs,
+                                        learning_rate=learning_rate, callbacks=callbacks, verbose=verbose,
+                                        steps_per_epoch=steps_per_epoch)
+    raise TypeError(f"config must be an NSLConfig or AdversarialTrainingConfig, got {type(config).__name__}")
+
+
+def _check_defense(defense: str) -> None:
+    if defense not in DEFENSES:
+        raise ValueError(f"unknown defense {defense!r}; choose one of: {', '.join(DEFENSES)}")

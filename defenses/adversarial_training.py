@@ -1,0 +1,337 @@
+"""Adversarial training: Madry PGD-AT, TRADES and fast FGSM with random start.
+
+    from defenses import adversarial_training as at
+    config = at.preset("pgd_at", "mnist")                  # or AdversarialTrainingConfig(...)
+    history = at.fit(base_model, train_ds, val_ds, config=config, epochs=10)
+
+``fit`` wraps the base (logits) model in :class:`AdversarialTrainer`, a ``keras.Model``
+whose ``train_step`` crafts adversarial examples with a ``GradientTape`` inside the
+compiled step and trains on them; the base model is trained in place and stays a plain
+logits model. Each method, per batch (x, y):
+
+``pgd_at`` (Madry et al. 2018)
+    ``x_adv`` = ``steps`` steps of projected gradient ascent on the cross-entropy from a
+    uniform random point of the eps-ball (``random_start``); loss ``CE(y, f(x_adv))``.
+``trades`` (Zhang et al. 2019)
+    ``x_adv`` = ``steps`` steps ascending ``KL(p(x) || p(x_adv))`` from
+    ``x + 0.001 * N(0, 1)`` (the paper's start); loss
+    ``CE(y, f(x)) + beta * KL(p(x) || p(x_adv))``, the KL summed over classes and
+    averaged over the batch (see :func:`trades_loss`).
+``fgsm_rs`` (Wong, Rice & Kolter 2020, "Fast is better than free")
+    one signed step of ``step_size`` (default ``1.25 * eps``) from a uniform random point
+    of the eps-ball, projected back; loss ``CE(y, f(x_adv))``. Fast, but prone to
+    *catastrophic overfitting*: within a few batches the model learns to defeat FGSM
+    (its gradients stop pointing to the adversarial examples) while PGD accuracy falls
+    to near zero. Monitor it with ``defenses.callbacks.CatastrophicOverfittingMonitor``
+    (``fit`` adds one when given ``co_batch``).
+
+The attack runs in **inference mode** (``training=False``: Dropout off, as at test
+time); the training loss uses ``training=True``. ``attacks.pgd`` itself cannot run
+inside a compiled ``train_step`` (it validates and batches on the NumPy side), so
+:func:`perturb` assembles the same iteration from ``attacks``' own pieces
+(``attacks.loop.start_point``, ``attacks.norms.steepest_step`` and ``project``,
+``attacks.losses``); ``tests/unit/test_defenses.py`` checks it against ``attacks.fgsm``
+and a hand-written PGD.
+
+Epsilon warm-up (``warmup_epochs``): the radius grows linearly from ``eps /
+warmup_steps`` to ``eps`` over the first ``warmup_epochs`` epochs (per optimizer step),
+with the step size scaled alike; it helps MNIST at eps 0.3, where PGD-AT from a random
+initialisation can stall at chance accuracy. Random starts use stateless seeds derived
+from ``seed``, the optimizer step and the replica, so runs repeat exactly and replicas
+under a ``tf.distribute`` strategy draw different starts.
+
+Under a ``tf.distribute`` strategy (build the base model inside ``strategy.scope()``),
+each replica crafts adversarial examples for its share of the batch; the loss is
+divided by the number of replicas because the optimizer sums replica gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from attacks import losses, norms
+from attacks._tensorflow import keras, tf
+from attacks.loop import start_point
+from defenses import check_clip, check_eps, check_iterations, check_nonnegative
+
+METHODS: tuple[str, ...] = ("pgd_at", "trades", "fgsm_rs")
+REL_STEP_SIZE = {"pgd_at": 2.5, "trades": 2.5, "fgsm_rs": 1.25}  # step = rel * eps / steps
+TRADES_START_STD = 0.001  # the TRADES paper's random start: x + 0.001 * N(0, 1)
+
+# Per method and preset, the fields it fixes; the step size follows REL_STEP_SIZE.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "pgd_at": {
+        # Madry et al. used 40 steps of 0.01 at eps 0.3; 10 steps of 2.5 * eps / 10
+        # reach the same ball at a quarter of the cost. The warm-up avoids the stall.
+        "mnist": {"eps": 0.3, "steps": 10, "warmup_epochs": 1.0},
+        "fashion_mnist": {"eps": 0.1, "steps": 7},
+        "quick": {"eps": 0.1, "steps": 3},
+    },
+    "trades": {
+        "mnist": {"eps": 0.3, "steps": 10, "beta": 6.0, "warmup_epochs": 1.0},
+        "fashion_mnist": {"eps": 0.1, "steps": 7, "beta": 6.0},
+        "quick": {"eps": 0.1, "steps": 3, "beta": 6.0},
+    },
+    "fgsm_rs": {
+        "mnist": {"eps": 0.3, "steps": 1},
+        "fashion_mnist": {"eps": 0.1, "steps": 1},
+        "quick": {"eps": 0.1, "steps": 1},
+    },
+}
+PARAMS: tuple[str, ...] = ("norm", "steps", "step_size", "random_start", "beta", "warmup_epochs", "clip", "seed")
+
+
+@dataclass(frozen=True)
+class AdversarialTrainingConfig:
+    """One adversarial-training method with its attack settings.
+
+    ``eps``: the radius trained for. ``step_size=None``: ``2.5 * eps / steps`` (pgd_at,
+    trades) or ``1.25 * eps`` (fgsm_rs). ``random_start`` applies to pgd_at (trades and
+    fgsm_rs always use their papers' starts). ``beta``: the TRADES trade-off (ignored
+    otherwise). ``warmup_epochs``: epochs over which eps grows linearly to its value.
+    """
+
+    method: str
+    eps: float
+    norm: str = "inf"
+    steps: int = 10
+    step_size: float | None = None
+    random_start: bool = True
+    beta: float = 6.0
+    warmup_epochs: float = 0.0
+    clip: tuple[float, float] | None = (0.0, 1.0)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown adversarial-training method {self.method!r}; choose one of: "
+                             f"{', '.join(METHODS)}")
+        object.__setattr__(self, "norm", norms.canonical_norm(self.norm))
+        object.__setattr__(self, "clip", check_clip(self.clip))
+        check_eps(self.eps, self.norm, self.clip)
+        check_iterations(self.steps, "steps")
+        if self.method == "fgsm_rs" and self.steps != 1:
+            raise ValueError(f"fgsm_rs takes exactly one step, got steps={self.steps}; use pgd_at for more")
+        if self.step_size is not None:
+            check_nonnegative(self.step_size, "step_size", strict=True)
+        check_nonnegative(self.beta, "beta")
+        check_nonnegative(self.warmup_epochs, "warmup_epochs")
+
+    @property
+    def relative_step_size(self) -> float:
+        """The step size as a multiple of ``eps / steps`` (what it is during warm-up)."""
+        if self.step_size is None:
+            return REL_STEP_SIZE[self.method]
+        return self.step_size * self.steps / self.eps
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record of the settings, with the step size resolved."""
+        record = asdict(self)
+        record["clip"] = None if self.clip is None else list(self.clip)
+        record["step_size"] = self.relative_step_size * self.eps / self.steps
+        return {"defense": self.method, **record}
+
+
+def preset(method: str, name: str, *, eps: float | None = None, **overrides: Any) -> AdversarialTrainingConfig:
+    """The config of preset ``name`` for ``method`` (see PRESETS), optionally changed.
+
+    ``eps`` replaces the preset's radius; ``overrides`` may set any of PARAMS. Raises
+    ValueError naming an unknown method, preset or parameter, or a bad value.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown adversarial-training method {method!r}; choose one of: {', '.join(METHODS)}")
+    if name not in PRESETS[method]:
+        raise ValueError(f"unknown {method} preset {name!r}; choose one of: {', '.join(PRESETS[method])}")
+    unknown = sorted(set(overrides) - set(PARAMS))
+    if unknown:
+        raise ValueError(f"unknown {method} parameter(s) {unknown}; choose from: {', '.join(PARAMS)}")
+    fields = {**PRESETS[method][name], **overrides}
+    if eps is not None:
+        fields["eps"] = eps
+    return AdversarialTrainingConfig(method=method, **fields)
+
+
+def perturb(model: Callable, x: tf.Tensor, objective: Callable[[tf.Tensor], tf.Tensor], *, eps: tf.Tensor,
+            norm: str, steps: int, step_size: tf.Tensor, start: tf.Tensor, clip: tuple[float, float] | None
+            ) -> tf.Tensor:
+    """``steps`` steps of projected gradient ascent on ``objective(model(x_t))``.
+
+    ``model`` is called as given (pass an inference-mode function); ``objective`` maps
+    logits (N, C) to per-example values (N,). ``eps`` and ``step_size`` are scalars or
+    per-example (N,) tensors; ``start`` is the first iterate (inside the ball and
+    ``clip``). Each step: ``x_t <- clip(x + project(x_t + step_size * steepest_step(g) -
+    x))``, with the per-norm pieces of ``attacks.norms``. Returns the last iterate,
+    shaped like ``x``, with no gradient path to ``x`` or the model. Works eagerly and
+    inside ``tf.function``.
+    """
+    n = tf.shape(x)[0]
+    eps = tf.broadcast_to(tf.cast(eps, x.dtype), [n])
+    alpha = tf.reshape(tf.broadcast_to(tf.cast(step_size, x.dtype), [n]),
+                       tf.concat([[n], tf.ones([tf.rank(x) - 1], tf.int32)], 0))
+
+    def step(i, x_t):
+        with tf.GradientTape() as tape:
+            tape.watch(x_t)
+            total = tf.reduce_sum(objective(model(x_t)))
+        gradient = tape.gradient(total, x_t)
+        delta = (x_t - x) + alpha * norms.steepest_step(gradient, norm)
+        x_t = x + norms.project(delta, eps, norm)
+        return i + 1, x_t if clip is None else tf.clip_by_value(x_t, clip[0], clip[1])
+
+    # An explicit while_loop, not a Python loop: the graph stays one step long for any
+    # number of steps.
+    _, x_adv = tf.while_loop(lambda i, _: i < steps, step, (tf.constant(0), tf.convert_to_tensor(start)))
+    return tf.stop_gradient(x_adv)
+
+
+def kl_divergence(clean_logits: tf.Tensor, adv_logits: tf.Tensor) -> tf.Tensor:
+    """``KL(softmax(clean) || softmax(adv))`` per example, summed over classes: (N,), >= 0."""
+    clean_log_p = tf.nn.log_softmax(clean_logits, axis=-1)
+    adv_log_p = tf.nn.log_softmax(adv_logits, axis=-1)
+    return tf.reduce_sum(tf.exp(clean_log_p) * (clean_log_p - adv_log_p), axis=-1)
+
+
+def trades_loss(clean_logits: tf.Tensor, adv_logits: tf.Tensor, labels: tf.Tensor, *, beta: float) -> tf.Tensor:
+    """The TRADES loss per example, (N,): ``CE(y, clean) + beta * KL(p(clean) || p(adv))``.
+
+    As in the authors' code (``nn.KLDivLoss(size_average=False) / batch_size``), the KL
+    is summed over classes; gradients flow through both terms. Average over the batch
+    for the training loss.
+    """
+    return losses.cross_entropy(clean_logits, labels) + beta * kl_divergence(clean_logits, adv_logits)
+
+
+class AdversarialTrainer(keras.Model):
+    """Trains ``base_model`` adversarially in ``fit``; otherwise behaves as ``base_model``.
+
+    ``fit`` logs ``loss`` (the training objective), ``adv_accuracy`` (accuracy on the
+    crafted examples, training mode), ``eps`` (the radius used, < config.eps during
+    warm-up) and for TRADES ``accuracy`` (clean); ``evaluate`` (and validation) logs
+    the clean ``loss`` and ``accuracy``. ``save`` saves the plain base model.
+    ``steps_per_epoch`` (optimizer steps per epoch) is required with ``warmup_epochs``.
+    """
+
+    def __init__(self, base_model: keras.Model, config: AdversarialTrainingConfig, *,
+                 steps_per_epoch: int | None = None):
+        super().__init__(name=f"{config.method}_trainer")
+        if config.warmup_epochs > 0:
+            if steps_per_epoch is None:
+                raise ValueError("warmup_epochs > 0 needs steps_per_epoch (batches per epoch)")
+            check_iterations(steps_per_epoch, "steps_per_epoch")
+        self.base_model = base_model
+        self.config = config
+        self._warmup_steps = config.warmup_epochs * (steps_per_epoch or 0)
+        self._loss_tracker = keras.metrics.Mean(name="loss")
+        self._accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self._adv_accuracy = keras.metrics.SparseCategoricalAccuracy(name="adv_accuracy")
+        self._eps_tracker = keras.metrics.Mean(name="eps")
+
+    def call(self, inputs, training=None):
+        return self.base_model(inputs, training=training)
+
+    @property
+    def metrics(self):
+        # All four, so Keras resets each every epoch; train_step reports "accuracy" (clean)
+        # only for TRADES, which computes clean logits anyway.
+        return [self._loss_tracker, self._accuracy, self._adv_accuracy, self._eps_tracker]
+
+    def current_eps(self) -> tf.Tensor:
+        """The radius for the next optimizer step (warm-up included), a scalar float32."""
+        eps = tf.constant(self.config.eps, tf.float32)
+        if self._warmup_steps <= 0:
+            return eps
+        progress = tf.cast(self.optimizer.iterations + 1, tf.float32) / float(self._warmup_steps)
+        return eps * tf.minimum(1.0, progress)
+
+    def _seed(self) -> tf.Tensor:
+        context = tf.distribute.get_replica_context()
+        replica = tf.cast(context.replica_id_in_sync_group if context is not None else 0, tf.int64)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        counter = tf.cast(self.optimizer.iterations, tf.int64) * replicas + replica
+        return tf.stack([tf.constant(self.config.seed, tf.int64), counter])
+
+    def craft(self, x: tf.Tensor, y: tf.Tensor, eps: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """The training-time adversarial examples of the configured method, in inference mode."""
+        config = self.config
+        x = tf.convert_to_tensor(x)
+        step_size = config.relative_step_size * eps / config.steps
+        inference = lambda t: self.base_model(t, training=False)  # noqa: E731
+        n = tf.shape(x)[0]
+        eps_n = tf.fill([n], tf.cast(eps, x.dtype))
+        if config.method == "trades":
+            clean_logits = tf.stop_gradient(inference(x))
+            start = x + TRADES_START_STD * tf.random.stateless_normal(tf.shape(x), seed, dtype=x.dtype)
+            start = start if config.clip is None else tf.clip_by_value(start, *config.clip)
+            objective = lambda logits: kl_divergence(clean_logits, logits)  # noqa: E731
+        else:
+            start = start_point(x, eps_n, norm=config.norm, seed=seed, clip=config.clip,
+                                random=config.method == "fgsm_rs" or config.random_start)
+            objective = lambda logits: losses.cross_entropy(logits, y)  # noqa: E731
+        return perturb(inference, x, objective, eps=eps_n, norm=config.norm, steps=config.steps,
+                       step_size=step_size, start=start, clip=config.clip)
+
+    def train_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        eps = self.current_eps()
+        x_adv = self.craft(x, y, eps, self._seed())
+        with tf.GradientTape() as tape:
+            adv_logits = self.base_model(x_adv, training=True)
+            if self.config.method == "trades":
+                clean_logits = self.base_model(x, training=True)
+                per_example = trades_loss(clean_logits, adv_logits, y, beta=self.config.beta)
+            else:
+                per_example = losses.cross_entropy(adv_logits, y)
+            loss = tf.reduce_mean(per_example)
+            if self.base_model.losses:
+                loss += tf.add_n(self.base_model.losses)
+            # The optimizer sums gradients over replicas: scale each replica's share.
+            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
+        self.optimizer.minimize(scaled, self.base_model.trainable_variables, tape=tape)
+        self._loss_tracker.update_state(loss)
+        self._adv_accuracy.update_state(y, adv_logits)
+        self._eps_tracker.update_state(eps)
+        if self.config.method == "trades":
+            self._accuracy.update_state(y, clean_logits)
+        logs = {"loss": self._loss_tracker.result(), "adv_accuracy": self._adv_accuracy.result(),
+                "eps": self._eps_tracker.result()}
+        if self.config.method == "trades":
+            logs["accuracy"] = self._accuracy.result()
+        return logs
+
+    def test_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        logits = self.base_model(x, training=False)
+        self._loss_tracker.update_state(tf.reduce_mean(losses.cross_entropy(logits, y)))
+        self._accuracy.update_state(y, logits)
+        return {"loss": self._loss_tracker.result(), "accuracy": self._accuracy.result()}
+
+    def save(self, *args, **kwargs):
+        """Save the base model (the trainer adds no variables of its own)."""
+        self.base_model.save(*args, **kwargs)
+
+
+def fit(base_model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset | None = None, *,
+        config: AdversarialTrainingConfig, epochs: int, learning_rate: float = 1e-3,
+        callbacks: list[keras.callbacks.Callback] | None = None, verbose: int | str = "auto",
+        steps_per_epoch: int | None = None) -> keras.callbacks.History:
+    """Train ``base_model`` in place with ``config``'s adversarial training; returns History.
+
+    ``train``/``validation`` are batched ``(x, y)`` datasets with x inside
+    ``config.clip``. Build ``base_model`` inside a strategy's scope to train
+    distributed. ``steps_per_epoch`` defaults to the dataset's cardinality (needed for
+    the eps warm-up). Callbacks see the :class:`AdversarialTrainer` as ``self.model``.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if steps_per_epoch is None and config.warmup_epochs > 0:
+        cardinality = int(train.cardinality())
+        if cardinality < 1:
+            raise ValueError("cannot infer the dataset's batches per epoch; pass steps_per_epoch")
+        steps_per_epoch = cardinality
+    with base_model.distribute_strategy.scope():
+        trainer = AdversarialTrainer(base_model, config, steps_per_epoch=steps_per_epoch)
+        trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    return trainer.fit(train, validation_data=validation, epochs=epochs, callbacks=list(callbacks or []),
+                       verbose=verbose)
+

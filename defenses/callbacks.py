@@ -1,0 +1,269 @@
+"""Keras callbacks for robust training: robust early stopping and catastrophic overfitting.
+
+:class:`RobustEarlyStopping`
+    After every epoch, PGD robust accuracy on a fixed held-out subset; keeps (and saves)
+    the weights of the most robust epoch and restores them at the end. Adversarially
+    trained networks *robustly overfit* (Rice, Wong & Kolter 2020): past some epoch, test
+    robust accuracy falls while training robust accuracy keeps rising, so the last
+    epoch is often not the best and clean-accuracy early stopping picks the wrong one.
+    The value goes into the epoch's ``logs`` as ``val_robust_accuracy``, so callbacks
+    *after* it in the list (Keras's TensorBoard as ``epoch_robust_accuracy`` in its
+    ``validation`` run, CSVLogger, History, EarlyStopping) see it; with ``log_dir`` it
+    also writes the scalar ``robust_accuracy`` itself.
+:class:`CatastrophicOverfittingMonitor`
+    For FGSM training: on a small fixed batch, PGD and FGSM accuracy every epoch (or
+    every ``every_batches`` batches). Catastrophic overfitting (Wong et al. 2020) shows as
+    PGD accuracy collapsing while FGSM accuracy stays high: the model has learned to
+    defeat the single FGSM step, not the threat model. Rule: detected when PGD accuracy
+    is at least ``drop`` below its best so far AND FGSM accuracy exceeds PGD accuracy by
+    at least ``gap``. Then it records the event, warns (CatastrophicOverfittingWarning),
+    and with ``action="stop"`` stops training and restores the weights of the best PGD
+    check, as Wong et al. do.
+
+Both attack ``model`` (default: the trained model's ``base_model`` if it has one, else the
+trained model) through ``attacks`` in inference mode. Robust accuracy counts an example
+when it is classified correctly both clean and under attack.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attacks import fgsm, pgd
+from attacks._tensorflow import keras, tf
+
+
+class CatastrophicOverfittingWarning(UserWarning):
+    """PGD accuracy collapsed while FGSM accuracy stayed high during FGSM training."""
+
+
+def robust_accuracy(model: Any, x: np.ndarray, y: np.ndarray, x_adv: np.ndarray, *, batch_size: int = 512) -> float:
+    """Fraction of examples classified correctly both clean and adversarial; in [0, 1]."""
+    clean = _predict(model, x, batch_size)
+    adversarial = _predict(model, x_adv, batch_size)
+    return float(np.mean((clean == y) & (adversarial == y)))
+
+
+def _predict(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+    out = [np.argmax(model(x[i:i + batch_size], training=False), axis=-1) for i in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def _target(explicit: Any, trained: keras.Model) -> keras.Model:
+    if explicit is not None:
+        return explicit
+    return getattr(trained, "base_model", trained)
+
+
+def _check_subset(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) == 0 or len(x) != len(y):
+        raise ValueError(f"need a non-empty subset with one label per example, got {len(x)} examples and "
+                         f"{len(y)} labels")
+    return x, y.astype(np.int64)
+
+
+class RobustEarlyStopping(keras.callbacks.Callback):
+    """Track PGD robust accuracy on ``(x, y)`` per epoch; keep the best-robust weights.
+
+    ``eps``, ``norm``, ``steps``, ``step_size``, ``restarts``, ``clip`` and ``seed`` go to
+    ``attacks.pgd`` (the same seed every epoch, so epochs are compared on equal terms).
+    ``filepath``: where to save the attacked model (a plain ``.keras`` logits model) each
+    time robust accuracy improves by more than ``min_delta``. ``patience``: stop once
+    this many epochs in a row brought no improvement, as Keras's EarlyStopping
+    (``None``: never stop). ``restore_best_weights``:
+    at the end of training, load the best epoch's weights into the model.
+
+    After training: ``history`` (robust accuracy per epoch), ``best`` (its maximum),
+    ``best_epoch`` (0-based) and ``stopped_epoch`` (``None`` if not stopped early).
+    """
+
+    def __init__(self, x: Any, y: Any, *, eps: float, norm: str = "inf", steps: int = 10,
+                 step_size: float | None = None, restarts: int = 1, clip: tuple[float, float] | None = (0.0, 1.0),
+                 seed: int = 0, model: keras.Model | None = None, filepath: str | Path | None = None,
+                 patience: int | None = None, min_delta: float = 0.0, restore_best_weights: bool = True,
+                 log_dir: str | Path | None = None, name: str = "val_robust_accuracy", verbose: int = 0):
+        super().__init__()
+        self.x, self.y = _check_subset(x, y)
+        if patience is not None and patience < 0:
+            raise ValueError(f"patience must be >= 0 or None, got {patience}")
+        if filepath is not None and Path(filepath).suffix != ".keras":
+            raise ValueError(f"filepath must end in .keras, got {str(filepath)!r}")
+        self.attack = dict(eps=eps, norm=norm, steps=steps, step_size=step_size, restarts=restarts, clip=clip,
+                           seed=seed)
+        self._explicit_model = model
+        self.filepath = None if filepath is None else Path(filepath)
+        self.patience = patience
+        self.min_delta = min_delta
+        self.restore_best_weights = restore_best_weights
+        self.log_dir = None if log_dir is None else Path(log_dir)
+        self.name = name
+        self.verbose = verbose
+        self._writer = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.history: list[float] = []
+        self.best = -np.inf
+        self.best_epoch: int | None = None
+        self.best_weights: list[np.ndarray] | None = None
+        self.stopped_epoch: int | None = None
+        self._wait = 0
+
+    @property
+    def target(self) -> keras.Model:
+        """The model attacked, checkpointed and restored."""
+        return _target(self._explicit_model, self.model)
+
+    def measure(self) -> float:
+        """PGD robust accuracy of the target on the subset now; in [0, 1]."""
+        x_adv = pgd(self.target, self.x, self.y, **self.attack)
+        return robust_accuracy(self.target, self.x, self.y, x_adv)
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+        if self.log_dir is not None:
+            self._writer = tf.summary.create_file_writer(str(self.log_dir))
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = self.measure()
+        self.history.append(value)
+        if logs is not None:
+            logs[self.name] = value
+        if self._writer is not None:
+            with self._writer.as_default():
+                tf.summary.scalar("robust_accuracy", value, step=epoch)
+            self._writer.flush()
+        if value > self.best + self.min_delta:
+            self.best, self.best_epoch, self._wait = value, epoch, 0
+            self.best_weights = self.target.get_weights()
+            if self.filepath is not None:
+                self.filepath.parent.mkdir(parents=True, exist_ok=True)
+                self.target.save(self.filepath)
+        else:
+            self._wait += 1
+            if self.patience is not None and self._wait >= self.patience:
+                self.stopped_epoch = epoch
+                self.model.stop_training = True
+        if self.verbose:
+            print(f"[robust] epoch {epoch + 1}: {self.name} {value:.4f} (best {self.best:.4f} at epoch "
+                  f"{self.best_epoch + 1})")
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_weights is not None:
+            self.target.set_weights(self.best_weights)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready summary: the attack, the per-epoch values and the best epoch."""
+        return {"attack": "pgd", **{k: v for k, v in self.attack.items() if k != "clip"},
+                "examples": int(len(self.x)), "per_epoch": [float(v) for v in self.history],
+                "best_robust_accuracy": None if self.best_epoch is None else float(self.best),
+                "best_epoch": None if self.best_epoch is None else self.best_epoch + 1,
+                "stopped_early_at_epoch": None if self.stopped_epoch is None else self.stopped_epoch + 1}
+
+
+class CatastrophicOverfittingMonitor(keras.callbacks.Callback):
+    """Detect catastrophic overfitting of FGSM training on a small fixed batch ``(x, y)``.
+
+    Every epoch end (and, with ``every_batches``, every that many batches) it measures
+    robust accuracy under ``attacks.pgd`` (``pgd_steps`` steps, fixed ``seed``) and
+    ``attacks.fgsm`` at ``eps``. Detection rule and actions: see the module docstring.
+    ``action``: ``"stop"`` (warn, stop, restore the best-PGD weights) or ``"warn"``.
+
+    After training: ``checks`` (one dict per measurement: epoch, batch, pgd_accuracy,
+    fgsm_accuracy), ``events`` (the checks that detected it) and ``detected``. Epoch
+    logs gain ``co_pgd_accuracy`` and ``co_fgsm_accuracy``.
+    """
+
+    def __init__(self, x: Any, y: Any, *, eps: float, norm: str = "inf", pgd_steps: int = 10,
+                 clip: tuple[float, float] | None = (0.0, 1.0), drop: float = 0.2, gap: float = 0.2,
+                 every_batches: int | None = None, action: str = "stop", model: keras.Model | None = None,
+                 seed: int = 0):
+        super().__init__()
+        self.x, self.y = _check_subset(x, y)
+        if action not in ("stop", "warn"):
+            raise ValueError(f"unknown action {action!r}; choose one of: stop, warn")
+        if not (0 < drop <= 1 and 0 < gap <= 1):
+            raise ValueError(f"drop and gap must be in (0, 1], got drop={drop}, gap={gap}")
+        if every_batches is not None and every_batches < 1:
+            raise ValueError(f"every_batches must be >= 1 or None, got {every_batches}")
+        self.eps, self.norm, self.pgd_steps, self.clip, self.seed = eps, norm, pgd_steps, clip, seed
+        self.drop, self.gap, self.every_batches, self.action = drop, gap, every_batches, action
+        self._explicit_model = model
+        self._reset()
+
+    def _reset(self) -> None:
+        self.checks: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.best_pgd = -np.inf
+        self._best_weights: list[np.ndarray] | None = None
+        self._epoch = 0
+
+    @property
+    def detected(self) -> bool:
+        return bool(self.events)
+
+    @property
+    def target(self) -> keras.Model:
+        return _target(self._explicit_model, self.model)
+
+    def check(self, *, epoch: int, batch: int | None) -> dict[str, Any]:
+        """Measure both accuracies now, apply the rule, act; returns the check's record."""
+        model = self.target
+        x_pgd = pgd(model, self.x, self.y, eps=self.eps, norm=self.norm, steps=self.pgd_steps, clip=self.clip,
+                    seed=self.seed)
+        x_fgsm = fgsm(model, self.x, self.y, eps=self.eps, norm=self.norm, clip=self.clip)
+        record = {"epoch": epoch + 1, "batch": batch,
+                  "pgd_accuracy": robust_accuracy(model, self.x, self.y, x_pgd),
+                  "fgsm_accuracy": robust_accuracy(model, self.x, self.y, x_fgsm)}
+        self.checks.append(record)
+        pgd_accuracy, fgsm_accuracy = record["pgd_accuracy"], record["fgsm_accuracy"]
+        if self.best_pgd - pgd_accuracy >= self.drop and fgsm_accuracy - pgd_accuracy >= self.gap:
+            event = {**record, "best_pgd_accuracy": float(self.best_pgd)}
+            self.events.append(event)
+            warnings.warn(
+                f"catastrophic overfitting at epoch {epoch + 1}" + ("" if batch is None else f", batch {batch}")
+                + f": PGD accuracy {pgd_accuracy:.3f} (best {self.best_pgd:.3f}) while FGSM accuracy is "
+                f"{fgsm_accuracy:.3f}" + ("; stopping and restoring the best-PGD weights"
+                                          if self.action == "stop" else ""),
+                CatastrophicOverfittingWarning, stacklevel=2)
+            if self.action == "stop":
+                self.model.stop_training = True
+                if self._best_weights is not None:
+                    model.set_weights(self._best_weights)
+        elif pgd_accuracy > self.best_pgd:
+            self.best_pgd = pgd_accuracy
+            self._best_weights = model.get_weights()
+        return record
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_batches and (batch + 1) % self.every_batches == 0 and not self.model.stop_training:
+            self.check(epoch=self._epoch, batch=batch + 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.stop_training and self.events:
+            record = self.checks[-1]
+        else:
+            record = self.check(epoch=epoch, batch=None)
+        if logs is not None:
+            logs["co_pgd_accuracy"] = record["pgd_accuracy"]
+            logs["co_fgsm_accuracy"] = record["fgsm_accuracy"]
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready summary of the settings, every check and the detections."""
+        return {"eps": self.eps, "norm": self.norm, "pgd_steps": self.pgd_steps, "examples": int(len(self.x)),
+                "drop": self.drop, "gap": self.gap, "action": self.action, "detected": self.detected,
+                "events": self.events, "checks": self.checks}

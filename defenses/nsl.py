@@ -1,0 +1,246 @@
+"""Adversarial regularization with Neural Structured Learning (NSL 1.4.0) for advrobust models.
+
+    from defenses import nsl
+    config = nsl.preset("fashion_mnist")                  # or nsl.NSLConfig(...)
+    history = nsl.fit(base_model, train_ds, val_ds, config=config, epochs=5)
+    # base_model (a plain logits model) is trained in place; save or attack it as usual
+
+``train_ds``/``val_ds`` are ordinary batched ``(x, y)`` datasets; NSL's dict-input
+convention is handled here. NSL trains the *base model's* variables (the wrapper adds
+none), so after :func:`fit` the base model is the defended model.
+
+The objective NSL minimises per batch::
+
+    CE(y, f(x)) + multiplier * CE(y, f(x_adv))
+
+where ``x_adv`` is found by ``pgd_iterations`` signed (L-inf) or normalised (L2) gradient
+steps of length ``step_size``, each projected onto the ``eps``-ball around ``x`` and
+clipped to ``clip``.
+
+Mapping onto ``nsl.configs.make_adv_reg_config``
+------------------------------------------------
+=================  ========================  ===============================================
+NSLConfig          make_adv_reg_config       meaning
+=================  ========================  ===============================================
+multiplier         multiplier                weight of the adversarial loss term
+norm "inf"/"l2"    adv_grad_norm             "infinity"/"l2": the step direction (sign of the
+                                             gradient / gradient over its L2 norm) and the
+                                             ball the perturbation is projected onto
+step_size          adv_step_size             length of ONE step (L-inf: change per pixel)
+pgd_iterations     pgd_iterations            number of steps (1 = FGSM-like)
+eps                pgd_epsilon               radius of the ball around the clean input;
+                                             None: no projection at all
+clip               clip_value_min/max        valid input range, applied after every step
+random_init        random_init               start from a uniform point of the eps-ball
+=================  ========================  ===============================================
+
+``adv_step_size`` is not the radius. With one iteration and no ``pgd_epsilon`` the
+perturbation has length ``adv_step_size`` (it *is* FGSM's epsilon); with k iterations and
+no ``pgd_epsilon`` it can grow to ``k * adv_step_size``; ``pgd_epsilon`` only bounds it.
+To train for robustness at an L-inf radius eps, set ``norm="inf"``, ``eps`` to that
+radius and ``step_size`` to about ``2.5 * eps / pgd_iterations`` (Madry et al.'s rule,
+also the default of ``attacks.pgd``), which lets the iterate reach the ball's surface.
+
+NSL's defaults (L2 norm, ``adv_step_size=0.001``, one step) perturb a 28x28 image by an
+L2 length of 0.001, about 4e-5 per pixel on average: training with them changes almost
+nothing, and gives no measurable L-inf robustness. The seed lecture's
+``make_adv_reg_config(multiplier=0.2, adv_step_size=0.05)`` keeps the L2 norm: an L2
+step of 0.05 (on average under 0.002 per pixel) -- a regulariser, not an L-inf defense.
+
+What NSL 1.4.0 does (read in its source, ``keras/adversarial_regularization.py`` and
+``lib/adversarial_neighbor.py``)
+-----------------------------------------------------------------------------------
+- The first step reuses the gradient of the clean labeled loss (no extra forward pass);
+  steps 2..k run in a ``tf.while_loop``. Each step is projected (``pgd_epsilon``) and
+  then clipped; the perturbation is always measured from the clean input.
+- The base model is called with the ``training`` flag of the wrapper's call: during
+  ``fit`` the adversarial examples are crafted, and their loss taken, with **Dropout
+  active** (each PGD step sees a fresh dropout mask, a noisier and weaker attack than
+  the inference-mode attack used for evaluation). ``evaluate`` crafts with
+  ``training=False``. advrobust keeps NSL's behaviour; ``defenses.adversarial_training``
+  crafts in inference mode.
+- ``random_init`` draws with ``tf.random.uniform(t.shape)``, which fails inside Keras's
+  ``fit`` when the batch dimension is unknown ("Cannot convert a partially known
+  TensorShape"). :func:`fit` therefore drops the last partial batch when
+  ``random_init=True``, so every batch has a static shape.
+- A functional base model receives the features by its ``Input`` names: the dict key
+  must be the input's name (``"image"`` for advrobust models), not NSL tutorials'
+  ``"feature"``. Passing the config positionally, as in
+  ``AdversarialRegularization(model, adv_config)`` on the lecture slide, silently sets
+  ``label_keys``; always pass ``adv_config=`` by keyword.
+- Compiled with ``metrics=["accuracy"]``, NSL renames the metric to
+  ``sparse_categorical_accuracy``; :func:`wrap` passes an accuracy metric named
+  ``accuracy`` so logs keep ``accuracy``/``val_accuracy`` (clean accuracy). ``loss`` and
+  ``val_loss`` include ``multiplier * adversarial loss`` (NSL crafts in ``evaluate`` too).
+- NSL logs once "Cannot perturb non-Tensor input: dict_keys(['label'])" (absl): the
+  integer labels travel in the same dict and are, correctly, not perturbed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from attacks._tensorflow import import_nsl, keras, tf
+from attacks.norms import canonical_norm
+from defenses import check_clip, check_eps, check_iterations, check_nonnegative
+
+REL_STEP_SIZE = 2.5  # step = 2.5 * eps / iterations when a preset gives no explicit step
+
+# Each preset is the set of NSLConfig fields it fixes; "eps": None means no projection.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The seed lecture: make_adv_reg_config(multiplier=0.2, adv_step_size=0.05), NSL's L2
+    # norm, one step, no ball.
+    "lecture": {"multiplier": 0.2, "norm": "l2", "eps": None, "step_size": 0.05, "pgd_iterations": 1},
+    # Goal settings: the standard L-inf radii of the two datasets.
+    "mnist": {"multiplier": 1.0, "norm": "inf", "eps": 0.3, "pgd_iterations": 10},
+    "fashion_mnist": {"multiplier": 1.0, "norm": "inf", "eps": 0.1, "pgd_iterations": 7},
+    # A demo that runs in minutes on a laptop CPU: three steps instead of seven.
+    "quick": {"multiplier": 1.0, "norm": "inf", "eps": 0.1, "pgd_iterations": 3},
+}
+PARAMS: tuple[str, ...] = ("multiplier", "norm", "step_size", "pgd_iterations", "clip", "random_init")
+
+
+@dataclass(frozen=True)
+class NSLConfig:
+    """NSL adversarial-regularization settings under explicit names (see module docstring).
+
+    ``eps`` is the perturbation radius (``pgd_epsilon``), ``None`` for no projection;
+    ``step_size`` the length of one step (``adv_step_size``). The defaults are NSL's own
+    (L2, 0.001, one step), which give almost no robustness: use :func:`preset`.
+    """
+
+    multiplier: float = 0.2
+    norm: str = "l2"
+    eps: float | None = None
+    step_size: float = 0.001
+    pgd_iterations: int = 1
+    clip: tuple[float, float] | None = (0.0, 1.0)
+    random_init: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "norm", canonical_norm(self.norm))
+        check_nonnegative(self.multiplier, "multiplier")
+        check_nonnegative(self.step_size, "step_size", strict=True)
+        check_iterations(self.pgd_iterations, "pgd_iterations")
+        object.__setattr__(self, "clip", check_clip(self.clip))
+        check_eps(self.eps, self.norm, self.clip, allow_none=True)
+        if self.random_init and self.eps is None:
+            raise ValueError("random_init=True needs eps (the ball to draw the start from)")
+
+    def make_adv_reg_config_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments for ``nsl.configs.make_adv_reg_config`` (plain values)."""
+        return {
+            "multiplier": float(self.multiplier),
+            "adv_step_size": float(self.step_size),
+            "adv_grad_norm": "infinity" if self.norm == "inf" else "l2",
+            "pgd_iterations": int(self.pgd_iterations),
+            "pgd_epsilon": None if self.eps is None else float(self.eps),
+            "clip_value_min": None if self.clip is None else self.clip[0],
+            "clip_value_max": None if self.clip is None else self.clip[1],
+            "random_init": bool(self.random_init),
+        }
+
+    def to_nsl(self):
+        """This config as an ``nsl.configs.AdvRegConfig`` (imports NSL)."""
+        nsl = import_nsl()
+        return nsl.configs.make_adv_reg_config(**self.make_adv_reg_config_kwargs())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record: the fields and the NSL arguments they map to."""
+        record = asdict(self)
+        record["clip"] = None if self.clip is None else list(self.clip)
+        return {"defense": "nsl", **record, "nsl_make_adv_reg_config": self.make_adv_reg_config_kwargs()}
+
+
+def preset(name: str, *, eps: float | None = None, **overrides: Any) -> NSLConfig:
+    """The NSLConfig of preset ``name`` (one of PRESETS), optionally changed.
+
+    ``eps`` replaces the preset's radius. Step size: the preset's explicit one (only
+    ``lecture`` has one), else ``overrides["step_size"]``, else
+    ``2.5 * eps / pgd_iterations`` (recomputed for the final eps and iterations).
+    ``overrides`` may set any of PARAMS. Raises ValueError naming an unknown preset or
+    parameter, or a bad value.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown NSL preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    unknown = sorted(set(overrides) - set(PARAMS))
+    if unknown:
+        raise ValueError(f"unknown NSL parameter(s) {unknown}; choose from: {', '.join(PARAMS)}")
+    fields = {**PRESETS[name], **overrides}
+    if eps is not None:
+        fields["eps"] = eps
+    if "step_size" not in fields:
+        if fields.get("eps") is None:
+            raise ValueError(f"NSL preset {name!r} with eps=None needs an explicit step_size")
+        iterations = check_iterations(fields["pgd_iterations"], "pgd_iterations")
+        check_eps(fields["eps"], canonical_norm(fields["norm"]), fields.get("clip", (0.0, 1.0)))
+        fields["step_size"] = REL_STEP_SIZE * float(fields["eps"]) / iterations
+    return NSLConfig(**fields)
+
+
+def feature_key(base_model: keras.Model) -> str:
+    """The dict key NSL feeds the base model's single input by (its Input name)."""
+    names = list(getattr(base_model, "input_names", None) or [])
+    if len(names) != 1:
+        raise ValueError(f"NSL wrapping needs a model with exactly one named input, got inputs {names}")
+    return names[0]
+
+
+def as_nsl_dataset(dataset: tf.data.Dataset, base_model: keras.Model, *, label_key: str = "label",
+                   static_batch: bool = False) -> tf.data.Dataset:
+    """Map a batched ``(x, y)`` dataset to NSL's ``{input_name: x, label_key: y}`` batches.
+
+    ``static_batch`` drops a final partial batch (needed for NSL's ``random_init``).
+    """
+    key = feature_key(base_model)
+    if static_batch:
+        dataset = dataset.unbatch().batch(_batch_size(dataset), drop_remainder=True)
+    return dataset.map(lambda x, y: {key: x, label_key: y}, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _batch_size(dataset: tf.data.Dataset) -> int:
+    for x, _ in dataset.take(1):
+        return int(x.shape[0])
+    raise ValueError("the training dataset is empty")
+
+
+def wrap(base_model: keras.Model, config: NSLConfig, *, learning_rate: float = 1e-3, label_key: str = "label"):
+    """``nsl.keras.AdversarialRegularization`` around ``base_model``, compiled.
+
+    Compiled with Adam(``learning_rate``), sparse cross-entropy on logits and an
+    accuracy metric named ``accuracy``. Build and wrap inside a ``tf.distribute``
+    strategy's scope to train distributed. Returns the wrapper (its ``base_model`` is
+    ``base_model``).
+    """
+    nsl = import_nsl()
+    feature_key(base_model)
+    adversarial = nsl.keras.AdversarialRegularization(base_model, label_keys=[label_key],
+                                                      adv_config=config.to_nsl())
+    adversarial.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    return adversarial
+
+
+def fit(base_model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset | None = None, *,
+        config: NSLConfig, epochs: int, learning_rate: float = 1e-3,
+        callbacks: list[keras.callbacks.Callback] | None = None,
+        verbose: int | str = "auto") -> keras.callbacks.History:
+    """Train ``base_model`` in place with NSL adversarial regularization.
+
+    ``train`` and ``validation`` are batched ``(x, y)`` datasets (x in ``config.clip``,
+    integer labels). Callbacks see the wrapper as ``self.model``; attack
+    ``base_model`` from them. Returns the Keras History (``loss``, ``accuracy``,
+    ``sparse_categorical_crossentropy``, ``scaled_adversarial_loss`` and ``val_*``).
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    strategy = base_model.distribute_strategy
+    with strategy.scope():
+        adversarial = wrap(base_model, config, learning_rate=learning_rate)
+    train_nsl = as_nsl_dataset(train, base_model, static_batch=config.random_init)
+    val_nsl = None if validation is None else as_nsl_dataset(validation, base_model,
+                                                             static_batch=config.random_init)
+    return adversarial.fit(train_nsl, validation_data=val_nsl, epochs=epochs, callbacks=list(callbacks or []),
+                           verbose=verbose)
