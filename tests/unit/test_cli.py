@@ -41,3 +41,28 @@ def test_user_errors_are_one_line_without_traceback(extra, message, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_shows_the_embedded_default(capsys):
+    assert cli.main(["run", "--show-default", "--out", "unused"]) == 0
+    assert 'name = "nsl-cnn"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("config_text, message", [
+    ("[run]\nepsilons = [0.1]\n", "at least one [[attacks]]"),
+    ("[run\n", "not valid TOML"),
+])
+def test_run_config_mistakes_exit_2_in_one_line(config_text, message, tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text(config_text)
+    assert cli.main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("advrobust: error:") and message in err and "bad.toml" in err
+    assert not (tmp_path / "out").exists()  # nothing written before the config is valid
+
+
+def test_run_missing_config_and_report_without_results(tmp_path, capsys):
+    assert cli.main(["run", str(tmp_path / "none.toml"), "--out", str(tmp_path)]) == 2
+    assert "none.toml" in capsys.readouterr().err
+    assert cli.main(["report", str(tmp_path)]) == 2
+    assert "results.json does not exist" in capsys.readouterr().err
