@@ -205,6 +205,7 @@ class CatastrophicOverfittingMonitor(keras.callbacks.Callback):
         self.best_pgd = -np.inf
         self._best_weights: list[np.ndarray] | None = None
         self._epoch = 0
+        self._batches_seen = 0
 
     @property
     def detected(self) -> bool:
@@ -247,15 +248,18 @@ class CatastrophicOverfittingMonitor(keras.callbacks.Callback):
         self._reset()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
+        self._epoch, self._batches_seen = epoch, 0
 
     def on_train_batch_end(self, batch, logs=None):
+        self._batches_seen = batch + 1
         if self.every_batches and (batch + 1) % self.every_batches == 0 and not self.model.stop_training:
             self.check(epoch=self._epoch, batch=batch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.model.stop_training and self.events:
-            record = self.checks[-1]
+        last = self.checks[-1] if self.checks else None
+        stopped_here = self.model.stop_training and self.events and self.events[-1]["epoch"] == epoch + 1
+        if last is not None and last["epoch"] == epoch + 1 and (stopped_here or last["batch"] == self._batches_seen):
+            record = last  # measured after the epoch's last batch (or at the detection): reuse
         else:
             record = self.check(epoch=epoch, batch=None)
         if logs is not None:

@@ -31,8 +31,7 @@ and its own place in it, e.g. for two workers::
 
 Every worker must see the same data files and run the same configuration.
 ``MultiWorkerMirroredStrategy`` must be created before TensorFlow runs any other op, so
-call :func:`get_strategy` first thing in the program (the strategy is created once per
-process and reused). Only the chief (task 0) keeps the outputs: the other workers take part in
+call :func:`get_strategy` first thing in the program (``train`` does). Only the chief (task 0) keeps the outputs: the other workers take part in
 every step (saving included) but write into ``out_dir/.worker-<index>``
 (:func:`output_dir`), which is left in place. Try a cluster on one machine with
 ``localhost`` ports first.
@@ -47,7 +46,11 @@ from pathlib import Path
 from attacks._tensorflow import tf
 
 STRATEGIES: tuple[str, ...] = ("auto", "default", "mirrored", "multi_worker")
-_MULTI_WORKER: list[tf.distribute.Strategy] = []  # at most one per process (see module docstring)
+# One strategy object per kind and process. Two MirroredStrategy objects over the same
+# devices number their collective ops from the same start, so a second one in a process
+# (e.g. pretraining then transfer) fails with "Shape mismatch in the collective instance";
+# MultiWorkerMirroredStrategy may only be created once anyway.
+_CREATED: dict[str, tf.distribute.Strategy] = {}
 
 
 def _workers_in_tf_config() -> int:
@@ -61,7 +64,8 @@ def _workers_in_tf_config() -> int:
 def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """The ``tf.distribute`` strategy called ``name`` (one of STRATEGIES).
 
-    Raises ValueError listing the choices for an unknown name, and for ``multi_worker``
+    ``mirrored`` and ``multi_worker`` are created on first use and then reused for the
+    rest of the process. Raises ValueError listing the choices for an unknown name, and for ``multi_worker``
     without a ``TF_CONFIG`` cluster.
     """
     if name not in STRATEGIES:
@@ -75,16 +79,16 @@ def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
             name = "default"
     if name == "default":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = gpus or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
-    if _workers_in_tf_config() < 1:
-        raise ValueError("strategy 'multi_worker' needs TF_CONFIG with a cluster of workers; see "
-                         "defenses/distribute.py for how to launch")
-    if not _MULTI_WORKER:
-        _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
-    return _MULTI_WORKER[0]
+    if name not in _CREATED:
+        if name == "mirrored":
+            devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+            _CREATED[name] = tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
+        else:
+            if _workers_in_tf_config() < 1:
+                raise ValueError("strategy 'multi_worker' needs TF_CONFIG with a cluster of workers; see "
+                                 "defenses/distribute.py for how to launch")
+            _CREATED[name] = tf.distribute.MultiWorkerMirroredStrategy()
+    return _CREATED[name]
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

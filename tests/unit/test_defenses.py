@@ -24,8 +24,8 @@ NSL_EXPECTED = {
               "pgd_epsilon": 0.3},
     "fashion_mnist": {"multiplier": 1.0, "adv_step_size": 2.5 * 0.1 / 7, "adv_grad_norm": "infinity",
                       "pgd_iterations": 7, "pgd_epsilon": 0.1},
-    "quick": {"multiplier": 1.0, "adv_step_size": 2.5 * 0.1 / 3, "adv_grad_norm": "infinity",
-              "pgd_iterations": 3, "pgd_epsilon": 0.1},
+    "quick": {"multiplier": 1.0, "adv_step_size": 2.5 * 0.1 / 2, "adv_grad_norm": "infinity",
+              "pgd_iterations": 2, "pgd_epsilon": 0.1},
 }
 
 
