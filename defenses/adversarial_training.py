@@ -23,7 +23,7 @@ logits model. Each method, per batch (x, y):
     *catastrophic overfitting*: within a few batches the model learns to defeat FGSM
     (its gradients stop pointing to the adversarial examples) while PGD accuracy falls
     to near zero. Monitor it with ``defenses.callbacks.CatastrophicOverfittingMonitor``
-    (``fit`` adds one when given ``co_batch``).
+    (``advrobust.training.train`` adds one for ``fgsm_rs``, checking 4 times an epoch).
 
 The attack runs in **inference mode** (``training=False``: Dropout off, as at test
 time); the training loss uses ``training=True``. ``attacks.pgd`` itself cannot run

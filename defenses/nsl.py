@@ -88,6 +88,7 @@ from defenses import check_clip, check_eps, check_iterations, check_nonnegative
 REL_STEP_SIZE = 2.5  # step = 2.5 * eps / iterations when a preset gives no explicit step
 
 # Each preset is the set of NSLConfig fields it fixes; "eps": None means no projection.
+# Every preset clips to [0, 1] (NSLConfig's default), which NSL's own default does not.
 PRESETS: dict[str, dict[str, Any]] = {
     # The seed lecture: make_adv_reg_config(multiplier=0.2, adv_step_size=0.05), NSL's L2
     # norm, one step, no ball.
@@ -95,8 +96,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Goal settings: the standard L-inf radii of the two datasets.
     "mnist": {"multiplier": 1.0, "norm": "inf", "eps": 0.3, "pgd_iterations": 10},
     "fashion_mnist": {"multiplier": 1.0, "norm": "inf", "eps": 0.1, "pgd_iterations": 7},
-    # A demo: 2 epochs of the CNN on all of Fashion-MNIST in about 3 minutes on 2 CPU
-    # cores (3 iterations: about 4). Steps of 1.25 * eps, as FGSM-RS's.
+    # A demo. Measured with advrobust.training.train, 2 epochs of the CNN on all of
+    # Fashion-MNIST: 400 CPU-seconds (about 3.3 min on 2 cores), clean test accuracy 0.84,
+    # PGD-20 robust accuracy 0.60 at eps 0.1; with 3 iterations 480 CPU-seconds, 0.86 and
+    # 0.65. The two steps are 1.25 * eps long, as FGSM-RS's.
     "quick": {"multiplier": 1.0, "norm": "inf", "eps": 0.1, "pgd_iterations": 2},
 }
 PARAMS: tuple[str, ...] = ("multiplier", "norm", "step_size", "pgd_iterations", "clip", "random_init")

@@ -131,6 +131,17 @@ def test_nsl_wrapper_keeps_base_model_and_takes_input_name():
     assert [int(batch["point"].shape[0]) for batch in static] == [2, 2]
 
 
+def test_nsl_random_init_trains_despite_a_partial_last_batch():
+    # NSL's random_init needs static batch shapes; fit drops the partial batch for it.
+    x = np.random.default_rng(0).random((10, 2)).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices((x, (x[:, 0] > 0.5).astype(np.int64))).batch(4)
+    config = nsl.NSLConfig(multiplier=1.0, norm="inf", eps=0.1, step_size=0.05, pgd_iterations=2, random_init=True)
+    history = nsl.fit(_linear(2), dataset, dataset, config=config, epochs=1, verbose=0)
+    assert np.isfinite(history.history["scaled_adversarial_loss"][0])
+    with pytest.raises(ValueError, match="random_init=True needs eps"):
+        nsl.NSLConfig(random_init=True)
+
+
 # --- the training-time attack -------------------------------------------------------------
 
 W = np.array([[1.0, -2.0, 0.5], [-0.5, 1.5, 2.0]], np.float32)
