@@ -116,6 +116,7 @@ class TrainConfig:
     learning_rate: float | None = None  # None: 1e-3, or 1e-4 when fine-tuning VGG-19
     val_fraction: float = 0.1
     train_subset: int | None = None  # use the first N shuffled training examples
+    test_subset: int | None = None  # the card's clean accuracy on the first N test images (None: all)
     patience: int = 3
     seed: int = 0
     pretrain_dataset: str | None = None  # for weights="pretrained-run"; None: the other one
@@ -143,7 +144,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "pretrain_epochs", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("train_subset", "pretrain_subset"):
+        for name in ("train_subset", "pretrain_subset", "test_subset"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
@@ -192,7 +193,8 @@ def _weights_for_build(config: TrainConfig, out_dir: Path, data_dir, verbose) ->
                                trainable_blocks=config.base_blocks, base_blocks=config.base_blocks,
                                weights=None, image_size=config.image_size, epochs=config.pretrain_epochs,
                                batch_size=config.batch_size, learning_rate=1e-4,
-                               train_subset=config.pretrain_subset, seed=config.seed, strategy=config.strategy)
+                               train_subset=config.pretrain_subset, test_subset=config.test_subset,
+                               seed=config.seed, strategy=config.strategy)
         print(f"[advrobust] pretraining VGG-19 on {source} for transfer to {config.dataset}")
         pretrained = train(pretrain, out_dir / "pretrain", data_dir=data_dir, verbose=verbose)
         path = pretrained["model_path"]
@@ -209,7 +211,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
     TensorBoard logs in ``out_dir/logs``, ``out_dir/training_log.csv`` and the best
     checkpoint (``checkpoints/best.keras``; with a defense ``checkpoints/best_robust.keras``).
     Returns ``{"model": keras.Model, "model_path": Path, "card": dict}``; the card's
-    ``clean_test_accuracy`` is measured on the full test split. With a defense the card
+    ``clean_test_accuracy`` is measured on the test split (its first ``test_subset``
+    images if set; ``test_examples`` says how many). With a defense the card
     also holds ``defense_config`` (the resolved parameters), ``robust_validation`` (the
     per-epoch robust accuracy and best epoch) and, for ``fgsm_rs``,
     ``catastrophic_overfitting``.
@@ -222,6 +225,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
     set_seed(config.seed)
     x, y = data.load(config.dataset, "train", data_dir)
     x_test, y_test = data.load(config.dataset, "test", data_dir)
+    x_test, y_test = x_test[:config.test_subset], y_test[:config.test_subset]
     (x_train, y_train), (x_val, y_val) = data.train_val_split(
         x, y, val_fraction=config.val_fraction, seed=config.seed)
     if config.train_subset is not None:
