@@ -200,7 +200,12 @@ def as_nsl_dataset(dataset: tf.data.Dataset, base_model: keras.Model, *, label_k
     key = feature_key(base_model)
     if static_batch:
         dataset = dataset.unbatch().batch(_batch_size(dataset), drop_remainder=True)
-    return dataset.map(lambda x, y: {key: x, label_key: y}, num_parallel_calls=tf.data.AUTOTUNE)
+
+    @tf.autograph.experimental.do_not_convert  # plain dict building: nothing for AutoGraph to convert
+    def to_dict(x, y):
+        return {key: x, label_key: y}
+
+    return dataset.map(to_dict, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _batch_size(dataset: tf.data.Dataset) -> int:
