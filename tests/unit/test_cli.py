@@ -35,6 +35,9 @@ def test_unknown_choices_exit_2_listing_choices(argv, message, capsys):
     (["--data-dir", "/definitely/not/here"], "data_dir '/definitely/not/here' does not exist"),
     (["--epochs", "0"], "epochs must be >= 1, got 0"),
     (["--model", "vgg19", "--image-size", "16"], "image_size must be >= 32"),
+    (["--defense", "nsl", "--preset", "bogus"], "unknown NSL preset 'bogus'; choose one of: lecture,"),
+    (["--defense", "nope"], "unknown defense 'nope'; choose one of: none, nsl, pgd_at, trades, fgsm_rs"),
+    (["--defense", "pgd_at", "--eps", "2"], "L-inf eps must be in (0, 1]"),
 ])
 def test_user_errors_are_one_line_without_traceback(extra, message, tmp_path):
     result = subprocess.run(["advrobust", "train", "--out", str(tmp_path), *extra],
