@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from attacks import _tensorflow  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+from attacks.validation import check_clip  # noqa: F401  (re-exported for the defense modules)
+from attacks.validation import check_positive_int as check_iterations  # noqa: F401
 
 DEFENSES: tuple[str, ...] = ("none", "nsl", "pgd_at", "trades", "fgsm_rs")
 
@@ -43,26 +45,6 @@ def check_nonnegative(value: Any, name: str, *, strict: bool = False) -> float:
             or not np.isfinite(value) or value < 0 or (strict and value == 0):
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)
-
-
-def check_iterations(value: Any, name: str) -> int:
-    """``value`` as an int >= 1; ValueError naming it otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
-def check_clip(clip: Any) -> tuple[float, float] | None:
-    """``clip`` as a (low, high) pair of floats with low < high, or None."""
-    if clip is None:
-        return None
-    try:
-        low, high = (float(v) for v in clip)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"clip must be a (low, high) pair or None, got {clip!r}") from error
-    if not (np.isfinite(low) and np.isfinite(high) and low < high):
-        raise ValueError(f"clip must be finite with low < high, got {clip!r}")
-    return low, high
 
 
 def check_eps(eps: Any, norm: str, clip: tuple[float, float] | None, *, allow_none: bool = False) -> float | None:
