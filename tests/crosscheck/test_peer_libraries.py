@@ -27,13 +27,18 @@ def test_fgsm_equals_cleverhans_fast_gradient_method(trained_mnist_cnn, norm):
 
 @pytest.mark.parametrize("norm, eps, step", [("inf", 0.1, 0.01), ("l2", 1.5, 0.1)])
 def test_pgd_is_at_least_as_strong_as_foolbox(trained_mnist_cnn, norm, eps, step):
+    """Mean robust accuracy over two random starts each: one run of either attack varies
+    by about half a point with its random start (measured: L2 foolbox 0.390-0.400, ours
+    0.394-0.404 on these 500 images), so single runs cannot be held to one point."""
     import foolbox as fb
 
     model, x, y = trained_mnist_cnn
     fmodel = fb.TensorFlowModel(lambda t: model(t, training=False), bounds=(0.0, 1.0))
     attack_class = fb.attacks.LinfPGD if norm == "inf" else fb.attacks.L2PGD
     attack = attack_class(abs_stepsize=step, steps=40, random_start=True)
-    _, clipped, _ = attack(fmodel, tf.constant(x), tf.constant(y), epsilons=eps)
-    theirs = accuracy(model, clipped.numpy(), y)
-    ours = accuracy(model, pgd(model, x, y, eps=eps, norm=norm, steps=40, step_size=step, seed=0), y)
+    tf.random.set_seed(0)  # foolbox draws its random start from TensorFlow's global generator
+    theirs = np.mean([accuracy(model, attack(fmodel, tf.constant(x), tf.constant(y), epsilons=eps)[1].numpy(), y)
+                      for _ in range(2)])
+    ours = np.mean([accuracy(model, pgd(model, x, y, eps=eps, norm=norm, steps=40, step_size=step, seed=seed), y)
+                    for seed in range(2)])
     assert ours <= theirs + 0.01, (ours, theirs)
