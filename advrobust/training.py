@@ -43,23 +43,32 @@ def set_seed(seed: int, *, deterministic_ops: bool = False) -> None:
 
 def standard_callbacks(out_dir: str | Path, *, monitor: str = "val_accuracy", patience: int = 3,
                        checkpoint: bool = True, early_stopping: bool = True) -> list[keras.callbacks.Callback]:
-    """Best-model checkpoint, early stopping (restores the best weights), TensorBoard, CSV.
+    """Backup and restore, best-model checkpoint, early stopping (restores the best
+    weights), TensorBoard, CSV.
 
     Writes ``out_dir/checkpoints/best.keras``, ``out_dir/logs/`` (TensorBoard) and
     ``out_dir/training_log.csv``. ``checkpoint``/``early_stopping`` leave those out.
+    ``out_dir/backup/`` holds the state after the last finished epoch (Keras's
+    BackupAndRestore): training interrupted in ``out_dir`` and started again there goes
+    on from that epoch (the CSV log is appended to; the returned History and the best-so-far
+    of the other callbacks cover only the epochs run after the restart). Keras deletes
+    the backup when training ends.
     """
     out_dir = Path(out_dir)
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     mode = "max" if "acc" in monitor else "min"
+    backup = out_dir / "backup"
+    resuming = backup.is_dir() and any(backup.iterdir())
     callbacks = [
+        keras.callbacks.BackupAndRestore(backup_dir=str(backup)),
         keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")),
-        keras.callbacks.CSVLogger(str(out_dir / "training_log.csv")),
+        keras.callbacks.CSVLogger(str(out_dir / "training_log.csv"), append=resuming),
     ]
     if early_stopping:
-        callbacks.insert(0, keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
+        callbacks.insert(1, keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
                                                           restore_best_weights=True))
     if checkpoint:
-        callbacks.insert(0, keras.callbacks.ModelCheckpoint(
+        callbacks.insert(1, keras.callbacks.ModelCheckpoint(
             str(out_dir / "checkpoints" / "best.keras"), monitor=monitor, mode=mode,
             save_best_only=True))
     return callbacks

@@ -332,6 +332,7 @@ def fit(base_model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dat
         steps_per_epoch = cardinality
     with base_model.distribute_strategy.scope():
         trainer = AdversarialTrainer(base_model, config, steps_per_epoch=steps_per_epoch)
+        trainer.build(base_model.input_shape)  # built before fit, so BackupAndRestore can restore it
         trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
     return trainer.fit(train, validation_data=validation, epochs=epochs, callbacks=list(callbacks or []),
                        verbose=verbose)

@@ -1,0 +1,82 @@
+"""Training interrupted after an epoch goes on from that epoch when started again (BackupAndRestore)."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+import defenses
+from advrobust import data, models, training
+from attacks._tensorflow import keras
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Stands in for a crash: raises after ``epoch`` finished (and was backed up)."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+class _Weights(keras.callbacks.Callback):
+    """Records the weights and optimizer step at the start of training and after each epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at_start = None
+        self.after_epoch = {}
+
+    def _snapshot(self):
+        return [w.copy() for w in self.model.get_weights()], int(self.model.optimizer.iterations.numpy())
+
+    def on_train_begin(self, logs=None):
+        self.at_start = self._snapshot()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.after_epoch[epoch] = self._snapshot()
+
+
+def _data(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 28, 28, 1), dtype=np.float32)
+    y = (x[:, :14].mean(axis=(1, 2, 3)) > x[:, 14:].mean(axis=(1, 2, 3))).astype(np.int64)
+    return data.make_dataset(x, y, batch_size=64, shuffle=True, seed=seed)
+
+
+def _epochs_logged(out_dir) -> list[int]:
+    with open(out_dir / "training_log.csv", newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+@pytest.mark.parametrize("defense", [None, "pgd_at", "nsl"])
+def test_interrupted_training_resumes_from_the_last_finished_epoch(tmp_path, defense):
+    def run(extra_callbacks):
+        training.set_seed(0)
+        model = models.build("cnn", dropout=False, seed=0)
+        # The stand-in crash comes last, after the epoch was backed up and logged.
+        callbacks = training.standard_callbacks(tmp_path, checkpoint=False, early_stopping=False)
+        callbacks += list(extra_callbacks)
+        if defense is None:
+            return training.fit(model, _data(), None, epochs=3, callbacks=callbacks, verbose=0)
+        config = defenses.resolve(defense, dataset="mnist", preset="quick")
+        return defenses.fit(config, model, _data(), None, epochs=3, callbacks=callbacks, verbose=0)
+
+    first, second = _Weights(), _Weights()
+    with pytest.raises(KeyboardInterrupt):
+        run([first, _Interrupt(epoch=1)])  # epochs 0 and 1 finished, then the "crash"
+    assert any((tmp_path / "backup").iterdir())
+    history = run([second])
+    assert history.epoch == [2]  # only the epoch that was missing ran
+    # It went on from the state after epoch 1: the same weights and optimizer step.
+    weights, step = first.after_epoch[1]
+    assert second.at_start[1] == step > 0
+    for restored, saved in zip(second.at_start[0], weights):
+        np.testing.assert_array_equal(restored, saved)
+    assert _epochs_logged(tmp_path) == [0, 1, 2]  # the CSV log was appended to, not restarted
+    assert not (tmp_path / "backup").exists() or not any((tmp_path / "backup").iterdir())
