@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from advrobust.reporting.plots import Figure, dataset_key, model_key
 from advrobust.reporting.results import Comparison, Model, Run, dataset_title
-from advrobust.reporting.tables import (Table, attacks_table, check_curves_table, checks_table, comparison_table,
+from advrobust.reporting.tables import (Table, lede, attacks_table, check_curves_table, checks_table, comparison_table,
                                         config_text, curves_table, environment_table, minimal_eps_summary,
                                         model_facts, summary_table)
 
@@ -78,7 +78,7 @@ def e(value: object) -> str:
 
 def render_html(run: Run, figures: dict[str, Figure], *, version: str) -> str:
     """The whole report page as a string."""
-    body = ["<h1>Robustness report</h1>", f'<p class="lede">{e(_lede(run))}</p>']
+    body = ["<h1>Robustness report</h1>", f'<p class="lede">{e(lede(run))}</p>']
     body += _failed_checks_box(run)
     if run.notes:
         body.append('<div class="box"><strong>Notes on the results file</strong><ul>'
@@ -98,16 +98,6 @@ def render_html(run: Run, figures: dict[str, Figure], *, version: str) -> str:
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>advrobust report{e(_title_suffix(run))}</title>\n<style>{_CSS}</style>\n</head>\n"
             "<body>\n<main>\n" + "\n".join(body) + "\n</main>\n</body>\n</html>\n")
-
-
-def _lede(run: Run) -> str:
-    datasets = ", ".join(dataset_title(dataset) for dataset in run.datasets) or "no dataset"
-    parts = [f"{len(run.models)} model{'s' if len(run.models) != 1 else ''} on {datasets}"]
-    if run.finished:
-        parts.append(f"finished {run.finished}")
-    if run.config_hash:
-        parts.append(f"config {run.config_hash[:12]}")
-    return " · ".join(parts)
 
 
 def _title_suffix(run: Run) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from advrobust.reporting.plots import Figure, dataset_key, model_key
 from advrobust.reporting.results import Model, Run, dataset_title
-from advrobust.reporting.tables import (Table, attacks_table, check_curves_table, checks_table, comparison_table,
+from advrobust.reporting.tables import (Table, lede, attacks_table, check_curves_table, checks_table, comparison_table,
                                         config_text, curves_table, environment_table, minimal_eps_summary,
                                         model_facts, summary_table)
 
@@ -29,13 +29,7 @@ def md(value: object) -> str:
 def render_markdown(run: Run, figures: dict[str, Figure], *, report_dir: Path, version: str) -> str:
     """The whole report; figure links are relative to ``report_dir``."""
     out = ["# Robustness report", ""]
-    datasets = ", ".join(dataset_title(dataset) for dataset in run.datasets) or "no dataset"
-    lede = [f"{len(run.models)} model{'s' if len(run.models) != 1 else ''} on {datasets}"]
-    if run.finished:
-        lede.append(f"finished {run.finished}")
-    if run.config_hash:
-        lede.append(f"config {run.config_hash[:12]}")
-    out += [md(" · ".join(lede)), ""]
+    out += [md(lede(run)), ""]
     failed = run.failed_checks
     if failed:
         out.append(f"> **⚠ {len(failed)} failed check{'s' if len(failed) != 1 else ''}: some numbers below may "

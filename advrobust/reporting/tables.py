@@ -193,3 +193,14 @@ def environment_table(run: Run) -> Table:
 
 def config_text(run: Run) -> str:
     return json.dumps(run.config, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def lede(run: Run) -> str:
+    """One line under the title: models, datasets, when finished, the config hash (plain text)."""
+    datasets = ", ".join(dataset_title(dataset) for dataset in run.datasets) or "no dataset"
+    parts = [f"{len(run.models)} model{'s' if len(run.models) != 1 else ''} on {datasets}"]
+    if run.finished:
+        parts.append(f"finished {run.finished}")
+    if run.config_hash:
+        parts.append(f"config {run.config_hash[:12]}")
+    return " · ".join(parts)
