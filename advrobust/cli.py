@@ -149,8 +149,7 @@ def _run_run(args: argparse.Namespace) -> int:
         print(config.default_text(), end="")
         return 0
     run_config = config.load(args.config)
-    results = runner.run(run_config, args.out, resume=args.resume, data_dir=args.data_dir,
-                         report=not args.no_report)
+    runner.run(run_config, args.out, resume=args.resume, data_dir=args.data_dir, report=not args.no_report)
     print(f"results: {args.out}/results.json, {args.out}/results.csv"
           + ("" if args.no_report else f"; report: {args.out}/report.html"))
     # A failed sanity check is a finding about a model (shown in the summary and report),
