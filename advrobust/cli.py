@@ -11,6 +11,7 @@ _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError)
 
 def _add_train(subparsers) -> None:
     from advrobust import data, models
+    from defenses import distribute
 
     parser = subparsers.add_parser(
         "train", help="train a baseline CNN or VGG-19 transfer model and save it with its card",
@@ -44,6 +45,8 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--eps", type=float, default=None,
                         help="defense radius (L-inf; default per preset/dataset: 0.3 MNIST, 0.1 Fashion-MNIST)")
     parser.add_argument("--preset", default=None, help="defense preset (see defenses.nsl / adversarial_training)")
+    parser.add_argument("--strategy", default="auto", choices=distribute.STRATEGIES,
+                        help="tf.distribute strategy (auto: MirroredStrategy with 2+ GPUs, else default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None, help="folder with the dataset files")
     parser.add_argument("--out", required=True, help="output folder")
@@ -61,7 +64,7 @@ def _run_train(args: argparse.Namespace) -> int:
         image_size=args.image_size, trainable_blocks=args.trainable_blocks, base_blocks=args.vgg_blocks, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, train_subset=args.train_subset,
         patience=args.patience, seed=args.seed, pretrain_epochs=args.pretrain_epochs,
-        pretrain_subset=args.pretrain_subset,
+        pretrain_subset=args.pretrain_subset, strategy=args.strategy,
         **({} if args.defense == "none" and args.eps is None and args.preset is None else
            {"defense": args.defense, "defense_eps": args.eps, "preset": args.preset}))
     training.train(config, args.out, data_dir=args.data_dir, verbose=2)
