@@ -129,8 +129,7 @@ def _build(logits_fn: Callable, static: _Static) -> tf.types.experimental.Generi
                 l1 = tf.reshape(tf.maximum(l1, 1e-12), tf.shape(alpha))
                 velocity = decay * velocity + gradient / l1
                 gradient = velocity
-            delta = (x_t - x) + alpha * norms.steepest_step(gradient, static.norm)
-            x_t = _clip(x + norms.project(delta, eps, static.norm), static.clip)
+            x_t = norms.ascent_step(x, x_t, gradient, alpha, eps, static.norm, static.clip)
 
         if static.keep_best:
             return (*better_of(best, (x_t, *objective_and_success(x_t, y))), x_t, velocity)

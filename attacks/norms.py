@@ -90,3 +90,16 @@ def random_start(shape: tf.Tensor, eps: tf.Tensor, norm: Norm, seed: tf.Tensor,
     dims = tf.cast(tf.reduce_prod(shape[1:]), dtype)
     u = tf.random.stateless_uniform(shape[:1], seed + 1, dtype=dtype)
     return direction * radius * _per_example(tf.pow(u, 1.0 / dims), direction)
+
+
+def ascent_step(x: tf.Tensor, x_t: tf.Tensor, direction: tf.Tensor, step_size: tf.Tensor, eps: tf.Tensor,
+                norm: Norm, clip: tuple[float, float] | None) -> tf.Tensor:
+    """One projected steepest-ascent step from the iterate ``x_t`` around the clean ``x``.
+
+    ``direction`` is the gradient (or momentum) at ``x_t``; ``step_size`` is (N, 1, ...)
+    and ``eps`` (N,). Returns ``clip(x + project(x_t - x + step_size *
+    steepest_step(direction)))``, shaped like ``x``: inside each ball and inside ``clip``.
+    """
+    delta = (x_t - x) + step_size * steepest_step(direction, norm)
+    x_next = x + project(delta, eps, norm)
+    return x_next if clip is None else tf.clip_by_value(x_next, clip[0], clip[1])

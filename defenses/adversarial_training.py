@@ -164,7 +164,8 @@ def perturb(model: Callable, x: tf.Tensor, objective: Callable[[tf.Tensor], tf.T
     ``clip``). Each step: ``x_t <- clip(x + project(x_t + step_size * steepest_step(g) -
     x))``, with the per-norm pieces of ``attacks.norms``. Returns the last iterate,
     shaped like ``x``, with no gradient path to ``x`` or the model. Works eagerly and
-    inside ``tf.function``.
+    inside ``tf.function``. The step is :func:`attacks.norms.ascent_step`, the one the
+    attacks use.
     """
     n = tf.shape(x)[0]
     eps = tf.broadcast_to(tf.cast(eps, x.dtype), [n])
@@ -175,10 +176,7 @@ def perturb(model: Callable, x: tf.Tensor, objective: Callable[[tf.Tensor], tf.T
         with tf.GradientTape() as tape:
             tape.watch(x_t)
             total = tf.reduce_sum(objective(model(x_t)))
-        gradient = tape.gradient(total, x_t)
-        delta = (x_t - x) + alpha * norms.steepest_step(gradient, norm)
-        x_t = x + norms.project(delta, eps, norm)
-        return i + 1, x_t if clip is None else tf.clip_by_value(x_t, clip[0], clip[1])
+        return i + 1, norms.ascent_step(x, x_t, tape.gradient(total, x_t), alpha, eps, norm, clip)
 
     # An explicit while_loop, not a Python loop: the graph stays one step long for any
     # number of steps.
