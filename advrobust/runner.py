@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 
 from advrobust import checks, data, evaluation, models, training
 from advrobust.config import AttackEntry, ModelEntry, RunConfig
-from advrobust.files import atomic_write_text
+from advrobust.files import atomic_write_bytes, atomic_write_text
 from advrobust.results import SCHEMA_VERSION, validate
 from advrobust.store import STORE_NAME, ResultStore, UnitCache
 from attacks import AttackSpec
@@ -62,13 +61,6 @@ class _Model:
     path: str  # relative to the run folder
 
 
-def _copy_atomic(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
-
-
 def _obtain_model(index: int, entry: ModelEntry, config: RunConfig, store: ResultStore, out: Path,
                   data_dir: Any, verbose: int) -> _Model:
     """Load a finished model from the store, or train / copy it and commit it."""
@@ -82,7 +74,7 @@ def _obtain_model(index: int, entry: ModelEntry, config: RunConfig, store: Resul
     if entry.path is not None:
         _log(f"model {entry.name!r}: copying {entry.path}")
         source = Path(entry.path)
-        _copy_atomic(source, out / relative)
+        atomic_write_bytes(out / relative, source.read_bytes())
         source_card = models.card_path(source)
         card = models.load_card(source) if source_card.is_file() else {}
         card = {**card, "dataset": card.get("dataset", entry.dataset), "source_path": str(source)}
@@ -135,11 +127,7 @@ def _examples(item: _Model, x: np.ndarray, y: np.ndarray, attack: AttackEntry, e
     np.savez_compressed(buffer, x=x[chosen], x_adv=x_adv, y=y[chosen], pred_clean=predictions[chosen],
                         pred_adv=np.argmax(evaluation.logits_of(item.model, x_adv), axis=1),
                         eps=np.float64(eps), attack=np.str_(attack.name))
-    target = out / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(buffer.getvalue())
-    os.replace(temporary, target)
+    atomic_write_bytes(out / relative, buffer.getvalue())
     return relative
 
 

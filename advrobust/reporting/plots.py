@@ -8,10 +8,9 @@ the model's index and a slug of ``[A-Za-z0-9_-]``, never from the raw name.
 
 from __future__ import annotations
 
+import io
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator
 
+from advrobust.files import atomic_write_bytes
 from advrobust.reporting.results import Model, Run, Series, dataset_title, norm_title
 
 DPI = 110
@@ -98,16 +98,10 @@ def _new_figure(width: float, height: float) -> MplFigure:
 
 
 def _save(figure: MplFigure, path: Path, caption: str) -> Figure:
-    """Write the PNG via a temporary file in the same folder and a rename."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format="png", dpi=DPI)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    """Write the PNG atomically (temporary file in the same folder, then a rename)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    atomic_write_bytes(path, buffer.getvalue())
     return Figure(path, caption)
 
 
