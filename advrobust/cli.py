@@ -74,6 +74,7 @@ def _run_train(args: argparse.Namespace) -> int:
 def _add_attack(subparsers) -> None:
     from advrobust import data
     from attacks import ATTACKS
+    from attacks.precision import COMPUTE_DTYPES
 
     parser = subparsers.add_parser(
         "attack", help="robust accuracy of a saved model under one attack at several epsilons",
@@ -88,6 +89,9 @@ def _add_attack(subparsers) -> None:
     parser.add_argument("--step-size", type=float, default=None, help="absolute step size (default per attack)")
     parser.add_argument("--restarts", type=int, default=None, help="random restarts (pgd, mim)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compute-dtype", default=None, choices=COMPUTE_DTYPES,
+                        help="take gradients in this dtype (faster on 16-bit hardware; "
+                             "accuracy is always judged in the model's own dtype)")
     parser.add_argument("--n", type=int, default=1000, help="first N test images")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--data-dir", default=None)
@@ -106,10 +110,11 @@ def _run_attack(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     accepted = inspect.signature(get_attack(args.attack)).parameters
-    params = {name: value for name, value in (("steps", args.steps), ("step_size", args.step_size),
-                                               ("restarts", args.restarts), ("seed", args.seed))
+    options = (("steps", args.steps), ("step_size", args.step_size), ("restarts", args.restarts),
+               ("compute_dtype", args.compute_dtype))
+    params = {name: value for name, value in (*options, ("seed", args.seed))
               if value is not None and name in accepted}
-    for name, value in (("steps", args.steps), ("step_size", args.step_size), ("restarts", args.restarts)):
+    for name, value in options:
         if value is not None and name not in accepted:
             raise ValueError(f"--{name.replace('_', '-')} does not apply to {args.attack}")
     model = models.load(args.model)

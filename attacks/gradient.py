@@ -23,6 +23,12 @@ seed
     Seeds the random start; the same seed (and batch_size) gives the same result.
 batch_size
     Examples per compiled call (default 512); K*N stacked examples are split into batches.
+compute_dtype
+    ``None`` (default: the model as it is) or ``"bfloat16"`` / ``"float16"`` / ``"float32"``:
+    take gradients with a copy of a Keras model computing in that dtype, up to twice as
+    fast on hardware with 16-bit units. ``x_adv`` keeps its guarantees (ball, clip, dtype);
+    success is judged by the copy, so judge results with the original model and report
+    final numbers from float32 attacks. See :mod:`attacks.precision`.
 early_stop
     (bim, pgd, mim) Stop iterating on an example once it is misclassified (on target), and
     let further restarts attack only the examples still standing. Robust accuracy is the
@@ -47,7 +53,8 @@ Clip = tuple[float, float] | None
 def pgd(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", steps: int = 40,
         step_size: float | None = None, random_start: bool = True, restarts: int = 1,
         targeted: bool = False, loss: Any = "ce", clip: Clip = (0.0, 1.0), seed: int | None = None,
-        batch_size: int | None = None, early_stop: bool = False):
+        batch_size: int | None = None, early_stop: bool = False,
+        compute_dtype: str | None = None):
     """Projected gradient descent (Madry et al. 2018), with restarts.
 
     ``steps`` steps of size ``step_size`` (default ``2.5 * eps / steps``) from a uniform
@@ -57,25 +64,27 @@ def pgd(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", steps: int =
     """
     return loop.run(model, x, y, eps=eps, norm=norm, steps=steps, step_size=step_size,
                     random_start=random_start, restarts=restarts, targeted=targeted, loss=loss,
-                    clip=clip, seed=seed, batch_size=batch_size, early_stop=early_stop)
+                    clip=clip, seed=seed, batch_size=batch_size, early_stop=early_stop, compute_dtype=compute_dtype)
 
 
 def bim(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", steps: int = 10,
         step_size: float | None = None, targeted: bool = False, loss: Any = "ce",
-        clip: Clip = (0.0, 1.0), batch_size: int | None = None, early_stop: bool = False):
+        clip: Clip = (0.0, 1.0), batch_size: int | None = None, early_stop: bool = False,
+        compute_dtype: str | None = None):
     """Basic iterative method (Kurakin et al. 2017): PGD from ``x`` itself, no random start.
 
     Deterministic. ``step_size`` defaults to ``2.5 * eps / steps``. Returns ``x_adv``.
     """
     return loop.run(model, x, y, eps=eps, norm=norm, steps=steps, step_size=step_size,
                     random_start=False, targeted=targeted, loss=loss, clip=clip, seed=0,
-                    batch_size=batch_size, early_stop=early_stop)
+                    batch_size=batch_size, early_stop=early_stop, compute_dtype=compute_dtype)
 
 
 def mim(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", steps: int = 10,
         step_size: float | None = None, decay: float = 1.0, random_start: bool = False,
         restarts: int = 1, targeted: bool = False, loss: Any = "ce", clip: Clip = (0.0, 1.0),
-        seed: int | None = None, batch_size: int | None = None, early_stop: bool = False):
+        seed: int | None = None, batch_size: int | None = None, early_stop: bool = False,
+        compute_dtype: str | None = None):
     """Momentum iterative method (Dong et al. 2018).
 
     Accumulates ``m = decay * m + g / ||g||_1`` and steps along the norm's steepest
@@ -85,11 +94,12 @@ def mim(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", steps: int =
     return loop.run(model, x, y, eps=eps, norm=norm, steps=steps, step_size=step_size,
                     rel_step_size=1.0, random_start=random_start, restarts=restarts,
                     targeted=targeted, loss=loss, decay=decay, clip=clip,
-                    seed=seed, batch_size=batch_size, early_stop=early_stop)
+                    seed=seed, batch_size=batch_size, early_stop=early_stop, compute_dtype=compute_dtype)
 
 
 def fgsm(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", targeted: bool = False,
-         loss: Any = "ce", clip: Clip = (0.0, 1.0), batch_size: int | None = None):
+         loss: Any = "ce", clip: Clip = (0.0, 1.0), batch_size: int | None = None,
+         compute_dtype: str | None = None):
     """Fast gradient (sign) method (Goodfellow et al. 2015): one step of size ``eps``.
 
     L-inf: ``x + eps * sign(g)``; L2: ``x + eps * g / ||g||_2``; then clipped to ``clip``.
@@ -98,4 +108,4 @@ def fgsm(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", targeted: b
     """
     return loop.run(model, x, y, eps=eps, norm=norm, steps=1, rel_step_size=1.0, random_start=False,
                     targeted=targeted, loss=loss, keep_best=False, clip=clip, seed=0,
-                    batch_size=batch_size)
+                    batch_size=batch_size, compute_dtype=compute_dtype)

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from attacks import losses, norms, validation
+from attacks import losses, norms, precision, validation
 from attacks._tensorflow import tf
 
 DEFAULT_BATCH_SIZE = 512
@@ -104,7 +104,7 @@ def _build(logits_fn: Callable, static: _Static) -> tf.types.experimental.Generi
     ]
 
     def objective_and_success(x_t, y):
-        logits = logits_fn(x_t)
+        logits = tf.cast(logits_fn(x_t), dtype)  # a low-precision copy's logits, cast up
         objective = sign * tf.cast(loss_fn(logits, y), dtype)
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int64)
         success = tf.equal(predicted, y) if static.targeted else tf.not_equal(predicted, y)
@@ -192,7 +192,7 @@ def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any =
         step_size: float | None = None, rel_step_size: float = 2.5, random_start: bool = True,
         restarts: int = 1, targeted: bool = False, loss: Any = "ce", decay: float = 0.0,
         keep_best: bool = True, early_stop: bool = False, clip: tuple[float, float] | None = (0.0, 1.0),
-        seed: int | None = None, batch_size: int | None = None):
+        seed: int | None = None, batch_size: int | None = None, compute_dtype: str | None = None):
     """Run the shared gradient loop; the public attacks are presets of this function.
 
     Returns ``x_adv`` with the dtype and array type of ``x`` (NumPy in, NumPy out; tensor
@@ -201,8 +201,9 @@ def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any =
     ``step_size=None`` uses ``rel_step_size * eps / steps`` for each epsilon.
     ``early_stop`` (needs ``keep_best``) stops iterating on an example once it is
     misclassified (on target): the same robust accuracy, less work, but the returned
-    point is the first successful one found, not the highest-loss one. See
-    :func:`attacks.pgd` for the other arguments.
+    point is the first successful one found, not the highest-loss one. ``compute_dtype``
+    (e.g. ``"bfloat16"``) takes gradients with a copy of a Keras model computing in that
+    dtype (:mod:`attacks.precision`). See :func:`attacks.pgd` for the other arguments.
     """
     given = validation.attack_input(x, y, eps, norm, clip)
     x_np, y_np, epsilons, norm, clip = given.x, given.y, given.epsilons, given.norm, given.clip
@@ -219,6 +220,7 @@ def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any =
     if early_stop and not keep_best:
         raise ValueError("early_stop=True needs keep_best=True")
     validation.check_seed(seed)
+    compute_dtype = precision.check_compute_dtype(compute_dtype)
 
     k = len(epsilons)
     if n == 0:
@@ -231,7 +233,7 @@ def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any =
                      momentum=float(decay) > 0, keep_best=bool(keep_best),
                      score_last=restarts > 1, clip=clip, dtype=dtype.name,
                      example_shape=tuple(x_np.shape[1:]))
-    attack = _compiled(model, static)
+    attack = _compiled(precision.compute_model(model, compute_dtype), static)
 
     # Stack the batch once per epsilon: (K*N, ...), each row with its own radius and step.
     x_all = np.broadcast_to(x_np, (k, *x_np.shape)).reshape(k * n, *x_np.shape[1:])

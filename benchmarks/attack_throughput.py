@@ -9,7 +9,14 @@ trained for one epoch on 6000 MNIST images (seed 0), attacked on the first N=500
 test images; L-inf eps 0.3, step 0.01, random start, 40 steps. Every method runs all 40
 steps on every image, except the extra row "advrobust early_stop", which stops on an image
 once it is misclassified (the same robust accuracy, reported in the table, for less work;
-what the evaluation harness uses). MNIST is found as by advrobust.data.load
+what the evaluation harness uses), and the rows "advrobust bfloat16", which take gradients
+with a bfloat16 copy of the model (``compute_dtype="bfloat16"``, opt-in; robust accuracy
+judged by the float32 model as for every row).
+
+The table also says how close each PGD row comes to the machine's float32 compute roof:
+multiply-accumulates per image and step (forward plus input gradient, counted from the
+layers) times images/s times steps, against a float32 matrix product timed in the same run.
+MNIST is found as by advrobust.data.load
 (ADVROBUST_DATA_DIR, ...). Each method runs once to warm up
 (tracing, graph building), then the methods take turns for ``--repeats`` timed rounds
 (so a slow spell of the machine hits all alike); the median counts.
@@ -104,6 +111,40 @@ def peer_methods(model, n: int) -> dict[str, dict[str, Callable]]:
     return methods
 
 
+def forward_macs(model) -> int:
+    """Multiply-accumulates of one forward pass of one image (Conv2D and Dense layers)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, height, width, channels = layer.output.shape
+            kernel_h, kernel_w, inputs, _ = layer.kernel.shape
+            total += height * width * channels * kernel_h * kernel_w * inputs
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
+    return total
+
+
+def float32_matmul_gmacs(size: int = 2048, products: int = 10, repeats: int = 5) -> float:
+    """The machine's float32 compute roof, as TensorFlow reaches it: GMAC/s of a chain of
+    ``size`` x ``size`` matrix products (best of ``repeats``)."""
+    a = tf.random.uniform((size, size), seed=0)
+
+    @tf.function
+    def chain(a):
+        s = a
+        for _ in range(products):
+            s = tf.matmul(a, s) * 1e-3
+        return s
+
+    chain(a).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        chain(a).numpy()
+        best = min(best, time.perf_counter() - start)
+    return products * size**3 / best / 1e9
+
+
 def timed_round_robin(functions: dict[str, Callable], x, y, repeats: int) -> dict[str, tuple[float, np.ndarray]]:
     """Median seconds per method and its last output.
 
@@ -142,9 +183,12 @@ def main() -> None:
                 "bare tf.function loop": bare_pgd,
                 **{name: functions["pgd"] for name, functions in peers.items()},
                 "advrobust early_stop": lambda a, b: pgd(model, a, b, eps=EPS, steps=STEPS, step_size=STEP,
-                                                         seed=0, early_stop=True)},
+                                                         seed=0, early_stop=True),
+                "advrobust bfloat16": lambda a, b: pgd(model, a, b, eps=EPS, steps=STEPS, step_size=STEP,
+                                                       seed=0, compute_dtype="bfloat16")},
         "fgsm": {"advrobust": lambda a, b: fgsm(model, a, b, eps=EPS), "bare tf.function loop": bare_fgsm,
-                 **{name: functions["fgsm"] for name, functions in peers.items()}},
+                 **{name: functions["fgsm"] for name, functions in peers.items()},
+                 "advrobust bfloat16": lambda a, b: fgsm(model, a, b, eps=EPS, compute_dtype="bfloat16")},
     }
 
     rows = []
@@ -159,17 +203,26 @@ def main() -> None:
                          "max_linf": float(np.abs(out - x).max()), "robust_accuracy": robust})
             print(f"  measured {rows[-1]['attack']:6s} {name:22s} {seconds:8.3f} s", flush=True)
 
+    roof = float32_matmul_gmacs()
+    macs_per_step = 2 * forward_macs(model)  # forward pass + gradient with respect to the input
     for row in rows:
         same = {r["method"]: r["images_per_second"] for r in rows if r["attack"] == row["attack"]}
         row["vs_bare_loop"] = row["images_per_second"] / same["bare tf.function loop"]
         row["advrobust_speedup"] = same["advrobust"] / row["images_per_second"]
+        all_steps = row["attack"] == "PGD-40" and row["method"] != "advrobust early_stop"
+        row["gmacs_per_second"] = row["images_per_second"] * STEPS * macs_per_step / 1e9 if all_steps else None
 
     header = (f"{'attack':7s} {'method':22s} {'images/s':>10s} {'x bare loop':>12s} "
-              f"{'advrobust is x faster':>22s} {'robust acc':>11s}")
+              f"{'advrobust is x faster':>22s} {'robust acc':>11s} {'% of fp32 roof':>15s}")
     print("\n" + header + "\n" + "-" * len(header))
     for row in rows:
+        share = "" if row["gmacs_per_second"] is None else f"{100 * row['gmacs_per_second'] / roof:.0f}"
         print(f"{row['attack']:7s} {row['method']:22s} {row['images_per_second']:10.1f} "
-              f"{row['vs_bare_loop']:12.2f} {row['advrobust_speedup']:22.2f} {row['robust_accuracy']:11.3f}")
+              f"{row['vs_bare_loop']:12.2f} {row['advrobust_speedup']:22.2f} {row['robust_accuracy']:11.3f} "
+              f"{share:>15s}")
+    print(f"\nfp32 roof: {roof:.1f} GMAC/s (2048x2048 matmul); {macs_per_step / 1e6:.1f} M MAC per image "
+          "and step (forward + input gradient); the 'advrobust is x faster' column compares with the "
+          "float32 'advrobust' row")
 
     result = {
         "benchmark": "attack_throughput",

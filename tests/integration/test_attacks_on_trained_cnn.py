@@ -74,3 +74,12 @@ def test_early_stop_gives_the_same_robust_accuracy(trained_mnist_cnn):
         early = accuracy(model, pgd(model, x, y, eps=eps, steps=20, seed=0, early_stop=True), y)
         # Survivors follow the same trajectory; batch composition may move a float by 1 ulp.
         assert abs(full - early) <= 1 / len(x), (eps, full, early)
+
+
+def test_bfloat16_gradients_find_about_as_many_adversarial_examples(trained_mnist_cnn):
+    model, x, y = trained_mnist_cnn
+    for eps in (0.05, 0.1):
+        exact = accuracy(model, pgd(model, x, y, eps=eps, steps=20, seed=0), y)
+        fast = accuracy(model, pgd(model, x, y, eps=eps, steps=20, seed=0, compute_dtype="bfloat16"), y)
+        # Judged by the float32 model; 16-bit gradients cost at most a couple of points.
+        assert abs(fast - exact) <= 0.02, (eps, exact, fast)
