@@ -27,6 +27,8 @@ when it is classified correctly both clean and under attack.
 
 from __future__ import annotations
 
+import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,12 @@ class RobustEarlyStopping(keras.callbacks.Callback):
 
     After training: ``history`` (robust accuracy per epoch), ``best`` (its maximum),
     ``best_epoch`` (0-based) and ``stopped_epoch`` (``None`` if not stopped early).
+
+    Resuming (e.g. Keras BackupAndRestore starting again at epoch k > 0): with ``filepath``,
+    the callback also keeps its state in ``<filepath stem>.state.json``; a training that
+    begins at epoch k takes the first k epochs' values and best from it, so an epoch after
+    the restart replaces the saved best only by beating it, and the best weights restored
+    at the end are read back from ``filepath`` when the best epoch came before the restart.
     """
 
     def __init__(self, x: Any, y: Any, *, eps: float, norm: str = "inf", steps: int = 10,
@@ -129,6 +137,38 @@ class RobustEarlyStopping(keras.callbacks.Callback):
         if self.log_dir is not None:
             self._writer = tf.summary.create_file_writer(str(self.log_dir))
 
+    @property
+    def state_path(self) -> Path | None:
+        """Where the per-epoch state is kept for resuming (``None`` without ``filepath``)."""
+        return None if self.filepath is None else self.filepath.with_suffix(".state.json")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch > 0 and not self.history:
+            self._resume(epoch)
+
+    def _resume(self, epoch: int) -> None:
+        """Take the state of epochs 0..epoch-1 from the state file, when it has them and its
+        best epoch is among them (else the best checkpoint may be from an epoch being redone:
+        start afresh, as without the file)."""
+        path = self.state_path
+        if path is None or not path.exists() or not self.filepath.exists():
+            return
+        state = json.loads(path.read_text())
+        if len(state["history"]) < epoch or state["best_epoch"] is None or state["best_epoch"] >= epoch:
+            return
+        self.history = [float(v) for v in state["history"][:epoch]]
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        self._wait = epoch - 1 - self.best_epoch
+
+    def _save_state(self) -> None:
+        path = self.state_path
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"history": self.history, "best": self.best, "best_epoch": self.best_epoch}))
+        os.replace(temporary, path)
+
     def on_epoch_end(self, epoch, logs=None):
         value = self.measure()
         self.history.append(value)
@@ -149,11 +189,15 @@ class RobustEarlyStopping(keras.callbacks.Callback):
             if self.patience is not None and self._wait >= self.patience:
                 self.stopped_epoch = epoch
                 self.model.stop_training = True
+        self._save_state()
         if self.verbose:
             print(f"[robust] epoch {epoch + 1}: {self.name} {value:.4f} (best {self.best:.4f} at epoch "
                   f"{self.best_epoch + 1})")
 
     def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_weights is None and self.best_epoch is not None:
+            # The best epoch came before a restart: its weights are in the checkpoint file.
+            self.best_weights = keras.models.load_model(self.filepath, compile=False).get_weights()
         if self.restore_best_weights and self.best_weights is not None:
             self.target.set_weights(self.best_weights)
         if self._writer is not None:

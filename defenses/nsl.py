@@ -246,9 +246,12 @@ def fit(base_model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dat
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     strategy = base_model.distribute_strategy
+    train_nsl = as_nsl_dataset(train, base_model, static_batch=config.random_init)
     with strategy.scope():
         adversarial = wrap(base_model, config, learning_rate=learning_rate)
-    train_nsl = as_nsl_dataset(train, base_model, static_batch=config.random_init)
+        # Build the wrapper on one batch now: Keras's BackupAndRestore warns about, and
+        # defers restoring into, a model that is not yet built.
+        adversarial(next(iter(train_nsl)), training=False)
     val_nsl = None if validation is None else as_nsl_dataset(validation, base_model,
                                                              static_batch=config.random_init)
     return adversarial.fit(train_nsl, validation_data=val_nsl, epochs=epochs, callbacks=list(callbacks or []),

@@ -362,6 +362,41 @@ def test_robust_early_stopping_keeps_the_best_robust_epoch(tmp_path):
     assert record["best_epoch"] == 2 and record["stopped_early_at_epoch"] == 4 and record["examples"] == 6
 
 
+def test_robust_early_stopping_resumed_after_a_restart_keeps_the_earlier_best(tmp_path):
+    # Epoch 1 is the most robust; the process dies after epoch 2, and training starts again
+    # at epoch 3 (as Keras BackupAndRestore does) with a fresh callback object.
+    schedule = [_weights(2.0), _weights(0.0), _weights(5.0), _weights(2.0), _weights(2.0), _weights(5.0)]
+    base = _linear(2)
+
+    def callback():
+        return defense_callbacks.RobustEarlyStopping(POINTS, LABELS, eps=0.15, steps=10, clip=None,
+                                                     filepath=tmp_path / "best_robust.keras")
+
+    _scripted_fit(base, schedule, [callback()], epochs=3)
+    before_restart = (tmp_path / "best_robust.keras").stat().st_mtime_ns
+    resumed = callback()
+    trainer = Scripted(base)
+    trainer.compile(optimizer="sgd")
+    script = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: base.get_layer("logits").set_weights(schedule[epoch]))
+    trainer.fit(tf.data.Dataset.from_tensor_slices((POINTS, LABELS)).batch(6), epochs=6, initial_epoch=3,
+                callbacks=[script, resumed], verbose=0)
+
+    np.testing.assert_allclose(resumed.history, [2 / 6, 4 / 6, 0.0, 2 / 6, 2 / 6, 0.0])
+    assert resumed.best_epoch == 1 and resumed.best == pytest.approx(4 / 6)
+    assert (tmp_path / "best_robust.keras").stat().st_mtime_ns == before_restart, "a weaker epoch overwrote it"
+    # The best weights come back from the checkpoint, though they were set before the restart.
+    np.testing.assert_allclose(base.get_layer("logits").get_weights()[0], schedule[1][0])
+    assert resumed.record()["best_epoch"] == 2 and len(resumed.record()["per_epoch"]) == 6
+
+    # Without its state file a restarted callback starts afresh, as before.
+    resumed.state_path.unlink()
+    fresh = callback()
+    trainer.fit(tf.data.Dataset.from_tensor_slices((POINTS, LABELS)).batch(6), epochs=5, initial_epoch=3,
+                callbacks=[script, fresh], verbose=0)
+    assert fresh.history == pytest.approx([2 / 6, 2 / 6]) and fresh.best_epoch == 3
+
+
 def test_robust_early_stopping_without_patience_runs_every_epoch():
     schedule = [_weights(0.0), _weights(5.0), _weights(5.0)]
     base = _linear(2)
