@@ -233,6 +233,30 @@ def summary_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _test_set(entry: ModelEntry, config: RunConfig, data_dir: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``config.n_for(entry)`` test images of the model's dataset and their labels."""
+    n = config.n_for(entry)
+    x, y = data.load(entry.dataset, "test", data_dir)
+    return x[:n], y[:n]
+
+
+def _evaluate(item: _Model, config: RunConfig, store: ResultStore, data_dir: Any,
+              progress: bool) -> evaluation.ModelEvaluation:
+    """Every configured attack on ``item`` at every eps (units cached in ``store``)."""
+    entry = item.entry
+    x, y = _test_set(entry, config, data_dir)
+    attacks = config.attacks_for(entry)
+    _log(f"model {entry.name!r}: {', '.join(a.name for a in attacks)} on {len(x)} {entry.dataset} test "
+         f"images at eps {', '.join(f'{e:g}' for e in config.epsilons)} ({config.norm})")
+    result = evaluation.evaluate({entry.name: item.model}, x, y, attacks=[(a.name, a.params) for a in attacks],
+                                 epsilons=config.epsilons, norm=config.norm, batch_size=config.batch_size,
+                                 caches={entry.name: UnitCache(store, entry.name)}, progress=progress)[entry.name]
+    worst = result.worst_case
+    _log(f"model {entry.name!r}: clean {worst.clean_accuracy:.4f}; worst case "
+         + ", ".join(f"{acc:.4f} at eps {eps:g}" for eps, acc in zip(worst.epsilons, worst.robust_accuracy)))
+    return result
+
+
 def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, data_dir: Any = None,
         progress: bool = True, report: bool = True) -> dict[str, Any]:
     """Run ``config`` into ``out_dir``; returns the results dict (as in results.json).
@@ -248,24 +272,19 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, data_di
         atomic_write_text(out / "config.json", json.dumps({"config_hash": config_hash, "config": config.to_dict()},
                                                           indent=2) + "\n")
         verbose = 2 if progress else 0
-        items = [_obtain_model(index, entry, config, store, out, data_dir, verbose)
-                 for index, entry in enumerate(config.models)]
+        # Each model is evaluated as soon as it exists, so a long run shows (and stores) a
+        # model's robustness before the next one trains; the checks, which attack each model
+        # from the others, follow once all are there.
+        items, evaluations = [], []
+        for index, entry in enumerate(config.models):
+            items.append(_obtain_model(index, entry, config, store, out, data_dir, verbose))
+            evaluations.append(_evaluate(items[-1], config, store, data_dir, progress))
         records = []
-        for item in items:
-            entry = item.entry
-            n = config.n_for(entry)
-            x, y = data.load(entry.dataset, "test", data_dir)
-            x, y = x[:n], y[:n]
-            attacks = config.attacks_for(entry)
-            _log(f"model {entry.name!r}: {', '.join(a.name for a in attacks)} on {len(x)} {entry.dataset} test "
-                 f"images at eps {', '.join(f'{e:g}' for e in config.epsilons)} ({config.norm})")
-            cache = UnitCache(store, entry.name)
-            result = evaluation.evaluate({entry.name: item.model}, x, y,
-                                         attacks=[(a.name, a.params) for a in attacks], epsilons=config.epsilons,
-                                         norm=config.norm, batch_size=config.batch_size,
-                                         caches={entry.name: cache}, progress=progress)[entry.name]
+        for item, result in zip(items, evaluations):
+            x, y = _test_set(item.entry, config, data_dir)
+            attacks = config.attacks_for(item.entry)
             found, extra = _check_curves(item, [other for other in items if other is not item], x, y, result,
-                                         config, cache, progress)
+                                         config, UnitCache(store, item.entry.name), progress)
             examples = _examples(item, x, y, _iterative(attacks), _middle_eps(config.epsilons), config.norm,
                                  config.examples, out)
             records.append(_model_record(item, result, found, extra, examples, len(x)))

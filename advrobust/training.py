@@ -16,6 +16,7 @@ always the plain logits base model, whatever the defense.
 
 from __future__ import annotations
 
+import csv
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -41,18 +42,53 @@ def set_seed(seed: int, *, deterministic_ops: bool = False) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+class EpochSeconds(keras.callbacks.Callback):
+    """Adds ``epoch_seconds`` (wall time of the epoch, validation included) to the epoch
+    logs, so the CSV log keeps each finished epoch's time across restarts."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._started
+
+
+def logged_epochs(csv_path: str | Path) -> dict[str, list[float]]:
+    """Every epoch in a Keras CSV log (all restarts), as {column: values}; {} if absent.
+
+    Only columns with a number in every row are kept (a log begun by an older version
+    may lack ``epoch_seconds`` in its first rows).
+    """
+    path = Path(csv_path)
+    if not path.exists():
+        return {}
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = {}
+    for key in (rows[0] if rows else {}):
+        try:
+            values = [float(row[key]) for row in rows]
+        except (KeyError, TypeError, ValueError):
+            continue
+        if key != "epoch":
+            columns[key] = values
+    return columns
+
+
 def standard_callbacks(out_dir: str | Path, *, monitor: str = "val_accuracy", patience: int = 3,
                        checkpoint: bool = True, early_stopping: bool = True) -> list[keras.callbacks.Callback]:
     """Backup and restore, best-model checkpoint, early stopping (restores the best
     weights), TensorBoard, CSV.
 
     Writes ``out_dir/checkpoints/best.keras``, ``out_dir/logs/`` (TensorBoard) and
-    ``out_dir/training_log.csv``. ``checkpoint``/``early_stopping`` leave those out.
-    ``out_dir/backup/`` holds the state after the last finished epoch (Keras's
-    BackupAndRestore): training interrupted in ``out_dir`` and started again there goes
-    on from that epoch (the CSV log is appended to; the returned History and the best-so-far
-    of the other callbacks cover only the epochs run after the restart). Keras deletes
-    the backup when training ends.
+    ``out_dir/training_log.csv`` (with ``epoch_seconds``). ``checkpoint``/``early_stopping``
+    leave those out. ``out_dir/backup/`` holds the state after the last finished epoch
+    (Keras's BackupAndRestore): training interrupted in ``out_dir`` and started again there
+    goes on from that epoch (the CSV log is appended to, and :func:`logged_epochs` reads
+    all epochs back; the returned History and Keras's EarlyStopping/ModelCheckpoint
+    best-so-far cover only the epochs run after the restart). Keras deletes the backup
+    when training ends.
     """
     out_dir = Path(out_dir)
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -61,6 +97,7 @@ def standard_callbacks(out_dir: str | Path, *, monitor: str = "val_accuracy", pa
     resuming = backup.is_dir() and any(backup.iterdir())
     callbacks = [
         keras.callbacks.BackupAndRestore(backup_dir=str(backup)),
+        EpochSeconds(),
         keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")),
         keras.callbacks.CSVLogger(str(out_dir / "training_log.csv"), append=resuming),
     ]
@@ -269,6 +306,10 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
                                                   out_dir=out_dir, verbose=verbose)
         seconds = time.perf_counter() - started
         test_accuracy = accuracy(model, x_test, y_test)
+    # After a restart, History holds only the epochs run since; the CSV log holds them all.
+    epochs = logged_epochs(out_dir / "training_log.csv") or {k: list(v) for k, v in history.history.items()}
+    earlier_epochs = len(epochs.get("loss", [])) - len(history.history.get("loss", []))
+    seconds += sum(epochs.get("epoch_seconds", [])[:max(earlier_epochs, 0)])
 
     card = {
         "dataset": config.dataset,
@@ -285,8 +326,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
         "clean_test_accuracy": test_accuracy,
         "test_examples": int(len(x_test)),
         "training_seconds": round(seconds, 1),
-        "epochs_run": len(history.history.get("loss", [])),
-        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+        "epochs_run": len(epochs.get("loss", [])),
+        "history": {key: [float(v) for v in values] for key, values in epochs.items()},
     }
     model_path = out_dir / "model.keras"
     models.save(model, model_path, card)

@@ -256,8 +256,10 @@ def _minimal_eps_figure(model: Model, path: Path) -> Figure | None:
 def _training_figure(model: Model, path: Path) -> Figure | None:
     if not model.history:
         return None
-    losses = {key: values for key, values in model.history.items() if "acc" not in key}
-    accuracies = {key: values for key, values in model.history.items() if "acc" in key}
+    curves = {key: values for key, values in model.history.items()
+              if not key.endswith("seconds") and key not in ("eps", "lr", "learning_rate")}
+    losses = {key: values for key, values in curves.items() if "acc" not in key}
+    accuracies = {key: values for key, values in curves.items() if "acc" in key}
     panels = [(title, series) for title, series in (("loss", losses), ("accuracy (%)", accuracies)) if series]
     figure = _new_figure(4.6 * len(panels), 3.4)
     for position, (title, series) in enumerate(panels):

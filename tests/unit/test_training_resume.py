@@ -79,4 +79,6 @@ def test_interrupted_training_resumes_from_the_last_finished_epoch(tmp_path, def
     for restored, saved in zip(second.at_start[0], weights):
         np.testing.assert_array_equal(restored, saved)
     assert _epochs_logged(tmp_path) == [0, 1, 2]  # the CSV log was appended to, not restarted
+    logged = training.logged_epochs(tmp_path / "training_log.csv")
+    assert len(logged["loss"]) == 3 and all(seconds > 0 for seconds in logged["epoch_seconds"])
     assert not (tmp_path / "backup").exists() or not any((tmp_path / "backup").iterdir())
