@@ -80,6 +80,25 @@ def _curve(attack: str, norm: str, params: dict[str, Any], epsilons: np.ndarray,
                  clean_mask=clean)
 
 
+def _robust_rows(spec: AttackSpec, attacked: Any, logits_fn: Any, x: np.ndarray, y: np.ndarray,
+                 clean: np.ndarray, epsilons: np.ndarray, batch_size: int) -> np.ndarray:
+    """(K, n) robust mask of one chunk: correct on ``x`` and on its attacked version.
+
+    Work that cannot change the answer is skipped: examples already misclassified clean
+    are not attacked (they are not robust whatever happens), and eps 0 is not attacked (an
+    attack's output lies within eps of ``x``, so at eps 0 it is ``x``: robust = clean).
+    """
+    robust = np.zeros((len(epsilons), len(x)), dtype=bool)
+    robust[epsilons == 0] = clean
+    positive = np.flatnonzero(epsilons > 0)
+    correct = np.flatnonzero(clean)
+    if positive.size and correct.size:
+        adversarial = spec(attacked, x[correct], y[correct], eps=epsilons[positive].tolist())
+        for index, eps_index in enumerate(positive):
+            robust[eps_index, correct] = _predict(logits_fn, adversarial[index], batch_size) == y[correct]
+    return robust
+
+
 def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: str = "pgd",
                           epsilons: Sequence[float], norm: Any = "inf", params: dict[str, Any] | None = None,
                           batch_size: int | None = None, progress: bool = True, source_model: Any = None,
@@ -123,10 +142,8 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
             else:
                 started = time.perf_counter()
                 clean[rows] = _predict(logits_fn, x[rows], chunk) == y[rows]
-                adversarial = spec(source_model if source_model is not None else model, x[rows], y[rows],
-                                   eps=list(epsilons_array))
-                for index in range(k):
-                    robust[index, rows] = (_predict(logits_fn, adversarial[index], chunk) == y[rows]) & clean[rows]
+                robust[:, rows] = _robust_rows(spec, model if source_model is None else source_model, logits_fn,
+                                               x[rows], y[rows], clean[rows], epsilons_array, chunk)
                 elapsed = time.perf_counter() - started
                 seconds += elapsed
                 if cache is not None:
