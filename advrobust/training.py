@@ -130,6 +130,7 @@ def fit(model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset 
         model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"])
+    distribute.report_global_metrics(model)
     all_callbacks = list(callbacks or [])
     if out_dir is not None:
         monitor = "val_accuracy" if validation is not None else "accuracy"

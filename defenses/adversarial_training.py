@@ -53,7 +53,7 @@ from typing import Any, Callable
 from attacks import losses, norms
 from attacks._tensorflow import keras, tf
 from attacks.loop import start_point
-from defenses import check_clip, check_eps, check_iterations, check_nonnegative
+from defenses import check_clip, check_eps, check_iterations, check_nonnegative, distribute
 
 METHODS: tuple[str, ...] = ("pgd_at", "trades", "fgsm_rs")
 REL_STEP_SIZE = {"pgd_at": 2.5, "trades": 2.5, "fgsm_rs": 1.25}  # step = rel * eps / steps
@@ -332,6 +332,7 @@ def fit(base_model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dat
         trainer = AdversarialTrainer(base_model, config, steps_per_epoch=steps_per_epoch)
         trainer.build(base_model.input_shape)  # built before fit, so BackupAndRestore can restore it
         trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    distribute.report_global_metrics(trainer)
     return trainer.fit(train, validation_data=validation, epochs=epochs, callbacks=list(callbacks or []),
                        verbose=verbose)
 

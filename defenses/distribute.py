@@ -34,7 +34,8 @@ Every worker must see the same data files and run the same configuration.
 call :func:`get_strategy` first thing in the program (``train`` does). Only the chief (task 0) keeps the outputs: the other workers take part in
 every step (saving included) but write into ``out_dir/.worker-<index>``
 (:func:`output_dir`), which is left in place. Try a cluster on one machine with
-``localhost`` ports first.
+``localhost`` ports first (``tests/integration/test_multi_worker.py`` does exactly that:
+two worker processes train one model and end with the same weights).
 """
 
 from __future__ import annotations
@@ -106,3 +107,16 @@ def output_dir(out_dir: str | Path, strategy: tf.distribute.Strategy) -> Path:
     if is_chief(strategy):
         return out_dir
     return out_dir / f".worker-{strategy.cluster_resolver.task_id}"
+
+
+def report_global_metrics(model) -> None:
+    """Make Keras log ``model``'s metrics once, not summed over workers.
+
+    Keras metric results are already global (merged over all replicas), but under
+    ``MultiWorkerMirroredStrategy`` tf-keras's default step-output reduction ("auto",
+    i.e. "sum") adds them up across workers again: with two workers the logged accuracy
+    is twice the true one. "first" passes merged values through unchanged (and would take
+    the first replica's value of a raw per-replica output; our train and test steps
+    return only metric results). Harmless on one device.
+    """
+    model.distribute_reduction_method = "first"

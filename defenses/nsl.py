@@ -83,7 +83,7 @@ from typing import Any
 
 from attacks._tensorflow import import_nsl, keras, tf
 from attacks.norms import canonical_norm
-from defenses import check_clip, check_eps, check_iterations, check_nonnegative
+from defenses import check_clip, check_eps, check_iterations, check_nonnegative, distribute
 
 REL_STEP_SIZE = 2.5  # step = 2.5 * eps / iterations when a preset gives no explicit step
 
@@ -254,5 +254,6 @@ def fit(base_model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dat
         adversarial(next(iter(train_nsl)), training=False)
     val_nsl = None if validation is None else as_nsl_dataset(validation, base_model,
                                                              static_batch=config.random_init)
+    distribute.report_global_metrics(adversarial)
     return adversarial.fit(train_nsl, validation_data=val_nsl, epochs=epochs, callbacks=list(callbacks or []),
                            verbose=verbose)
