@@ -103,3 +103,18 @@ def test_cli_attack_rejects_parameters_that_do_not_apply(tmp_path, capsys):
     status = cli.main(["attack", "--model", str(tmp_path / "m.keras"), "--dataset", "mnist", "--attack", "fgsm",
                        "--eps", "0.1", "--steps", "5"])
     assert status == 2 and "--steps does not apply to fgsm" in capsys.readouterr().err
+
+
+def test_cli_attack_with_bfloat16_gradients_records_it(tmp_path):
+    model, _, _ = _cnn_and_data()
+    models.save(model, tmp_path / "m.keras", {})
+    write_fake_split(tmp_path / "data" / "mnist", "test", n=30)
+    out = tmp_path / "result.json"
+    status = cli.main(["attack", "--model", str(tmp_path / "m.keras"), "--dataset", "mnist", "--attack", "pgd",
+                       "--eps", "0.1", "--steps", "3", "--n", "20", "--compute-dtype", "bfloat16",
+                       "--data-dir", str(tmp_path / "data"), "--out", str(out)])
+    assert status == 0
+    assert json.loads(out.read_text())["params"]["compute_dtype"] == "bfloat16"
+    with pytest.raises(SystemExit):
+        cli.main(["attack", "--model", str(tmp_path / "m.keras"), "--dataset", "mnist", "--eps", "0.1",
+                  "--compute-dtype", "int8"])
