@@ -17,6 +17,7 @@ always the plain logits base model, whatever the defense.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from advrobust import data, models
-from advrobust.files import check_choice
+from advrobust.files import atomic_write_text, check_choice
 from attacks._tensorflow import keras, tf
 import defenses
 from defenses import callbacks as defense_callbacks
@@ -52,6 +53,46 @@ class EpochSeconds(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["epoch_seconds"] = time.perf_counter() - self._started
+
+
+class CSVLog(keras.callbacks.CSVLogger):
+    """Keras's CSVLogger that keeps one header when appending after a restart.
+
+    Keras appends rows under whatever header the file already has. When the restarted
+    training logs other columns (a new metric, or a log begun by an older version without
+    ``epoch_seconds``), every value after the new column lands under the wrong name. Here,
+    before the first row is appended, the file is rewritten (atomically) under the union
+    of both headers; earlier rows are left empty in the new columns, and the restarted
+    rows hold ``NA`` in columns it no longer logs.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.writer is None and self.append and not self.append_header:
+            self.keys = self._union_header(sorted((logs or {}).keys()))
+        super().on_epoch_end(epoch, logs)
+
+    def _union_header(self, keys: list[str]) -> list[str]:
+        """The file's columns (without ``epoch``) followed by any new ``keys``; rewrites
+        the file first if there are new ones."""
+        path = Path(self.filename)
+        with open(path, newline="") as handle:
+            rows = list(csv.reader(handle))
+        header = rows[0]
+        added = [key for key in keys if key not in header]
+        if added:
+            self.csv_file.close()
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, dialect=_dialect(self.sep))
+            writer.writerow(header + added)
+            writer.writerows(row + [""] * len(added) for row in rows[1:])
+            atomic_write_text(path, buffer.getvalue())
+            self.csv_file = tf.io.gfile.GFile(self.filename, "a")
+        return [key for key in header if key != "epoch"] + added
+
+
+def _dialect(separator: str) -> type[csv.Dialect]:
+    """Keras CSVLogger's dialect: excel with ``separator``."""
+    return type("KerasCSV", (csv.excel,), {"delimiter": separator})
 
 
 def logged_epochs(csv_path: str | Path) -> dict[str, list[float]]:
@@ -99,7 +140,7 @@ def standard_callbacks(out_dir: str | Path, *, monitor: str = "val_accuracy", pa
         keras.callbacks.BackupAndRestore(backup_dir=str(backup)),
         EpochSeconds(),
         keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")),
-        keras.callbacks.CSVLogger(str(out_dir / "training_log.csv"), append=resuming),
+        CSVLog(str(out_dir / "training_log.csv"), append=resuming),
     ]
     if early_stopping:
         callbacks.insert(1, keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,

@@ -82,3 +82,33 @@ def test_interrupted_training_resumes_from_the_last_finished_epoch(tmp_path, def
     logged = training.logged_epochs(tmp_path / "training_log.csv")
     assert len(logged["loss"]) == 3 and all(seconds > 0 for seconds in logged["epoch_seconds"])
     assert not (tmp_path / "backup").exists() or not any((tmp_path / "backup").iterdir())
+
+
+def test_csv_log_appends_new_columns_under_their_own_names(tmp_path):
+    """A restart that logs a column the file lacks (e.g. a log begun by an older version)
+    must not shift values under the wrong names, as Keras's CSVLogger does."""
+    path = tmp_path / "training_log.csv"
+    path.write_text("epoch,eps,loss\r\n0,0.1,0.9\r\n1,0.1,0.8\r\n")
+    logger = training.CSVLog(str(path), append=True)
+    logger.on_train_begin()
+    logger.on_epoch_end(2, {"loss": 0.7, "eps": 0.1, "epoch_seconds": 211.0})
+    logger.on_epoch_end(3, {"loss": 0.6, "eps": 0.1, "epoch_seconds": 209.0})
+    logger.on_train_end()
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["loss"] for row in rows] == ["0.9", "0.8", "0.7", "0.6"]
+    assert [row["eps"] for row in rows] == ["0.1"] * 4
+    assert [row["epoch_seconds"] for row in rows] == ["", "", "211.0", "209.0"]
+    assert all(None not in row for row in rows)  # no row is longer than the header
+    logged = training.logged_epochs(path)
+    assert logged["loss"] == [0.9, 0.8, 0.7, 0.6] and "epoch_seconds" not in logged
+
+
+def test_csv_log_with_the_same_columns_only_appends(tmp_path):
+    path = tmp_path / "training_log.csv"
+    path.write_text("epoch,loss\r\n0,0.9\r\n")
+    logger = training.CSVLog(str(path), append=True)
+    logger.on_train_begin()
+    logger.on_epoch_end(1, {"loss": 0.5})
+    logger.on_train_end()
+    assert path.read_bytes() == b"epoch,loss\r\n0,0.9\r\n1,0.5\r\n"
