@@ -31,6 +31,9 @@ def _add_train(subparsers) -> None:
                         help="VGG-19 convolution blocks to keep (1-5; 5 = the whole base). With "
                              "pretrained-run from MNIST, 3 transfers far better to Fashion-MNIST")
     parser.add_argument("--image-size", type=int, default=32, help="VGG-19 input size (>= 32)")
+    parser.add_argument("--no-dropout", dest="dropout", action="store_false",
+                        help="build the model without Dropout layers (the CNN then is the reference CNN "
+                             "Conv32-Conv64-MaxPool-Dense128-Dense10)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=None,
@@ -61,7 +64,8 @@ def _run_train(args: argparse.Namespace) -> int:
         weights = "pretrained-run"
     config = training.TrainConfig(
         dataset=args.dataset, model=args.model, vgg_mode=args.vgg_mode, weights=weights,
-        image_size=args.image_size, trainable_blocks=args.trainable_blocks, base_blocks=args.vgg_blocks, epochs=args.epochs,
+        image_size=args.image_size, trainable_blocks=args.trainable_blocks, base_blocks=args.vgg_blocks,
+        dropout=args.dropout, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, train_subset=args.train_subset,
         patience=args.patience, seed=args.seed, pretrain_epochs=args.pretrain_epochs,
         pretrain_subset=args.pretrain_subset, strategy=args.strategy,

@@ -199,6 +199,7 @@ class TrainConfig:
     image_size: int = 32
     trainable_blocks: int = 1
     base_blocks: int = 5  # VGG-19 convolution blocks kept (see models.build_vgg19)
+    dropout: bool = True  # the model's Dropout layers (CNN: 0.25, 0.5; VGG-19 head: 0.5); False: none
     epochs: int = 5
     batch_size: int = 128
     learning_rate: float | None = None  # None: 1e-3, or 1e-4 when fine-tuning VGG-19
@@ -229,6 +230,8 @@ class TrainConfig:
         check_choice(self.vgg_mode, models.VGG_MODES, "VGG-19 mode")
         if self.pretrain_dataset is not None:
             check_choice(self.pretrain_dataset, data.DATASETS, "dataset")
+        if not isinstance(self.dropout, bool):
+            raise TypeError(f"dropout must be true or false, got {self.dropout!r}")
         for name in ("epochs", "batch_size", "pretrain_epochs", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -324,14 +327,14 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
     build_info: dict[str, Any] = {}
     if config.model == "cnn":
         with strategy.scope():
-            model = models.build("cnn", seed=config.seed)
+            model = models.build("cnn", dropout=config.dropout, seed=config.seed)
     else:
         weights, build_info = _weights_for_build(config, out_dir, data_dir, verbose)
         set_seed(config.seed)
         with strategy.scope():
             model = models.build("vgg19", mode=config.vgg_mode, weights=weights, image_size=config.image_size,
                                  trainable_blocks=config.trainable_blocks, base_blocks=config.base_blocks,
-                                 seed=config.seed)
+                                 head_dropout=0.5 if config.dropout else 0.0, seed=config.seed)
 
     train_ds = data.make_dataset(x_train, y_train, batch_size=config.batch_size, shuffle=True, seed=config.seed)
     val_ds = data.make_dataset(x_val, y_val, batch_size=256)
@@ -355,8 +358,10 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
 
     card = {
         "dataset": config.dataset,
-        "architecture": config.model if config.model == "cnn" else
-        f"vgg19-{config.vgg_mode}" + ("" if config.base_blocks == 5 else f"-blocks1to{config.base_blocks}"),
+        "architecture": (config.model if config.model == "cnn" else
+                         f"vgg19-{config.vgg_mode}" + ("" if config.base_blocks == 5 else
+                                                       f"-blocks1to{config.base_blocks}"))
+        + ("" if config.dropout else "-no-dropout"),
         "defense": config.defense,
         **defense_info,
         "training_config": {**asdict(config), "learning_rate": config.effective_learning_rate,

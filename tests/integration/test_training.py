@@ -56,3 +56,13 @@ def test_cli_train_vgg19_pretrained_run_transfers_the_base(tmp_path, capsys):
     for got, want in zip(models.vgg_base(transferred).get_weights(), models.vgg_base(pretrained).get_weights()):
         np.testing.assert_array_equal(got, want)
     assert "clean test accuracy" in capsys.readouterr().out
+
+
+def test_cli_train_no_dropout_builds_the_reference_cnn(tmp_path):
+    status = cli.main(["train", "--dataset", "mnist", "--no-dropout", "--epochs", "1", "--train-subset", "256",
+                       "--out", str(tmp_path)])
+    assert status == 0
+    card = json.loads((tmp_path / "model.card.json").read_text())
+    assert card["architecture"] == "cnn-no-dropout" and card["training_config"]["dropout"] is False
+    model = models.load(tmp_path / "model.keras")
+    assert [layer.name for layer in model.layers] == ["image", "conv1", "conv2", "pool", "flatten", "dense", "logits"]

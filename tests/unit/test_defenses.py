@@ -477,6 +477,11 @@ def test_a_plain_loss_of_robustness_is_not_catastrophic_overfitting():
 # --- TrainConfig: everything checked before training --------------------------------------------
 
 
+def test_train_config_rejects_a_dropout_that_is_not_a_bool():
+    with pytest.raises(TypeError, match="dropout must be true or false, got 'no'"):
+        training.TrainConfig(dropout="no")
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"defense": "adv"}, "unknown defense 'adv'; choose one of: none, nsl, pgd_at, trades, fgsm_rs"),
     ({"defense": "nsl", "preset": "fast"}, "unknown NSL preset 'fast'; choose one of: lecture, mnist, fashion_mnist, quick"),
