@@ -148,6 +148,9 @@ def _add_run(subparsers) -> None:
     parser.add_argument("config", nargs="?", default=None, help="run config (.toml); default: the quick run")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--resume", action="store_true", help="continue a run in OUT, keeping finished work")
+    parser.add_argument("--update", action="store_true",
+                        help="continue a run in OUT under a changed config: finished models and units whose "
+                             "settings are unchanged are kept, the rest is computed (implies --resume)")
     parser.add_argument("--data-dir", default=None, help="folder with the dataset files")
     parser.add_argument("--no-report", action="store_true", help="skip report.html/report.md")
     parser.add_argument("--show-default", action="store_true", help="print the default config and exit")
@@ -161,7 +164,8 @@ def _run_run(args: argparse.Namespace) -> int:
         print(config.default_text(), end="")
         return 0
     run_config = config.load(args.config)
-    runner.run(run_config, args.out, resume=args.resume, data_dir=args.data_dir, report=not args.no_report)
+    runner.run(run_config, args.out, resume=args.resume, update=args.update, data_dir=args.data_dir,
+               report=not args.no_report)
     print(f"results: {args.out}/results.json, {args.out}/results.csv"
           + ("" if args.no_report else f"; report: {args.out}/report.html"))
     # A failed sanity check is a finding about a model (shown in the summary and report),

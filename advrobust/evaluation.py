@@ -16,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from advrobust.stats import wilson_interval
+from advrobust.store import digest
 from attacks import AttackSpec, get_attack
 from attacks._tensorflow import tf
 from attacks.losses import cross_entropy
@@ -61,12 +62,14 @@ def _predict(logits_fn, x: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 class UnitCache(Protocol):
-    """Where finished units (attack x batch, all epsilons) are kept; see advrobust.store."""
+    """Where finished units (attack x batch, all epsilons) are kept; see advrobust.store.
+    ``fingerprint`` digests the settings that decide a unit's outcome: a unit stored under
+    another fingerprint is not returned."""
 
-    def get(self, attack: str, batch: int) -> tuple[np.ndarray, np.ndarray, float] | None: ...
+    def get(self, attack: str, batch: int, fingerprint: str) -> tuple[np.ndarray, np.ndarray, float] | None: ...
 
     def put(self, attack: str, batch: int, epsilons: list[float], clean: np.ndarray, robust: np.ndarray,
-            seconds: float) -> None: ...
+            seconds: float, fingerprint: str) -> None: ...
 
 
 def _curve(attack: str, norm: str, params: dict[str, Any], epsilons: np.ndarray, clean: np.ndarray,
@@ -126,6 +129,9 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
     epsilons_array = np.asarray(epsilons, dtype=np.float64)
     k = len(epsilons_array)
     chunk = batch_size or DEFAULT_CHUNK
+    # Everything besides the model and the data rows that decides a unit's outcome.
+    fingerprint = digest({"key": key, "attack": spec.to_json(), "epsilons": epsilons_array.tolist(),
+                          "chunk": chunk, "transfer": source_model is not None})
     logits_fn = inference_fn(model)
     clean = np.zeros(len(x), dtype=bool)
     robust = np.zeros((k, len(x)), dtype=bool)
@@ -134,7 +140,7 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
         for batch, start in enumerate(range(0, len(x), chunk)):
             rows = slice(start, start + chunk)
             n_rows = len(x[rows])
-            found = cache.get(key, batch) if cache is not None else None
+            found = cache.get(key, batch, fingerprint) if cache is not None else None
             if found is not None and found[1].shape == (k, n_rows):
                 clean[rows] = found[0]
                 robust[:, rows] = found[1]
@@ -147,7 +153,7 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
                 elapsed = time.perf_counter() - started
                 seconds += elapsed
                 if cache is not None:
-                    cache.put(key, batch, epsilons_array.tolist(), clean[rows], robust[:, rows], elapsed)
+                    cache.put(key, batch, epsilons_array.tolist(), clean[rows], robust[:, rows], elapsed, fingerprint)
             bar.update(n_rows)
     return _curve(attack, norm, params, epsilons_array, clean, robust, seconds)
 

@@ -17,6 +17,7 @@ rebuilt from the store and written atomically.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -33,7 +34,7 @@ from advrobust import checks, data, evaluation, models, training
 from advrobust.config import AttackEntry, ModelEntry, RunConfig
 from advrobust.files import atomic_write_bytes, atomic_write_text
 from advrobust.results import SCHEMA_VERSION, validate
-from advrobust.store import STORE_NAME, ResultStore, UnitCache
+from advrobust.store import STORE_NAME, ResultStore, UnitCache, digest
 from attacks import AttackSpec
 from attacks._tensorflow import tf
 
@@ -59,17 +60,45 @@ class _Model:
     model: Any
     card: dict[str, Any]
     path: str  # relative to the run folder
+    spec: str  # see model_spec
+
+
+def model_spec(entry: ModelEntry, config: RunConfig) -> str:
+    """Digest of what decides a model: its dataset and either its training settings as
+    configured (with the run's seed) or the bytes of its file. Part of every unit's spec."""
+    if entry.path is not None:
+        file_digest = hashlib.sha256(Path(entry.path).read_bytes()).hexdigest()
+        return digest({"dataset": entry.dataset, "file_sha256": file_digest})
+    return digest({"dataset": entry.dataset, "seed": config.seed, "train": entry.train})
+
+
+def _claim_folder(path: Path, spec: str, replaced: bool) -> None:
+    """Make ``path`` the folder of the model with ``spec``. A folder left by a model of
+    another spec (``replaced``: the store holds one; or its ``model.spec`` differs) is
+    moved aside to ``NAME.replaced-TIME``, never trained on from or overwritten; an
+    interrupted training of this spec stays, and is resumed."""
+    marker = path / "model.spec"
+    if path.exists() and (replaced or (marker.exists() and marker.read_text().strip() != spec)):
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside, number = path.with_name(f"{path.name}.replaced-{stamp}"), 1
+        while aside.exists():
+            aside, number = path.with_name(f"{path.name}.replaced-{stamp}-{number}"), number + 1
+        path.rename(aside)
+        _log(f"{path.name}: made under other settings, moved to {aside.name}")
+    atomic_write_text(marker, spec + "\n")
 
 
 def _obtain_model(index: int, entry: ModelEntry, config: RunConfig, store: ResultStore, out: Path,
                   data_dir: Any, verbose: int) -> _Model:
     """Load a finished model from the store, or train / copy it and commit it."""
     folder = model_folder(index, entry.name)
-    done = store.model(entry.name)
+    spec = model_spec(entry, config)
+    done = store.model(entry.name, spec)
     if done is not None:
         path, card = done
         _log(f"model {entry.name!r}: finished earlier, loading {path}")
-        return _Model(entry, folder, models.load(out / path), card, path)
+        return _Model(entry, folder, models.load(out / path), card, path, spec)
+    _claim_folder(out / "models" / folder, spec, replaced=store.model(entry.name) is not None)
     relative = f"models/{folder}/model.keras"
     if entry.path is not None:
         _log(f"model {entry.name!r}: copying {entry.path}")
@@ -84,8 +113,8 @@ def _obtain_model(index: int, entry: ModelEntry, config: RunConfig, store: Resul
         trained = training.train(entry.train_config(config.seed), out / "models" / folder, data_dir=data_dir,
                                  verbose=verbose)
         model, card = trained["model"], trained["card"]
-    store.put_model(entry.name, relative, card)
-    return _Model(entry, folder, model, card, relative)
+    store.put_model(entry.name, relative, card, spec)
+    return _Model(entry, folder, model, card, relative, spec)
 
 
 def _iterative(attacks: tuple[AttackEntry, ...]) -> AttackEntry:
@@ -159,7 +188,8 @@ def _check_curves(item: _Model, others: list[_Model], x: np.ndarray, y: np.ndarr
         n_transfer = min(n_check, config.n_for(source.entry))
         transfer = evaluation.robust_accuracy_curve(
             item.model, x[:n_transfer], y[:n_transfer], attack=strong.name, epsilons=[middle], params=strong.params,
-            source_model=source.model, cache_key=f"check:transfer:{source.entry.name}", **common)
+            source_model=source.model, cache_key=f"check:transfer:{source.entry.name}:{source.spec[:16]}",
+            **common)
         found.append(checks.black_box_not_stronger(transfer, result.worst_case, source.entry.name))
         extra["transfer"].append({"source": source.entry.name, **transfer.to_dict()})
     return found, extra
@@ -250,25 +280,32 @@ def _evaluate(item: _Model, config: RunConfig, store: ResultStore, data_dir: Any
          f"images at eps {', '.join(f'{e:g}' for e in config.epsilons)} ({config.norm})")
     result = evaluation.evaluate({entry.name: item.model}, x, y, attacks=[(a.name, a.params) for a in attacks],
                                  epsilons=config.epsilons, norm=config.norm, batch_size=config.batch_size,
-                                 caches={entry.name: UnitCache(store, entry.name)}, progress=progress)[entry.name]
+                                 caches={entry.name: UnitCache(store, entry.name, item.spec)},
+                                 progress=progress)[entry.name]
     worst = result.worst_case
     _log(f"model {entry.name!r}: clean {worst.clean_accuracy:.4f}; worst case "
          + ", ".join(f"{acc:.4f} at eps {eps:g}" for eps, acc in zip(worst.epsilons, worst.robust_accuracy)))
     return result
 
 
-def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, data_dir: Any = None,
-        progress: bool = True, report: bool = True) -> dict[str, Any]:
+def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update: bool = False,
+        data_dir: Any = None, progress: bool = True, report: bool = True) -> dict[str, Any]:
     """Run ``config`` into ``out_dir``; returns the results dict (as in results.json).
 
     Raises :class:`advrobust.store.StoreMismatchError` if ``out_dir`` holds results of
-    another config, or of this one without ``resume``.
+    another config (unless ``update``), or of this one without ``resume``. ``update``: go
+    on under the changed config, reusing every finished model and unit whose spec (what
+    decides its outcome) is unchanged; the results then cover exactly this config.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     config_hash = config.hash()
-    with ResultStore(out / STORE_NAME, config_hash=config_hash, config=config.to_dict(), resume=resume) as store:
+    with ResultStore(out / STORE_NAME, config_hash=config_hash, config=config.to_dict(), resume=resume,
+                     update=update) as store:
+        if store.updated_from is not None:
+            _log(f"config changed (hash {store.updated_from[:12]} -> {config_hash[:12]}): finished models and "
+                 f"units whose settings are unchanged are kept, the rest is computed")
         atomic_write_text(out / "config.json", json.dumps({"config_hash": config_hash, "config": config.to_dict()},
                                                           indent=2) + "\n")
         verbose = 2 if progress else 0
@@ -284,7 +321,7 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, data_di
             x, y = _test_set(item.entry, config, data_dir)
             attacks = config.attacks_for(item.entry)
             found, extra = _check_curves(item, [other for other in items if other is not item], x, y, result,
-                                         config, UnitCache(store, item.entry.name), progress)
+                                         config, UnitCache(store, item.entry.name, item.spec), progress)
             examples = _examples(item, x, y, _iterative(attacks), _middle_eps(config.epsilons), config.norm,
                                  config.examples, out)
             records.append(_model_record(item, result, found, extra, examples, len(x)))

@@ -10,12 +10,21 @@ one; SQLite's journal rolls an interrupted transaction back on the next open. Un
   run's epsilons at once (they are computed in one batched call), holding the per-example
   clean and robust outcomes as packed bits.
 
+Every model and unit also records its *spec*: a digest of everything that decides its
+outcome (for a unit: the model's spec, the attack and its parameters, the epsilons and
+the chunk size; see :mod:`advrobust.runner`). A finished one is reused only under the
+same spec, so results computed under other settings are never mixed in.
+
 The store remembers the hash of the config it was created for. Opening it for another
-config raises :class:`StoreMismatchError`: results of different configs never mix.
+config raises :class:`StoreMismatchError`, unless the caller asks to ``update``: then the
+run goes on under the changed config, reusing each finished model and unit whose spec is
+unchanged and recomputing the others. (Rows written before specs existed carry none; they
+are trusted only under the very config that made them, and get their spec when read.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -35,6 +44,7 @@ CREATE TABLE IF NOT EXISTS units (
     seconds REAL NOT NULL, finished REAL NOT NULL,
     PRIMARY KEY (model, attack, batch));
 """
+SPEC_TABLES = ("models", "units")  # each gets a nullable ``spec`` column (added to older stores)
 
 
 class StoreMismatchError(ValueError):
@@ -54,11 +64,13 @@ def _unpack(blob: bytes, shape: tuple[int, ...]) -> np.ndarray:
 class ResultStore:
     """Finished units of one run, keyed by model name, attack key and batch index."""
 
-    def __init__(self, path: str | Path, *, config_hash: str, config: dict[str, Any], resume: bool) -> None:
+    def __init__(self, path: str | Path, *, config_hash: str, config: dict[str, Any], resume: bool,
+                 update: bool = False) -> None:
         """Open or create the store at ``path`` for the config with ``config_hash``.
 
-        A store that already holds results opens only with ``resume=True`` and the same
-        hash; otherwise :class:`StoreMismatchError` says what to do.
+        A store that already holds results opens with ``resume=True`` and the same hash,
+        or with ``update=True`` (implies resume) and any hash: the store then belongs to
+        the new config. Otherwise :class:`StoreMismatchError` says what to do.
         """
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,22 +78,47 @@ class ResultStore:
         self._connection.execute("PRAGMA synchronous=FULL")
         with self._connection:
             self._connection.executescript(SCHEMA)
+            for table in SPEC_TABLES:
+                columns = [row[1] for row in self._connection.execute(f"PRAGMA table_info({table})")]
+                if "spec" not in columns:
+                    self._connection.execute(f"ALTER TABLE {table} ADD COLUMN spec TEXT")
         stored = self._meta("config_hash")
+        # Rows without a spec were made by the stored config: trusted only if it is this one.
+        self._trust_unspecified = stored in (None, config_hash)
+        self.updated_from = None
         if stored is None:
             with self._connection:
                 self._connection.executemany("INSERT INTO meta VALUES (?, ?)", [
                     ("config_hash", config_hash), ("config", json.dumps(config, sort_keys=True)),
                     ("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))])
+        elif stored != config_hash and update:
+            self.updated_from = stored
+            with self._connection:
+                self._connection.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+                    ("config_hash", config_hash), ("config", json.dumps(config, sort_keys=True)),
+                    ("updated", time.strftime("%Y-%m-%dT%H:%M:%S%z"))])
         elif stored != config_hash:
             self.close()
             raise StoreMismatchError(
                 f"{self.path.parent} holds results of a different config (hash {stored[:12]}, this config "
-                f"{config_hash[:12]}); results of different configs are never mixed: choose another --out "
-                f"or delete that folder")
-        elif not resume and self.has_work():
+                f"{config_hash[:12]}); results of different configs are never mixed: choose another --out, "
+                f"delete that folder, or pass --update to go on under the changed config (finished units "
+                f"whose settings are unchanged are kept, the rest is recomputed)")
+        elif not (resume or update) and self.has_work():
             self.close()
             raise StoreMismatchError(f"{self.path.parent} already holds results of this config; pass --resume "
                                      f"to continue (finished work is kept) or choose another --out")
+
+    def _matches(self, table: str, where: str, args: tuple, stored_spec: str | None, spec: str | None) -> bool:
+        """Whether a row with ``stored_spec`` may be reused under ``spec`` (None: unchecked).
+        A row without a spec, trusted, gets ``spec`` written."""
+        if spec is None or stored_spec == spec:
+            return True
+        if stored_spec is None and self._trust_unspecified:
+            with self._connection:
+                self._connection.execute(f"UPDATE {table} SET spec = ? WHERE {where}", (spec, *args))
+            return True
+        return False
 
     def _meta(self, key: str) -> str | None:
         row = self._connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -97,39 +134,45 @@ class ResultStore:
                    for table in ("models", "units"))
 
     # -- models ---------------------------------------------------------------------------
-    def model(self, name: str) -> tuple[str, dict[str, Any]] | None:
-        """``(relative path, card)`` of a finished model, or None."""
-        row = self._connection.execute("SELECT path, card FROM models WHERE name = ?", (name,)).fetchone()
-        return None if row is None else (row[0], json.loads(row[1]))
+    def model(self, name: str, spec: str | None = None) -> tuple[str, dict[str, Any]] | None:
+        """``(relative path, card)`` of a finished model made under ``spec``, or None.
+        ``spec=None``: whatever is stored under ``name``."""
+        row = self._connection.execute("SELECT path, card, spec FROM models WHERE name = ?", (name,)).fetchone()
+        if row is None or not self._matches("models", "name = ?", (name,), row[2], spec):
+            return None
+        return row[0], json.loads(row[1])
 
-    def put_model(self, name: str, path: str, card: dict[str, Any]) -> None:
+    def put_model(self, name: str, path: str, card: dict[str, Any], spec: str | None = None) -> None:
         """Record a model whose file is already saved (``path`` relative to the run folder)."""
         with self._connection:
-            self._connection.execute("INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?)",
-                                     (name, path, json.dumps(card), time.time()))
+            self._connection.execute("INSERT OR REPLACE INTO models (name, path, card, finished, spec) "
+                                     "VALUES (?, ?, ?, ?, ?)", (name, path, json.dumps(card), time.time(), spec))
 
     # -- attacked batches -------------------------------------------------------------------
-    def unit(self, model: str, attack: str, batch: int) -> tuple[np.ndarray, np.ndarray, float] | None:
-        """``(clean (n,) bool, robust (K, n) bool, seconds)`` of a finished unit, or None."""
-        row = self._connection.execute(
-            "SELECT n, epsilons, clean, robust, seconds FROM units WHERE model = ? AND attack = ? AND batch = ?",
-            (model, attack, batch)).fetchone()
-        if row is None:
+    def unit(self, model: str, attack: str, batch: int,
+             spec: str | None = None) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """``(clean (n,) bool, robust (K, n) bool, seconds)`` of a finished unit made under
+        ``spec``, or None. ``spec=None``: whatever is stored under that key."""
+        where, args = "model = ? AND attack = ? AND batch = ?", (model, attack, batch)
+        row = self._connection.execute(f"SELECT n, epsilons, clean, robust, seconds, spec FROM units WHERE {where}",
+                                       args).fetchone()
+        if row is None or not self._matches("units", where, args, row[5], spec):
             return None
-        n, epsilons, clean, robust, seconds = row
+        n, epsilons, clean, robust, seconds, _ = row
         k = len(json.loads(epsilons))
         return _unpack(clean, (n,)), _unpack(robust, (k, n)), seconds
 
     def put_unit(self, model: str, attack: str, batch: int, epsilons: list[float], clean: np.ndarray,
-                 robust: np.ndarray, seconds: float) -> None:
+                 robust: np.ndarray, seconds: float, spec: str | None = None) -> None:
         """Commit one finished unit: ``clean`` (n,) and ``robust`` (K, n) boolean masks."""
         clean = np.asarray(clean, dtype=bool)
         robust = np.asarray(robust, dtype=bool).reshape(len(epsilons), len(clean))
         with self._connection:
             self._connection.execute(
-                "INSERT OR REPLACE INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO units (model, attack, batch, n, epsilons, clean, robust, seconds, finished, "
+                "spec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (model, attack, batch, len(clean), json.dumps(list(map(float, epsilons))), _pack(clean),
-                 _pack(robust), float(seconds), time.time()))
+                 _pack(robust), float(seconds), time.time(), spec))
 
     def unit_count(self) -> int:
         return self._connection.execute("SELECT COUNT(*) FROM units").fetchone()[0]
@@ -144,15 +187,30 @@ class ResultStore:
         self.close()
 
 
-class UnitCache:
-    """The units of one model in a :class:`ResultStore`, as evaluation sees them."""
+def digest(value: Any) -> str:
+    """SHA-256 hex digest of ``value``'s canonical JSON (sorted keys, no spaces)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
-    def __init__(self, store: ResultStore, model: str) -> None:
+
+class UnitCache:
+    """The units of one model in a :class:`ResultStore`, as evaluation sees them.
+
+    ``model_spec`` is the model's spec; a unit's spec is the digest of it and the
+    ``fingerprint`` evaluation gives (attack, parameters, epsilons, chunk size).
+    """
+
+    def __init__(self, store: ResultStore, model: str, model_spec: str | None = None) -> None:
         self.store = store
         self.model = model
+        self.model_spec = model_spec
 
-    def get(self, attack: str, batch: int):
-        return self.store.unit(self.model, attack, batch)
+    def _spec(self, fingerprint: str | None) -> str | None:
+        if self.model_spec is None and fingerprint is None:
+            return None
+        return digest([self.model_spec, fingerprint])
 
-    def put(self, attack: str, batch: int, epsilons, clean, robust, seconds) -> None:
-        self.store.put_unit(self.model, attack, batch, epsilons, clean, robust, seconds)
+    def get(self, attack: str, batch: int, fingerprint: str | None = None):
+        return self.store.unit(self.model, attack, batch, self._spec(fingerprint))
+
+    def put(self, attack: str, batch: int, epsilons, clean, robust, seconds, fingerprint: str | None = None) -> None:
+        self.store.put_unit(self.model, attack, batch, epsilons, clean, robust, seconds, self._spec(fingerprint))

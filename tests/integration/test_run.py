@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -142,4 +143,39 @@ def test_a_changed_config_is_not_mixed_with_old_results(run_config, finished_run
     changed.write_text(run_config.read_text().replace("steps = 10", "steps = 11"))
     result = subprocess.run([sys.executable, "-m", "advrobust", "run", str(changed), "--out", str(out), "--resume"],
                             capture_output=True, text=True)
-    assert result.returncode == 2 and "different config" in result.stderr
+    assert result.returncode == 2 and "different config" in result.stderr and "--update" in result.stderr
+
+
+def _finished(store: Path) -> dict[tuple[str, str, int], float]:
+    """When each unit was committed, by (model, attack key, batch)."""
+    with sqlite3.connect(store) as connection:
+        return {(model, attack, batch): finished for model, attack, batch, finished
+                in connection.execute("SELECT model, attack, batch, finished FROM units")}
+
+
+def test_update_recomputes_only_what_a_changed_config_changed(run_config, finished_run, tmp_path):
+    source, _ = finished_run
+    out = tmp_path / "updated"
+    shutil.copytree(source, out)
+    before = _finished(out / "store.sqlite")
+    changed = tmp_path / "changed.toml"
+    changed.write_text(run_config.read_text().replace("steps = 10", "steps = 11"))
+    started = time.time()
+    updated = runner.run(config.load(changed), out, update=True, progress=False, report=False)
+    computed = {key for key, finished in _finished(out / "store.sqlite").items() if finished >= started}
+
+    def uses_pgd(key):  # the units whose outcome depends on the PGD settings
+        return '"name": "pgd"' in key[1] or key[1].startswith(("check:large_eps:pgd", "check:transfer:"))
+
+    kept = {key for key in before if not uses_pgd(key)}
+    assert kept and not kept & computed  # FGSM and noise units were reused, not computed again
+    assert computed and all(uses_pgd(key) for key in computed)
+    # Units under an unchanged key but changed settings were computed again too.
+    assert any(key[1].startswith("check:large_eps:pgd") for key in computed)
+    assert {key[1] for key in computed if key[1].startswith("{")} == {
+        '{"name": "pgd", "params": {"early_stop": true, "norm": "inf", "seed": 0, "steps": 11}}'}
+    # The same results as a fresh run of the changed config: nothing of the old one mixed in.
+    fresh = runner.run(config.load(changed), tmp_path / "fresh", progress=False, report=False)
+    assert _comparable(updated) == _comparable(fresh)
+    assert all(curve["params"]["steps"] == 11 for model in updated["models"] for curve in model["curves"]
+               if curve["attack"] == "pgd")

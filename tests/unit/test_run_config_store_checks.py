@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+import sqlite3
 
 import numpy as np
 import pytest
 
-from advrobust import checks, config, evaluation, results
+from advrobust import checks, config, evaluation, results, runner
 from advrobust.store import ResultStore, StoreMismatchError
 from tests.conftest import REPO
 
@@ -175,3 +176,81 @@ def test_schema_validator_rejects_broken_results(mutate, message):
 def test_every_experiment_config_is_valid(path):
     loaded = config.load(path)
     assert loaded.models and loaded.attacks and loaded.epsilons[0] == 0.0
+
+
+def test_store_reuses_a_unit_or_model_only_under_the_same_spec(tmp_path):
+    path = tmp_path / "store.sqlite"
+    clean, robust = np.array([True, True]), np.array([[True, False]])
+    with ResultStore(path, config_hash="h1", config={}, resume=False) as store:
+        store.put_unit("m", "pgd", 0, [0.1], clean, robust, 1.0, spec="s1")
+        store.put_model("m", "models/m/model.keras", {}, spec="m1")
+        assert store.unit("m", "pgd", 0, "s1") is not None and store.unit("m", "pgd", 0, "s2") is None
+        assert store.model("m", "m1") is not None and store.model("m", "m2") is None
+        assert store.model("m") is not None  # no spec asked: whatever is stored under the name
+
+
+def test_store_update_goes_on_under_a_changed_config(tmp_path):
+    path = tmp_path / "store.sqlite"
+    clean, robust = np.array([True, True]), np.array([[True, False]])
+    with ResultStore(path, config_hash="h1", config={"v": 1}, resume=False) as store:
+        store.put_unit("m", "pgd", 0, [0.1], clean, robust, 1.0, spec="s1")
+    with pytest.raises(StoreMismatchError, match="--update"):
+        ResultStore(path, config_hash="h2", config={"v": 2}, resume=True)
+    with ResultStore(path, config_hash="h2", config={"v": 2}, resume=False, update=True) as store:
+        assert store.updated_from == "h1"
+        assert store.unit("m", "pgd", 0, "s1") is not None  # unchanged settings: kept
+        assert store.unit("m", "pgd", 0, "s9") is None  # changed settings: computed again
+    with ResultStore(path, config_hash="h2", config={"v": 2}, resume=True) as store:  # the store is h2's now
+        assert store.updated_from is None
+
+
+def _legacy_store(path, clean, robust):
+    """A store as advrobust wrote it before units had specs."""
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.executescript("""
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE models (name TEXT PRIMARY KEY, path TEXT NOT NULL, card TEXT NOT NULL, finished REAL NOT NULL);
+            CREATE TABLE units (model TEXT NOT NULL, attack TEXT NOT NULL, batch INTEGER NOT NULL,
+                n INTEGER NOT NULL, epsilons TEXT NOT NULL, clean BLOB NOT NULL, robust BLOB NOT NULL,
+                seconds REAL NOT NULL, finished REAL NOT NULL, PRIMARY KEY (model, attack, batch));""")
+        connection.execute("INSERT INTO meta VALUES ('config_hash', 'h1')")
+        connection.execute("INSERT INTO models VALUES ('m', 'models/m/model.keras', '{}', 0)")
+        connection.execute("INSERT INTO units VALUES ('m', 'pgd', 0, 2, '[0.1]', ?, ?, 1.0, 0)",
+                           (np.packbits(clean).tobytes(), np.packbits(robust, axis=-1).tobytes()))
+    connection.close()
+
+
+def test_store_rows_without_spec_are_trusted_only_under_the_config_that_made_them(tmp_path):
+    clean, robust = np.array([True, True]), np.array([[True, False]])
+    same, changed = tmp_path / "same.sqlite", tmp_path / "changed.sqlite"
+    _legacy_store(same, clean, robust)
+    _legacy_store(changed, clean, robust)
+    with ResultStore(same, config_hash="h1", config={}, resume=True) as store:
+        got = store.unit("m", "pgd", 0, "s1")
+        assert got is not None and np.array_equal(got[1], robust)
+        assert store.model("m", "m1") == ("models/m/model.keras", {})
+    with ResultStore(same, config_hash="h2", config={}, resume=True, update=True) as store:
+        # The spec was written when first read: now it is checked like any other.
+        assert store.unit("m", "pgd", 0, "s1") is not None and store.unit("m", "pgd", 0, "s2") is None
+        assert store.model("m", "m1") is not None and store.model("m", "m2") is None
+    with ResultStore(changed, config_hash="h2", config={}, resume=True, update=True) as store:
+        assert store.unit("m", "pgd", 0, "s1") is None and store.model("m", "m1") is None
+
+
+def test_claim_folder_moves_aside_what_another_spec_made(tmp_path):
+    folder = tmp_path / "models" / "00-m"
+    runner._claim_folder(folder, "a", replaced=False)
+    (folder / "backup").mkdir()
+    runner._claim_folder(folder, "a", replaced=False)  # an interrupted training of this spec: resumed
+    assert (folder / "backup").is_dir()
+    runner._claim_folder(folder, "b", replaced=False)  # another spec: moved aside, never trained on from
+    assert (folder / "model.spec").read_text() == "b\n" and not (folder / "backup").exists()
+    aside = [path for path in folder.parent.iterdir() if path.name.startswith("00-m.replaced-")]
+    assert len(aside) == 1 and (aside[0] / "backup").is_dir()
+    legacy = tmp_path / "models" / "01-n"
+    (legacy / "backup").mkdir(parents=True)  # written before folders had a model.spec
+    runner._claim_folder(legacy, "c", replaced=False)
+    assert (legacy / "backup").is_dir()
+    runner._claim_folder(legacy, "d", replaced=True)  # the store holds a finished model of another spec
+    assert not (legacy / "backup").exists()
