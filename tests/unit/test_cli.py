@@ -69,3 +69,14 @@ def test_run_missing_config_and_report_without_results(tmp_path, capsys):
     assert "none.toml" in capsys.readouterr().err
     assert cli.main(["report", str(tmp_path)]) == 2
     assert "results.json does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, resume, update", [([], False, False), (["--resume"], True, False),
+                                                   (["--update"], False, True)])
+def test_run_passes_resume_and_update_to_the_runner(flags, resume, update, monkeypatch, tmp_path):
+    from advrobust import runner
+
+    calls = []
+    monkeypatch.setattr(runner, "run", lambda config, out, **options: calls.append(options))
+    assert cli.main(["run", "--out", str(tmp_path), "--no-report", *flags]) == 0
+    assert calls[0]["resume"] is resume and calls[0]["update"] is update
