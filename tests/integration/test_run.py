@@ -179,3 +179,47 @@ def test_update_recomputes_only_what_a_changed_config_changed(run_config, finish
     assert _comparable(updated) == _comparable(fresh)
     assert all(curve["params"]["steps"] == 11 for model in updated["models"] for curve in model["curves"]
                if curve["attack"] == "pgd")
+
+
+TRAINED_CONFIG = """
+[run]
+name = "update-trained"
+dataset = "mnist"
+epsilons = [0.0, 0.1]
+n_examples = 50
+batch_size = 50
+check_examples = 50
+
+[[attacks]]
+name = "fgsm"
+
+[[models]]
+name = "a"
+train = {{ model = "cnn", epochs = {epochs_a}, train_subset = 512, test_subset = 50 }}
+
+[[models]]
+name = "b"
+train = {{ model = "cnn", epochs = 1, train_subset = 512, test_subset = 50, learning_rate = 0.002 }}
+"""
+
+
+def test_update_retrains_only_the_model_whose_training_settings_changed(tmp_path):
+    first, second = tmp_path / "first.toml", tmp_path / "second.toml"
+    first.write_text(TRAINED_CONFIG.format(epochs_a=1))
+    second.write_text(TRAINED_CONFIG.format(epochs_a=2))
+    out = tmp_path / "run"
+    runner.run(config.load(first), out, progress=False, report=False)
+    before = _finished(out / "store.sqlite")
+    old_spec = (out / "models" / "00-a" / "model.spec").read_text()
+    b_weights = (out / "models" / "01-b" / "model.keras").read_bytes()
+
+    runner.run(config.load(second), out, update=True, progress=False, report=False)
+    after = _finished(out / "store.sqlite")
+    assert [p.name for p in (out / "models").glob("00-a.replaced-*")] != []  # the old model kept aside
+    assert (out / "models" / "00-a" / "model.spec").read_text() != old_spec
+    assert json.loads((out / "models" / "00-a" / "model.card.json").read_text())["epochs_run"] == 2
+    assert (out / "models" / "01-b" / "model.keras").read_bytes() == b_weights  # b not trained again
+    b_units = {key for key in before if key[0] == "b" and not key[1].startswith("check:transfer:")}
+    assert b_units and all(after[key] == before[key] for key in b_units)
+    a_units = {key for key in before if key[0] == "a"}
+    assert a_units and all(after[key] > before[key] for key in a_units)
