@@ -13,8 +13,9 @@ targeted ones. With ``keep_best`` the loop returns, per example, the best iterat
 Many epsilons per call: the batch is repeated once per epsilon and every example carries
 its own radius and step size, so K epsilons cost one batched run, not K Python loops.
 
-The loop is compiled once per (model, static settings) with ``tf.function`` and input
-signatures whose batch dimension is ``None``, so batches of any size reuse one trace.
+The loop runs as compiled segments of up to ``SEGMENT`` unrolled steps (``tf.function``,
+one trace per (model, static settings, segment length)) with input signatures whose batch
+dimension is ``None``, so batches of any size reuse the same traces.
 Compiled functions are memoised per model object (weakly: they go when the model goes);
 results never depend on that cache.
 """
@@ -34,7 +35,9 @@ DEFAULT_BATCH_SIZE = 512
 # Compiled loops kept per model. A caller passing a fresh lambda as loss on every call
 # would otherwise add a traced graph per call; the oldest are dropped beyond this.
 MAX_COMPILED_PER_MODEL = 16
-EARLY_STOP_SEGMENT = 5  # steps between removals of fooled examples (early_stop=True)
+# Steps per compiled call (unrolled; see _build); early stopping removes fooled examples
+# between segments.
+SEGMENT = 5
 _COMPILED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
 
@@ -81,12 +84,29 @@ def start_point(x: tf.Tensor, eps: tf.Tensor, *, norm: str, random: bool, seed: 
     return _clip(x + norms.project(delta, eps, norm), clip)
 
 
-def _build(logits_fn: Callable, static: _Static) -> tf.types.experimental.GenericFunction:
-    """Compile ``steps`` iterations from a given iterate and momentum.
+def segments(steps: int, *, every_end_scored: bool = False) -> list[tuple[int, bool]]:
+    """Split ``steps`` into compiled segments: a list of (steps in it, score its end).
 
-    The compiled function maps (x, x_t, velocity, y, eps, step_size, steps, decay) to
+    Segments have ``SEGMENT`` steps (the last one the rest). Only the last segment scores
+    the iterate it ends on (the next segment scores it as its first), unless
+    ``every_end_scored`` (early stopping needs to know success at every boundary).
+    """
+    sizes = [SEGMENT] * (steps // SEGMENT) + ([steps % SEGMENT] if steps % SEGMENT else [])
+    return [(size, every_end_scored or i == len(sizes) - 1) for i, size in enumerate(sizes)]
+
+
+def _build(logits_fn: Callable, static: _Static, steps: int, score_end: bool) -> tf.types.experimental.GenericFunction:
+    """Compile ``steps`` iterations (unrolled) from a given iterate and momentum.
+
+    The compiled function maps (x, x_t, velocity, y, eps, step_size, decay) to
     (x_best, objective, success, x_t, velocity): the best (or, without keep_best, the
-    last) iterate with its score, and the state to continue from.
+    last) iterate with its score, and the state to continue from. The iterate the
+    segment ends on is scored only with ``score_end``.
+
+    Why unrolled segments and not one ``tf.range`` loop over all steps: with oneDNN on
+    CPU, a traced while loop around a model with MaxPool gets oneDNN's pooling gradient
+    in some traces and falls back to the much slower Eigen one in others (measured: about
+    1 trace in 3, 20% slower as a whole). Unrolled steps got the fast kernel in every trace.
     """
     loss_fn = losses.get_loss(static.loss)
     sign = -1.0 if static.targeted else 1.0
@@ -99,7 +119,6 @@ def _build(logits_fn: Callable, static: _Static) -> tf.types.experimental.Generi
         tf.TensorSpec((None,), tf.int64),  # y (targets when targeted)
         tf.TensorSpec((None,), dtype),     # eps per example
         tf.TensorSpec((None,), dtype),     # step size per example
-        tf.TensorSpec((), tf.int32),       # steps
         tf.TensorSpec((), dtype),          # momentum decay
     ]
 
@@ -111,12 +130,12 @@ def _build(logits_fn: Callable, static: _Static) -> tf.types.experimental.Generi
         return objective, success
 
     @tf.function(input_signature=signature, reduce_retracing=True)
-    def attack(x, x_t, velocity, y, eps, step_size, steps, decay):
+    def attack(x, x_t, velocity, y, eps, step_size, decay):
         n = tf.shape(x)[0]
         best = (x_t, tf.fill([n], tf.constant(-np.inf, dtype)), tf.zeros([n], tf.bool))
         alpha = tf.reshape(step_size, tf.concat([[n], tf.ones([tf.rank(x) - 1], tf.int32)], 0))
 
-        for _ in tf.range(steps):
+        for _ in range(steps):
             with tf.GradientTape() as tape:
                 tape.watch(x_t)
                 objective, success = objective_and_success(x_t, y)
@@ -132,8 +151,10 @@ def _build(logits_fn: Callable, static: _Static) -> tf.types.experimental.Generi
             x_t = norms.ascent_step(x, x_t, gradient, alpha, eps, static.norm, static.clip)
 
         if static.keep_best:
-            return (*better_of(best, (x_t, *objective_and_success(x_t, y))), x_t, velocity)
-        if static.score_last:
+            if score_end:
+                best = better_of(best, (x_t, *objective_and_success(x_t, y)))
+            return (*best, x_t, velocity)
+        if static.score_last and score_end:
             return (x_t, *objective_and_success(x_t, y), x_t, velocity)
         # A single run without best-iterate tracking needs no score: skip a forward pass.
         return x_t, tf.zeros([n], dtype), tf.zeros([n], tf.bool), x_t, velocity
@@ -141,19 +162,25 @@ def _build(logits_fn: Callable, static: _Static) -> tf.types.experimental.Generi
     return attack
 
 
-def _attack_batch(attack, x, y, eps, step_size, *, static: _Static, steps: int, decay: float,
-                  seed: tf.Tensor, early_stop: bool, segment: int):
+def _attack_batch(compiled: Callable, x, y, eps, step_size, *, static: _Static, steps: int, decay: float,
+                  seed: tf.Tensor, early_stop: bool):
     """One restart on one batch; returns (x_best, objective, success) tensors.
 
-    With ``early_stop`` the steps run in segments of ``segment``; after each, examples
-    already successful leave the batch, so later segments cost less. Examples that stay
-    follow exactly the trajectory they would have followed without early stopping.
+    ``compiled(steps, score_end)`` gives the compiled segment. With ``early_stop``,
+    after each segment the examples already successful leave the batch, so later
+    segments cost less. Examples that stay follow exactly the trajectory they would
+    have followed without early stopping.
     """
     x_t = start_point(x, eps, norm=static.norm, random=static.random_start, seed=seed, clip=static.clip)
     velocity = tf.zeros_like(x)
     decay_t = tf.constant(decay, x.dtype)
     if not early_stop:
-        return attack(x, x_t, velocity, y, eps, step_size, tf.constant(steps, tf.int32), decay_t)[:3]
+        best = None
+        for size, score_end in segments(steps):
+            out = compiled(size, score_end)(x, x_t, velocity, y, eps, step_size, decay_t)
+            x_t, velocity = out[3], out[4]
+            best = out[:3] if best is None or not static.keep_best else better_of(best, out[:3])
+        return best
 
     best_x = x_t.numpy()
     x_t, velocity = best_x.copy(), velocity.numpy()
@@ -161,31 +188,37 @@ def _attack_batch(attack, x, y, eps, step_size, *, static: _Static, steps: int, 
     best_objective = np.full(len(x), -np.inf, x.dtype)
     best_success = np.zeros(len(x), bool)
     active = np.arange(len(x))
-    left = steps
-    while left > 0 and active.size:
-        run_steps = min(segment, left)
-        out = attack(*(tf.constant(a[active]) for a in (x, x_t, velocity, y, eps, step_size)),
-                     tf.constant(run_steps, tf.int32), decay_t)
+    for size, score_end in segments(steps, every_end_scored=True):
+        if not active.size:
+            break
+        out = compiled(size, score_end)(*(tf.constant(a[active]) for a in (x, x_t, velocity, y, eps, step_size)),
+                                        decay_t)
         merged = better_of((tf.constant(best_x[active]), tf.constant(best_objective[active]),
                             tf.constant(best_success[active])), out[:3])
         best_x[active], best_objective[active], best_success[active] = (t.numpy() for t in merged)
         x_t[active], velocity[active] = out[3].numpy(), out[4].numpy()
         active = active[~best_success[active]]
-        left -= run_steps
     return tf.constant(best_x), tf.constant(best_objective), tf.constant(best_success)
 
 
-def _compiled(model: Any, static: _Static):
-    """The compiled loop for ``model`` and ``static``, traced once and reused."""
+def _compiled(model: Any, static: _Static) -> Callable[[int, bool], Callable]:
+    """``(steps, score_end) -> compiled segment`` for ``model`` and ``static``; each
+    segment shape is traced once and reused."""
     try:
         per_model = _COMPILED.setdefault(model, {})
     except TypeError:  # not weak-referenceable (e.g. a bound method): compile per call
         per_model = {}
-    if static not in per_model:
-        if len(per_model) >= MAX_COMPILED_PER_MODEL:
-            del per_model[next(iter(per_model))]
-        per_model[static] = _build(validation.inference_fn(model), static)
-    return per_model[static]
+    logits_fn = validation.inference_fn(model)
+
+    def segment(steps: int, score_end: bool):
+        key = (static, steps, score_end)
+        if key not in per_model:
+            if len(per_model) >= MAX_COMPILED_PER_MODEL:
+                del per_model[next(iter(per_model))]
+            per_model[key] = _build(logits_fn, static, steps, score_end)
+        return per_model[key]
+
+    return segment
 
 
 def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any = "inf", steps: int = 40,
@@ -258,7 +291,7 @@ def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any =
                     break
             batch_args = args if todo is None else [tf.gather(a, todo) for a in args]
             candidate = _attack_batch(attack, *batch_args, static=static, steps=steps, decay=decay,
-                                      seed=seed_tensor, early_stop=early_stop, segment=EARLY_STOP_SEGMENT)
+                                      seed=seed_tensor, early_stop=early_stop)
             if best is None:
                 best = candidate
             elif todo is None:

@@ -194,6 +194,34 @@ def test_one_trace_for_many_batch_sizes():
     assert loop.trace_count(model) == 1
 
 
+def test_steps_run_in_unrolled_segments_traced_once_each():
+    assert loop.segments(12) == [(5, False), (5, False), (2, True)]
+    assert loop.segments(10) == [(5, False), (5, True)]
+    assert loop.segments(3) == [(3, True)]
+    assert loop.segments(7, every_end_scored=True) == [(5, True), (2, True)]
+    assert sum(size for size, _ in loop.segments(40)) == 40
+
+    model = linear_model()
+    rng = np.random.default_rng(0)
+    for n in (7, 64, 300, 5):
+        pgd(model, rng.random((n, 2), dtype=np.float32), np.zeros(n, np.int64), eps=0.1, steps=12, batch_size=128)
+    assert loop.trace_count(model) == 2  # (5 steps, end not scored) and (2 steps, end scored)
+
+
+def test_segment_boundaries_do_not_change_the_trajectory():
+    # BIM is deterministic: 12 steps in segments (5, 5, 2) must reach the point that
+    # 10 steps reach and then 2 more steps from there reach, with keep_best off.
+    model = linear_model()
+    x = np.random.default_rng(1).random((16, 2), dtype=np.float32) * 0.5 + 0.25
+    y = np.zeros(16, np.int64)
+    last = loop.run(model, x, y, eps=0.2, steps=12, step_size=0.01, random_start=False, keep_best=False)
+    by_step = x
+    for _ in range(12):  # one step at a time, each from the previous point, the same ball around x
+        by_step = np.clip(x + np.clip(loop.run(model, by_step, y, eps=0.2 + 1.0, steps=1, step_size=0.01,
+                                               random_start=False, keep_best=False) - x, -0.2, 0.2), 0.0, 1.0)
+    np.testing.assert_allclose(last, by_step, atol=1e-6)
+
+
 def test_empty_batch_gives_empty_result(model):
     empty = np.zeros((0, 2), np.float32)
     assert pgd(model, empty, np.zeros(0, np.int64), eps=0.1).shape == (0, 2)
