@@ -266,7 +266,7 @@ def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any =
                      momentum=float(decay) > 0, keep_best=bool(keep_best),
                      score_last=restarts > 1, clip=clip, dtype=dtype.name,
                      example_shape=tuple(x_np.shape[1:]))
-    attack = _compiled(precision.compute_model(model, compute_dtype), static)
+    compiled = _compiled(precision.compute_model(model, compute_dtype), static)
 
     # Stack the batch once per epsilon: (K*N, ...), each row with its own radius and step.
     x_all = np.broadcast_to(x_np, (k, *x_np.shape)).reshape(k * n, *x_np.shape[1:])
@@ -290,7 +290,7 @@ def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any =
                 if not todo.size:
                     break
             batch_args = args if todo is None else [tf.gather(a, todo) for a in args]
-            candidate = _attack_batch(attack, *batch_args, static=static, steps=steps, decay=decay,
+            candidate = _attack_batch(compiled, *batch_args, static=static, steps=steps, decay=decay,
                                       seed=seed_tensor, early_stop=early_stop)
             if best is None:
                 best = candidate

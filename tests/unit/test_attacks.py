@@ -209,8 +209,8 @@ def test_steps_run_in_unrolled_segments_traced_once_each():
 
 
 def test_segment_boundaries_do_not_change_the_trajectory():
-    # BIM is deterministic: 12 steps in segments (5, 5, 2) must reach the point that
-    # 10 steps reach and then 2 more steps from there reach, with keep_best off.
+    # Without random start or keep_best the result is the last iterate: 12 steps run as
+    # segments (5, 5, 2) must equal 12 single steps, each continuing from the last point.
     model = linear_model()
     x = np.random.default_rng(1).random((16, 2), dtype=np.float32) * 0.5 + 0.25
     y = np.zeros(16, np.int64)
