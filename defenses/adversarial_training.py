@@ -161,27 +161,29 @@ def perturb(model: Callable, x: tf.Tensor, objective: Callable[[tf.Tensor], tf.T
     ``model`` is called as given (pass an inference-mode function); ``objective`` maps
     logits (N, C) to per-example values (N,). ``eps`` and ``step_size`` are scalars or
     per-example (N,) tensors; ``start`` is the first iterate (inside the ball and
-    ``clip``). Each step: ``x_t <- clip(x + project(x_t + step_size * steepest_step(g) -
-    x))``, with the per-norm pieces of ``attacks.norms``. Returns the last iterate,
-    shaped like ``x``, with no gradient path to ``x`` or the model. Works eagerly and
-    inside ``tf.function``. The step is :func:`attacks.norms.ascent_step`, the one the
-    attacks use.
+    ``clip``); ``steps`` is a Python int >= 1. Each step: ``x_t <- clip(x + project(x_t +
+    step_size * steepest_step(g) - x))``, with the per-norm pieces of ``attacks.norms``.
+    Returns the last iterate, shaped like ``x``, with no gradient path to ``x`` or the
+    model. Works eagerly and inside ``tf.function``. The step is
+    :func:`attacks.norms.ascent_step`, the one the attacks use.
+
+    The steps are unrolled (a Python loop), not a ``tf.while_loop``: with oneDNN on CPU a
+    traced while loop around MaxPool falls back to Eigen's slower pooling gradient in some
+    traces (see ``attacks.loop._build``). Training crafts with few steps (10 for the
+    presets), so the unrolled graph stays small.
     """
+    steps = check_iterations(steps, "steps")
     n = tf.shape(x)[0]
     eps = tf.broadcast_to(tf.cast(eps, x.dtype), [n])
     alpha = tf.reshape(tf.broadcast_to(tf.cast(step_size, x.dtype), [n]),
                        tf.concat([[n], tf.ones([tf.rank(x) - 1], tf.int32)], 0))
-
-    def step(i, x_t):
+    x_t = tf.convert_to_tensor(start)
+    for _ in range(steps):
         with tf.GradientTape() as tape:
             tape.watch(x_t)
             total = tf.reduce_sum(objective(model(x_t)))
-        return i + 1, norms.ascent_step(x, x_t, tape.gradient(total, x_t), alpha, eps, norm, clip)
-
-    # An explicit while_loop, not a Python loop: the graph stays one step long for any
-    # number of steps.
-    _, x_adv = tf.while_loop(lambda i, _: i < steps, step, (tf.constant(0), tf.convert_to_tensor(start)))
-    return tf.stop_gradient(x_adv)
+        x_t = norms.ascent_step(x, x_t, tape.gradient(total, x_t), alpha, eps, norm, clip)
+    return tf.stop_gradient(x_t)
 
 
 def kl_divergence(clean_logits: tf.Tensor, adv_logits: tf.Tensor) -> tf.Tensor:

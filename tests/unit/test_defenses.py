@@ -205,6 +205,23 @@ def test_perturb_equals_hand_written_pgd(norm, compiled):
     np.testing.assert_allclose(got, _hand_pgd(X, Y, eps=0.15, step=0.07, steps=3, norm=norm), atol=1e-6)
 
 
+def test_perturb_unrolls_its_steps_in_the_traced_graph():
+    # A while loop around MaxPool can fall back to Eigen's slower pooling gradient with
+    # oneDNN (benchmarks/training_throughput.py); the steps are unrolled instead.
+    model = _fixed_linear()
+    graph = tf.function(lambda x: _perturb_ce(model, x, Y, eps=0.15, norm="inf", steps=3, step_size=0.07)
+                        ).get_concrete_function(tf.TensorSpec(X.shape, tf.float32)).graph
+    op_types = {op.type for op in graph.get_operations()}
+    assert not op_types & {"While", "StatelessWhile"}
+    assert sum(op.type == "Sign" for op in graph.get_operations()) == 3
+
+
+@pytest.mark.parametrize("steps", [0, -1, 2.0, True, tf.constant(3)])
+def test_perturb_refuses_steps_that_are_not_a_positive_int(steps):
+    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
+        _perturb_ce(_fixed_linear(), X, Y, eps=0.1, norm="inf", steps=steps, step_size=0.1)
+
+
 def test_perturb_one_full_step_is_attacks_fgsm():
     model = _fixed_linear()
     got = _perturb_ce(model, X, Y, eps=0.1, norm="inf", steps=1, step_size=0.1).numpy()
