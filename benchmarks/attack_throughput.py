@@ -111,17 +111,20 @@ def peer_methods(model, n: int) -> dict[str, dict[str, Callable]]:
     return methods
 
 
+def layer_macs(layer) -> int:
+    """Multiply-accumulates of one image through a Conv2D or Dense layer (0 for others)."""
+    if isinstance(layer, keras.layers.Conv2D):
+        _, height, width, channels = layer.output.shape
+        kernel_h, kernel_w, inputs, _ = layer.kernel.shape
+        return height * width * channels * kernel_h * kernel_w * inputs
+    if isinstance(layer, keras.layers.Dense):
+        return int(np.prod(layer.kernel.shape))
+    return 0
+
+
 def forward_macs(model) -> int:
     """Multiply-accumulates of one forward pass of one image (Conv2D and Dense layers)."""
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            _, height, width, channels = layer.output.shape
-            kernel_h, kernel_w, inputs, _ = layer.kernel.shape
-            total += height * width * channels * kernel_h * kernel_w * inputs
-        elif isinstance(layer, keras.layers.Dense):
-            total += int(np.prod(layer.kernel.shape))
-    return total
+    return sum(layer_macs(layer) for layer in model.layers)
 
 
 def float32_matmul_gmacs(size: int = 2048, products: int = 10, repeats: int = 5) -> float:
@@ -143,6 +146,59 @@ def float32_matmul_gmacs(size: int = 2048, products: int = 10, repeats: int = 5)
         chain(a).numpy()
         best = min(best, time.perf_counter() - start)
     return products * size**3 / best / 1e9
+
+
+def best_seconds(function: Callable, *args, repeats: int = 10) -> float:
+    """Best wall time of ``function(*args)`` over ``repeats`` calls, after a warm-up."""
+    function(*args).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function(*args).numpy()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def step_breakdown(model, x, y) -> list[dict]:
+    """Where one PGD step's time goes, on the whole batch: the forward pass, forward plus
+    input gradient (a step's work), and the largest Conv2D layer alone (forward and input
+    gradient). Rows: {"part", "seconds", "macs"} with the multiply-accumulates done."""
+    x, y = tf.constant(x), tf.constant(y)
+    n = int(x.shape[0])
+    conv = max((layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)), key=layer_macs)
+    conv_macs = n * layer_macs(conv)
+    conv_in = tf.random.uniform((n, *conv.input.shape[1:]), seed=0)
+    conv_out_grad = tf.random.normal((n, *conv.output.shape[1:]), seed=0)
+    kernel = tf.constant(conv.kernel)
+
+    def conv_op(t):
+        return tf.nn.conv2d(t, kernel, conv.strides, conv.padding.upper())
+
+    @tf.function
+    def forward(t):
+        return model(t, training=False)
+
+    @tf.function
+    def input_gradient(t):
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=forward(t)))
+        return tape.gradient(loss, t)
+
+    @tf.function
+    def conv_input_gradient(t):
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            out = conv_op(t)
+        return tape.gradient(out, t, output_gradients=conv_out_grad)
+
+    step_macs = 2 * n * forward_macs(model)
+    return [{"part": "forward", "seconds": best_seconds(forward, x), "macs": step_macs // 2},
+            {"part": "forward + input gradient", "seconds": best_seconds(input_gradient, x), "macs": step_macs},
+            {"part": f"{conv.name}: forward", "seconds": best_seconds(tf.function(conv_op), conv_in),
+             "macs": conv_macs},
+            {"part": f"{conv.name}: input gradient", "seconds": best_seconds(conv_input_gradient, conv_in),
+             "macs": conv_macs}]
 
 
 def timed_round_robin(functions: dict[str, Callable], x, y, repeats: int) -> dict[str, tuple[float, np.ndarray]]:
@@ -224,6 +280,14 @@ def main() -> None:
           "and step (forward + input gradient); the 'advrobust is x faster' column compares with the "
           "float32 'advrobust' row")
 
+    breakdown = step_breakdown(model, x, y)
+    print(f"\nOne PGD step on all {args.n} images, float32 (best of 10; forward-only MACs counted as "
+          "for the roof; the layer's input gradient does as many MACs as its forward pass):")
+    for part in breakdown:
+        part["gmacs_per_second"] = part["macs"] / part["seconds"] / 1e9
+        print(f"  {part['part']:32s} {1e3 * part['seconds']:8.1f} ms {part['gmacs_per_second']:7.1f} GMAC/s "
+              f"{100 * part['gmacs_per_second'] / roof:4.0f}% of roof")
+
     result = {
         "benchmark": "attack_throughput",
         "setup": {"model": "Conv32-Conv64-MaxPool-Dense128-Dense10, 1 epoch on 6000 MNIST images",
@@ -234,6 +298,8 @@ def main() -> None:
                     "devices": [d.name for d in tf.config.list_physical_devices()],
                     "tensorflow": tf.__version__},
         "rows": rows,
+        "fp32_roof_gmacs_per_second": roof,
+        "step_breakdown": breakdown,
     }
     print(f"\nwrote {atomic_write_text(args.out, json.dumps(result, indent=2) + chr(10))}")
 
