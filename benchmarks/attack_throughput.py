@@ -15,7 +15,9 @@ judged by the float32 model as for every row).
 
 The table also says how close each PGD row comes to the machine's float32 compute roof:
 multiply-accumulates per image and step (forward plus input gradient, counted from the
-layers) times images/s times steps, against a float32 matrix product timed in the same run.
+layers) times images/s times steps, against a float32 matrix product timed in the same run,
+and ends with where one step's time goes (forward pass, input gradient, the largest
+convolution alone), to show how much any float32 loop could still gain.
 MNIST is found as by advrobust.data.load
 (ADVROBUST_DATA_DIR, ...). Each method runs once to warm up
 (tracing, graph building), then the methods take turns for ``--repeats`` timed rounds
