@@ -129,6 +129,17 @@ def forward_macs(model) -> int:
     return sum(layer_macs(layer) for layer in model.layers)
 
 
+def best_seconds(function: Callable, *args, repeats: int = 10) -> float:
+    """Best wall time of ``function(*args)`` over ``repeats`` calls, after a warm-up."""
+    function(*args).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function(*args).numpy()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def float32_matmul_gmacs(size: int = 2048, products: int = 10, repeats: int = 5) -> float:
     """The machine's float32 compute roof, as TensorFlow reaches it: GMAC/s of a chain of
     ``size`` x ``size`` matrix products (best of ``repeats``)."""
@@ -141,24 +152,7 @@ def float32_matmul_gmacs(size: int = 2048, products: int = 10, repeats: int = 5)
             s = tf.matmul(a, s) * 1e-3
         return s
 
-    chain(a).numpy()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        chain(a).numpy()
-        best = min(best, time.perf_counter() - start)
-    return products * size**3 / best / 1e9
-
-
-def best_seconds(function: Callable, *args, repeats: int = 10) -> float:
-    """Best wall time of ``function(*args)`` over ``repeats`` calls, after a warm-up."""
-    function(*args).numpy()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function(*args).numpy()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return products * size**3 / best_seconds(chain, a, repeats=repeats) / 1e9
 
 
 def step_breakdown(model, x, y) -> list[dict]:
