@@ -7,7 +7,7 @@ full-test-set strong evaluation can run there. ``evaluate.py`` first checks that
 rebuilt model gives the same logits as the TensorFlow model on every test image.
 
     python experiments/torch_crosscheck/export.py --dataset mnist --out DIR \\
-        pgd-at-cnn=runs/goals_mnist/models/00-pgd-at-cnn/model.keras [NAME=PATH ...]
+        pgd-at-cnn=runs/goals_mnist/models/01-pgd-at-cnn/model.keras [NAME=PATH ...]
 
 Writes ``DIR/data-DATASET.npz`` (``x``: uint8 (N, 28, 28) test images, ``y``: int64
 (N,) labels) and ``DIR/model-NAME.npz`` per model: the weights under their layer names,
