@@ -21,16 +21,28 @@ runs evaluated), each with a Wilson 95% interval, plus each attack's seconds.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+def _project_module(name: str):
+    """``advrobust/NAME.py`` loaded on its own: the package's ``__init__`` imports
+    TensorFlow, which this script must run without; ``stats`` and ``files`` need only NumPy."""
+    path = Path(__file__).resolve().parents[2] / "advrobust" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"advrobust_{name}_standalone", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+stats = _project_module("stats")
+files = _project_module("files")
 
 LOGIT_TOLERANCE = 1e-3  # float32 reorderings between TF/oneDNN and cuDNN move logits by ~1e-5
 FIRST = 500
@@ -67,16 +79,6 @@ class ReferenceCNN(torch.nn.Module):
         h = h.permute(0, 2, 3, 1).flatten(1)
         h = F.relu(F.linear(h, self.dense_w, self.dense_b))
         return F.linear(h, self.logits_w, self.logits_b)
-
-
-def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval of a proportion, (low, high) in [0, 1]."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (centre - half, centre + half)
 
 
 def predict(model: torch.nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
@@ -165,7 +167,8 @@ def summarise(correct: torch.Tensor) -> dict:
     out = {}
     for label, mask in (("full", correct), ("first_500", correct[:FIRST])):
         k, n = int(mask.sum()), len(mask)
-        out[label] = {"accuracy": k / n, "n": n, "ci95": wilson(k, n)}
+        low, high = stats.wilson_interval(k, n)
+        out[label] = {"accuracy": k / n, "n": n, "ci95": (float(low), float(high))}
     return out
 
 
@@ -183,7 +186,7 @@ def evaluate_model(path: Path, x: torch.Tensor, y: torch.Tensor, eps: float, bat
         raise AssertionError(f"{path.name}: rebuilt logits differ from TensorFlow's by up to {difference:g}, "
                              f"{len(x) - same_labels} labels differ")
     card = json.loads(str(archive["card"]))
-    clean = predict(model, x, batch) == y
+    clean = torch.from_numpy(logits.argmax(1)).to(x.device) == y
     fooled, seconds = {}, {}
     runs = {
         "fgsm": lambda: fgsm_fooled(model, x, y, eps, batch),
@@ -239,10 +242,7 @@ def main(argv: list[str] | None = None) -> None:
               f"(first {FIRST}: worst {entry['robust']['worst_case']['first_500']['accuracy']:.3f}; "
               f"logit diff {entry['max_logit_difference_vs_tensorflow']:.1e}; "
               f"{sum(entry['seconds'].values()):.0f} s)", flush=True)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp") as handle:
-            json.dump(report, handle, indent=2)
-        os.replace(handle.name, args.out)
+        files.atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
