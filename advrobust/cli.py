@@ -38,6 +38,9 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="default 1e-3, or 1e-4 when fine-tuning VGG-19")
+    parser.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine", "piecewise"),
+                        help="learning rate over the epochs: constant, cosine decay, or /10 at half and "
+                             "/100 at three quarters of the epochs")
     parser.add_argument("--train-subset", type=int, default=None,
                         help="train on this many training examples (default: all)")
     parser.add_argument("--pretrain-epochs", type=int, default=1)
@@ -66,7 +69,8 @@ def _run_train(args: argparse.Namespace) -> int:
         dataset=args.dataset, model=args.model, vgg_mode=args.vgg_mode, weights=weights,
         image_size=args.image_size, trainable_blocks=args.trainable_blocks, base_blocks=args.vgg_blocks,
         dropout=args.dropout, epochs=args.epochs,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, train_subset=args.train_subset,
+        batch_size=args.batch_size, learning_rate=args.learning_rate,
+        lr_schedule=args.lr_schedule, train_subset=args.train_subset,
         patience=args.patience, seed=args.seed, pretrain_epochs=args.pretrain_epochs,
         pretrain_subset=args.pretrain_subset, strategy=args.strategy,
         **({} if args.defense == "none" and args.eps is None and args.preset is None else

@@ -34,6 +34,33 @@ from defenses import callbacks as defense_callbacks
 from defenses import distribute
 
 WEIGHT_CHOICES_HELP = "imagenet | none | PATH | pretrained-run"
+LR_SCHEDULES = ("constant", "cosine", "piecewise")
+
+
+def learning_rate_at(schedule: str, base: float, epoch: int, epochs: int) -> float:
+    """The learning rate of 0-based ``epoch`` out of ``epochs`` under ``schedule``.
+
+    ``constant``: ``base`` throughout. ``cosine``: ``base * (1 + cos(pi * epoch / epochs)) / 2``,
+    from ``base`` at epoch 0 down towards 0 (never 0: the last epoch still learns).
+    ``piecewise``: ``base``, then ``base / 10`` from half of the epochs and ``base / 100``
+    from three quarters (the decay of Madry et al. and Rice et al.). In (0, base].
+    """
+    check_choice(schedule, LR_SCHEDULES, "learning-rate schedule")
+    if schedule == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+    if schedule == "piecewise":
+        return base * (0.01 if epoch >= 0.75 * epochs else 0.1 if epoch >= 0.5 * epochs else 1.0)
+    return base
+
+
+def schedule_callbacks(schedule: str, base: float, epochs: int) -> list[keras.callbacks.Callback]:
+    """Keras's LearningRateScheduler following :func:`learning_rate_at` (it logs ``lr``
+    each epoch, and after a restart picks the rate of the epoch it resumes at); [] for
+    ``constant``."""
+    if schedule == "constant":
+        return []
+    return [keras.callbacks.LearningRateScheduler(
+        lambda epoch, lr: learning_rate_at(schedule, base, epoch, epochs))]
 
 
 def set_seed(seed: int, *, deterministic_ops: bool = False) -> None:
@@ -203,6 +230,7 @@ class TrainConfig:
     epochs: int = 5
     batch_size: int = 128
     learning_rate: float | None = None  # None: 1e-3, or 1e-4 when fine-tuning VGG-19
+    lr_schedule: str = "constant"  # constant | cosine | piecewise, over `epochs` (learning_rate_at)
     val_fraction: float = 0.1
     train_subset: int | None = None  # use the first N shuffled training examples
     test_subset: int | None = None  # the card's clean accuracy on the first N test images (None: all)
@@ -225,6 +253,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_choice(self.defense, defenses.DEFENSES, "defense")
         check_choice(self.strategy, distribute.STRATEGIES, "strategy")
+        check_choice(self.lr_schedule, LR_SCHEDULES, "learning-rate schedule")
         check_choice(self.dataset, data.DATASETS, "dataset")
         check_choice(self.model, models.MODELS, "model")
         check_choice(self.vgg_mode, models.VGG_MODES, "VGG-19 mode")
@@ -340,15 +369,16 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
     val_ds = data.make_dataset(x_val, y_val, batch_size=256)
     started = time.perf_counter()
     defense_info: dict[str, Any] = {}
+    schedule = schedule_callbacks(config.lr_schedule, config.effective_learning_rate, config.epochs)
     with strategy.scope():
         if defense is None:
             history = fit(model, train_ds, val_ds, epochs=config.epochs,
                           learning_rate=config.effective_learning_rate, out_dir=out_dir, patience=config.patience,
-                          verbose=verbose)
+                          callbacks=schedule, verbose=verbose)
         else:
             history, defense_info = _fit_defended(config, defense, model, train_ds, val_ds, x_val, y_val,
                                                   steps_per_epoch=math.ceil(len(x_train) / config.batch_size),
-                                                  out_dir=out_dir, verbose=verbose)
+                                                  out_dir=out_dir, extra_callbacks=schedule, verbose=verbose)
         seconds = time.perf_counter() - started
         test_accuracy = accuracy(model, x_test, y_test)
     # After a restart, History holds only the epochs run since; the CSV log holds them all.
@@ -394,7 +424,8 @@ CO_CHECKS_PER_EPOCH = 4  # fgsm_rs: catastrophic overfitting can set in within a
 
 def _fit_defended(config: TrainConfig, defense: Any, model: keras.Model, train_ds: tf.data.Dataset,
                   val_ds: tf.data.Dataset, x_val: np.ndarray, y_val: np.ndarray, *, steps_per_epoch: int,
-                  out_dir: Path, verbose: int | str) -> tuple[keras.callbacks.History, dict[str, Any]]:
+                  out_dir: Path, verbose: int | str, extra_callbacks: list[keras.callbacks.Callback] = ()
+                  ) -> tuple[keras.callbacks.History, dict[str, Any]]:
     """Train ``model`` in place with ``defense``, selecting the most robust epoch.
 
     Returns the History and the card entries ``defense_config``, ``robust_validation``
@@ -408,7 +439,7 @@ def _fit_defended(config: TrainConfig, defense: Any, model: keras.Model, train_d
         x_val[:size], y_val[:size], eps=eps, norm=norm, steps=config.robust_val_steps, seed=config.seed,
         model=model, filepath=out_dir / "checkpoints" / "best_robust.keras", patience=config.patience,
         restore_best_weights=True)
-    callbacks: list[keras.callbacks.Callback] = [robust]
+    callbacks: list[keras.callbacks.Callback] = [*extra_callbacks, robust]
     monitor = None
     if config.defense == "fgsm_rs":
         size = min(config.co_check_size, len(x_val))
