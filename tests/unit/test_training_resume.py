@@ -1,4 +1,5 @@
-"""Training interrupted after an epoch goes on from that epoch when started again (BackupAndRestore)."""
+"""Training interrupted after an epoch goes on from that epoch when started again (BackupAndRestore),
+at that epoch's scheduled learning rate."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def test_interrupted_training_resumes_from_the_last_finished_epoch(tmp_path, def
         training.set_seed(0)
         model = models.build("cnn", dropout=False, seed=0)
         # The stand-in crash comes last, after the epoch was backed up and logged.
-        callbacks = training.standard_callbacks(tmp_path, checkpoint=False, early_stopping=False)
+        callbacks = training.schedule_callbacks("cosine", 1e-3, epochs=3)
+        callbacks += training.standard_callbacks(tmp_path, checkpoint=False, early_stopping=False)
         callbacks += list(extra_callbacks)
         if defense is None:
             return training.fit(model, _data(), None, epochs=3, callbacks=callbacks, verbose=0)
@@ -81,6 +83,9 @@ def test_interrupted_training_resumes_from_the_last_finished_epoch(tmp_path, def
     assert _epochs_logged(tmp_path) == [0, 1, 2]  # the CSV log was appended to, not restarted
     logged = training.logged_epochs(tmp_path / "training_log.csv")
     assert len(logged["loss"]) == 3 and all(seconds > 0 for seconds in logged["epoch_seconds"])
+    # The resumed epoch ran at its own scheduled rate, not the first epoch's.
+    np.testing.assert_allclose(logged["lr"], [training.learning_rate_at("cosine", 1e-3, epoch, 3)
+                                              for epoch in range(3)], rtol=1e-6)
     assert not (tmp_path / "backup").exists() or not any((tmp_path / "backup").iterdir())
 
 
