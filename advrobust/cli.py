@@ -10,7 +10,7 @@ _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError)
 
 
 def _add_train(subparsers) -> None:
-    from advrobust import data, models
+    from advrobust import data, models, training
     from defenses import distribute
 
     parser = subparsers.add_parser(
@@ -38,7 +38,7 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="default 1e-3, or 1e-4 when fine-tuning VGG-19")
-    parser.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine", "piecewise"),
+    parser.add_argument("--lr-schedule", default="constant", choices=training.LR_SCHEDULES,
                         help="learning rate over the epochs: constant, cosine decay, or /10 at half and "
                              "/100 at three quarters of the epochs")
     parser.add_argument("--train-subset", type=int, default=None,
