@@ -34,6 +34,9 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--no-dropout", dest="dropout", action="store_false",
                         help="build the model without Dropout layers (the CNN then is the reference CNN "
                              "Conv32-Conv64-MaxPool-Dense128-Dense10)")
+    parser.add_argument("--width", type=int, default=1,
+                        help="CNN channel multiplier: Conv(32w)-Conv(64w)-MaxPool-Dense(128w) (default 1; "
+                             "2 has 4x the compute per image)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=None,
@@ -68,7 +71,7 @@ def _run_train(args: argparse.Namespace) -> int:
     config = training.TrainConfig(
         dataset=args.dataset, model=args.model, vgg_mode=args.vgg_mode, weights=weights,
         image_size=args.image_size, trainable_blocks=args.trainable_blocks, base_blocks=args.vgg_blocks,
-        dropout=args.dropout, epochs=args.epochs,
+        dropout=args.dropout, width=args.width, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate,
         lr_schedule=args.lr_schedule, train_subset=args.train_subset,
         patience=args.patience, seed=args.seed, pretrain_epochs=args.pretrain_epochs,

@@ -227,6 +227,7 @@ class TrainConfig:
     trainable_blocks: int = 1
     base_blocks: int = 5  # VGG-19 convolution blocks kept (see models.build_vgg19)
     dropout: bool = True  # the model's Dropout layers (CNN: 0.25, 0.5; VGG-19 head: 0.5); False: none
+    width: int = 1  # CNN only: channel multiplier (models.build_cnn); 1 is the reference CNN
     epochs: int = 5
     batch_size: int = 128
     learning_rate: float | None = None  # None: 1e-3, or 1e-4 when fine-tuning VGG-19
@@ -261,6 +262,10 @@ class TrainConfig:
             check_choice(self.pretrain_dataset, data.DATASETS, "dataset")
         if not isinstance(self.dropout, bool):
             raise TypeError(f"dropout must be true or false, got {self.dropout!r}")
+        if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 1:
+            raise ValueError(f"width must be an int >= 1 (the CNN's channel multiplier), got {self.width!r}")
+        if self.width != 1 and self.model != "cnn":
+            raise ValueError(f"width applies to the CNN only; model {self.model!r} takes width 1, got {self.width}")
         for name in ("epochs", "batch_size", "pretrain_epochs", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -356,7 +361,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
     build_info: dict[str, Any] = {}
     if config.model == "cnn":
         with strategy.scope():
-            model = models.build("cnn", dropout=config.dropout, seed=config.seed)
+            model = models.build("cnn", dropout=config.dropout, width=config.width, seed=config.seed)
     else:
         weights, build_info = _weights_for_build(config, out_dir, data_dir, verbose)
         set_seed(config.seed)
@@ -388,7 +393,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
 
     card = {
         "dataset": config.dataset,
-        "architecture": (config.model if config.model == "cnn" else
+        "architecture": (config.model + ("" if config.width == 1 else f"-w{config.width}")
+                         if config.model == "cnn" else
                          f"vgg19-{config.vgg_mode}" + ("" if config.base_blocks == 5 else
                                                        f"-blocks1to{config.base_blocks}"))
         + ("" if config.dropout else "-no-dropout"),
