@@ -51,6 +51,8 @@ FIRST = 500
 class ReferenceCNN(torch.nn.Module):
     """Conv32-Conv64-MaxPool-Dense128-Dense10 on NHWC input (N, 28, 28, 1) in [0, 1] -> logits (N, 10).
 
+    Any ``width`` of models.build_cnn: the channel and unit counts come from the weights.
+
     Keras layouts are kept: conv kernels HWIO become OIHW, and the flatten runs over
     (H, W, C) as Keras's does, so the first Dense kernel is used unchanged.
     """

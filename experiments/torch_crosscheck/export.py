@@ -2,7 +2,7 @@
 
 Why: a lent GPU machine may have PyTorch but no TensorFlow (the TF 2.21 wheel is far
 larger than what can be carried there). The reference CNN (Conv32-Conv64-MaxPool-
-Dense128-Dense10, no Dropout) is small enough to rebuild exactly in PyTorch, so its
+Dense128-Dense10, no Dropout, at any ``width``) is small enough to rebuild exactly in PyTorch, so its
 full-test-set strong evaluation can run there. ``evaluate.py`` first checks that its
 rebuilt model gives the same logits as the TensorFlow model on every test image.
 
@@ -27,7 +27,8 @@ import numpy as np
 from advrobust import data, models
 from advrobust.files import atomic_write_bytes
 
-# The layers of models.build_cnn(dropout=False), in order, and the only ones accepted.
+# The layers of models.build_cnn(dropout=False), in order, and the only ones accepted (any width:
+# evaluate.py takes the channel counts from the weights).
 REFERENCE_LAYERS = (("image", "InputLayer"), ("conv1", "Conv2D"), ("conv2", "Conv2D"), ("pool", "MaxPooling2D"),
                     ("flatten", "Flatten"), ("dense", "Dense"), ("logits", "Dense"))
 

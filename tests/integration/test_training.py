@@ -58,11 +58,16 @@ def test_cli_train_vgg19_pretrained_run_transfers_the_base(tmp_path, capsys):
     assert "clean test accuracy" in capsys.readouterr().out
 
 
-def test_cli_train_no_dropout_builds_the_reference_cnn(tmp_path):
-    status = cli.main(["train", "--dataset", "mnist", "--no-dropout", "--epochs", "1", "--train-subset", "256",
-                       "--out", str(tmp_path)])
+@pytest.mark.parametrize("width_args, architecture, conv2_filters", [
+    ([], "cnn-no-dropout", 64),
+    (["--width", "2"], "cnn-w2-no-dropout", 128),
+])
+def test_cli_train_no_dropout_builds_the_reference_cnn(width_args, architecture, conv2_filters, tmp_path):
+    status = cli.main(["train", "--dataset", "mnist", "--no-dropout", *width_args, "--epochs", "1",
+                       "--train-subset", "256", "--out", str(tmp_path)])
     assert status == 0
     card = json.loads((tmp_path / "model.card.json").read_text())
-    assert card["architecture"] == "cnn-no-dropout" and card["training_config"]["dropout"] is False
+    assert card["architecture"] == architecture and card["training_config"]["dropout"] is False
     model = models.load(tmp_path / "model.keras")
     assert [layer.name for layer in model.layers] == ["image", "conv1", "conv2", "pool", "flatten", "dense", "logits"]
+    assert model.get_layer("conv2").filters == conv2_filters

@@ -37,6 +37,8 @@ def test_unknown_choices_exit_2_listing_choices(argv, message, capsys):
     (["--model", "vgg19", "--image-size", "16"], "image_size must be >= 32"),
     (["--defense", "nsl", "--preset", "bogus"], "unknown NSL preset 'bogus'; choose one of: lecture,"),
     (["--defense", "nope"], "unknown defense 'nope'; choose one of: none, nsl, pgd_at, trades, fgsm_rs"),
+    (["--width", "0"], "width must be an int >= 1"),
+    (["--model", "vgg19", "--width", "2"], "width applies to the CNN only"),
     (["--defense", "pgd_at", "--eps", "2"], "L-inf eps must be in (0, 1]"),
 ])
 def test_user_errors_are_one_line_without_traceback(extra, message, tmp_path):

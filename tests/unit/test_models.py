@@ -35,6 +35,19 @@ def test_cnn_is_the_classic_architecture(cnn):
     assert cnn.count_params() == 1_199_882
 
 
+def test_cnn_width_multiplies_the_channels_and_units():
+    wide = models.build_cnn(dropout=False, width=2, seed=0)
+    assert (wide.get_layer("conv1").filters, wide.get_layer("conv2").filters, wide.get_layer("dense").units) == (64, 128, 256)
+    assert wide.count_params() == 4_795_914
+    assert wide(X, training=False).shape == (4, 10)
+
+
+@pytest.mark.parametrize("width", [0, -1, 1.5, True, "2"])
+def test_cnn_width_must_be_an_int_of_at_least_one(width):
+    with pytest.raises(ValueError, match="width must be an int >= 1"):
+        models.build_cnn(width=width)
+
+
 def test_vgg19_outputs_logits_for_mnist_shaped_input():
     model = models.build("vgg19", weights=None, seed=0)
     assert model(X, training=False).shape == (4, 10)

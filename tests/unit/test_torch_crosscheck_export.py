@@ -28,6 +28,7 @@ def _export_module():
 def test_only_the_reference_cnn_without_dropout_is_accepted():
     export = _export_module()
     export.check_reference_cnn(models.build_cnn(dropout=False, seed=0))
+    export.check_reference_cnn(models.build_cnn(dropout=False, width=2, seed=0))  # evaluate.py reads any width
     with pytest.raises(ValueError, match="not the reference CNN without Dropout"):
         export.check_reference_cnn(models.build_cnn(dropout=True, seed=0))
 
