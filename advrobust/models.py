@@ -51,6 +51,12 @@ def _init(seed: int | None, offset: int) -> keras.initializers.Initializer:
     return keras.initializers.GlorotUniform(seed=None if seed is None else seed + offset)
 
 
+def check_width(width: Any) -> None:
+    """Raise ValueError unless ``width`` (the CNN's channel multiplier) is an int >= 1."""
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be an int >= 1 (the CNN's channel multiplier), got {width!r}")
+
+
 def build_cnn(*, input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: int = 10,
               dropout: bool = True, width: int = 1, seed: int | None = None) -> keras.Model:
     """The baseline CNN of the classic Keras MNIST example, optionally ``width`` times wider.
@@ -61,8 +67,7 @@ def build_cnn(*, input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: i
     about 4x the compute per image, the capacity scaling of Madry et al. (2018).
     Raises ValueError for a width that is not an int >= 1.
     """
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be an int >= 1 (a channel multiplier), got {width!r}")
+    check_width(width)
     layers = keras.layers
     inputs = keras.Input(shape=input_shape, name="image")
     h = layers.Conv2D(32 * width, 3, activation="relu", kernel_initializer=_init(seed, 0), name="conv1")(inputs)

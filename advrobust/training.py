@@ -262,8 +262,7 @@ class TrainConfig:
             check_choice(self.pretrain_dataset, data.DATASETS, "dataset")
         if not isinstance(self.dropout, bool):
             raise TypeError(f"dropout must be true or false, got {self.dropout!r}")
-        if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 1:
-            raise ValueError(f"width must be an int >= 1 (the CNN's channel multiplier), got {self.width!r}")
+        models.check_width(self.width)
         if self.width != 1 and self.model != "cnn":
             raise ValueError(f"width applies to the CNN only; model {self.model!r} takes width 1, got {self.width}")
         for name in ("epochs", "batch_size", "pretrain_epochs", "image_size"):
