@@ -250,6 +250,9 @@ class TrainConfig:
     robust_val_size: int = 500  # validation examples attacked each epoch (defenses only)
     robust_val_steps: int = 10  # PGD steps of that attack
     co_check_size: int = 256  # fgsm_rs: examples of the catastrophic-overfitting check
+    # Defenses only: evaluate, select and save an exponential moving average of the weights
+    # with this decay (defenses.callbacks.WeightAveraging), e.g. 0.999; None: the raw weights.
+    ema_decay: float | None = None
 
     def __post_init__(self) -> None:
         check_choice(self.defense, defenses.DEFENSES, "defense")
@@ -289,6 +292,13 @@ class TrainConfig:
         for name in ("robust_val_size", "robust_val_steps", "co_check_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.ema_decay is not None:
+            if isinstance(self.ema_decay, bool) or not isinstance(self.ema_decay, (int, float)) \
+                    or not 0.0 < self.ema_decay < 1.0:
+                raise ValueError(f"ema_decay must be a number in (0, 1) or None, got {self.ema_decay!r}")
+            if self.defense == "none":
+                raise ValueError("ema_decay needs a defense: weight averaging is selected by robust early "
+                                 "stopping, which only defended training runs")
         self.defense_config()  # resolves and checks the whole defense now, before any training
 
     def defense_config(self):
@@ -338,8 +348,9 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
     ``clean_test_accuracy`` is measured on the test split (its first ``test_subset``
     images if set; ``test_examples`` says how many). With a defense the card
     also holds ``defense_config`` (the resolved parameters), ``robust_validation`` (the
-    per-epoch robust accuracy and best epoch) and, for ``fgsm_rs``,
-    ``catastrophic_overfitting``.
+    per-epoch robust accuracy and best epoch), for ``fgsm_rs``
+    ``catastrophic_overfitting``, and with ``ema_decay`` ``weight_averaging`` (the saved
+    model then holds the averaged weights of the most robust epoch).
     """
     # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs other ops.
     strategy = distribute.get_strategy(config.strategy)
@@ -433,18 +444,26 @@ def _fit_defended(config: TrainConfig, defense: Any, model: keras.Model, train_d
                   ) -> tuple[keras.callbacks.History, dict[str, Any]]:
     """Train ``model`` in place with ``defense``, selecting the most robust epoch.
 
-    Returns the History and the card entries ``defense_config``, ``robust_validation``
-    and (fgsm_rs) ``catastrophic_overfitting``.
+    Returns the History and the card entries ``defense_config``, ``robust_validation``,
+    (fgsm_rs) ``catastrophic_overfitting`` and (with ``ema_decay``) ``weight_averaging``.
+    With ``ema_decay`` the robust callback measures, keeps and restores the averaged
+    weights, and ``model`` ends with the best epoch's averages.
     """
     norm, eps = defense.norm, defense.eps
     if eps is None:
         norm, eps = "inf", _DATASET_EPS[config.dataset]
     size = min(config.robust_val_size, len(x_val))
+    averaging = None
+    if config.ema_decay is not None:
+        averaging = defense_callbacks.WeightAveraging(
+            model, decay=config.ema_decay, state_path=out_dir / "checkpoints" / "weight_averaging.npz")
     robust = defense_callbacks.RobustEarlyStopping(
         x_val[:size], y_val[:size], eps=eps, norm=norm, steps=config.robust_val_steps, seed=config.seed,
-        model=model, filepath=out_dir / "checkpoints" / "best_robust.keras", patience=config.patience,
+        model=model if averaging is None else averaging.averaged,
+        filepath=out_dir / "checkpoints" / "best_robust.keras", patience=config.patience,
         restore_best_weights=True)
-    callbacks: list[keras.callbacks.Callback] = [*extra_callbacks, robust]
+    # The averages are updated after each batch, before the robust callback measures them.
+    callbacks: list[keras.callbacks.Callback] = [*extra_callbacks, *([averaging] if averaging else []), robust]
     monitor = None
     if config.defense == "fgsm_rs":
         size = min(config.co_check_size, len(x_val))
@@ -458,6 +477,9 @@ def _fit_defended(config: TrainConfig, defense: Any, model: keras.Model, train_d
                            learning_rate=config.effective_learning_rate, callbacks=callbacks, verbose=verbose,
                            steps_per_epoch=steps_per_epoch)
     info = {"defense_config": defense.to_dict(), "robust_validation": robust.record()}
+    if averaging is not None:
+        model.set_weights(averaging.averaged.get_weights())  # the best averaged epoch (restored above)
+        info["weight_averaging"] = averaging.record()
     if monitor is not None:
         info["catastrophic_overfitting"] = monitor.record()
     return history, info

@@ -19,6 +19,14 @@
     at least ``gap``. Then it records the event, warns (CatastrophicOverfittingWarning),
     and with ``action="stop"`` stops training and restores the weights of the best PGD
     check, as Wong et al. do.
+:class:`WeightAveraging`
+    An exponential moving average (EMA) of the model's weights, updated after every
+    training batch and kept in a separate model, ``averaged``. Averaged weights are
+    usually more robust than the last iterate and fluctuate less from epoch to epoch
+    (Gowal et al. 2020, Rebuffi et al. 2021; every leading RobustBench entry uses it).
+    Give ``averaged`` to :class:`RobustEarlyStopping` as its ``model`` to select, save
+    and restore the best *averaged* epoch, while the optimizer keeps stepping the raw
+    weights (and Keras's BackupAndRestore keeps saving those).
 
 Both attack ``model`` (default: the trained model's ``base_model`` if it has one, else the
 trained model) through ``attacks`` in inference mode. Robust accuracy counts an example
@@ -211,6 +219,100 @@ class RobustEarlyStopping(keras.callbacks.Callback):
                 "best_robust_accuracy": None if self.best_epoch is None else float(self.best),
                 "best_epoch": None if self.best_epoch is None else self.best_epoch + 1,
                 "stopped_early_at_epoch": None if self.stopped_epoch is None else self.stopped_epoch + 1}
+
+
+class WeightAveraging(keras.callbacks.Callback):
+    """Exponential moving average of ``model``'s weights over training steps.
+
+    ``averaged`` (a clone of ``model``, made at construction, under the model's
+    distribution strategy) starts with ``model``'s weights; after training step t = 1, 2, ...
+    each of its weights becomes ``a <- d_t a + (1 - d_t) w`` with
+    ``d_t = min(decay, (1 + t) / (10 + t))``: TensorFlow's ExponentialMovingAverage with
+    ``num_updates``, whose warm-up keeps the random initial weights from dominating the
+    early averages. All weights are averaged, BatchNorm statistics included.
+    ``decay`` in (0, 1): the average spans about ``1 / (1 - decay)`` steps.
+
+    Resuming: with ``state_path`` (a ``.npz`` file) the averages and the step count are
+    written there atomically after every epoch. A training that begins at epoch k > 0 (Keras
+    BackupAndRestore) reads them back when the file holds exactly k finished epochs; else it
+    warns and starts averaging afresh from the restored weights (``restarts`` counts that).
+    The file is removed when training ends.
+
+    ``model`` is the model whose weights are averaged: the trained model itself, or the
+    base model inside a wrapper (NSL's AdversarialRegularization).
+    """
+
+    def __init__(self, model: keras.Model, *, decay: float = 0.999, state_path: str | Path | None = None):
+        super().__init__()
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
+            raise ValueError(f"decay must be a number in (0, 1), got {decay!r}")
+        if state_path is not None and Path(state_path).suffix != ".npz":
+            raise ValueError(f"state_path must end in .npz, got {str(state_path)!r}")
+        self.source = model
+        self.decay = float(decay)
+        self.state_path = None if state_path is None else Path(state_path)
+        with model.distribute_strategy.scope():
+            self.averaged = keras.models.clone_model(model)
+        self.averaged.set_weights(model.get_weights())
+        pairs = list(zip(self.averaged.weights, model.weights))
+
+        @tf.function
+        def update(decay_now):
+            for average, weight in pairs:
+                average.assign(decay_now * average + (1.0 - decay_now) * tf.cast(weight, average.dtype))
+
+        self._update = update
+        self.steps = 0
+        self.restarts = 0
+        self._epochs_done = 0
+
+    def decay_at(self, step: int) -> float:
+        """The decay applied at training step ``step`` (1-based)."""
+        return min(self.decay, (1.0 + step) / (10.0 + step))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 0 and self.steps == 0:
+            self.averaged.set_weights(self.source.get_weights())
+        elif epoch > 0 and self._epochs_done != epoch:
+            self._resume(epoch)
+
+    def _resume(self, epoch: int) -> None:
+        path = self.state_path
+        if path is not None and path.exists():
+            with np.load(path) as state:
+                if int(state["epochs"]) == epoch:
+                    self.averaged.set_weights([state[f"w{i}"] for i in range(len(self.averaged.weights))])
+                    self.steps, self._epochs_done = int(state["steps"]), epoch
+                    return
+        warnings.warn(f"no weight-averaging state for the {epoch} finished epochs"
+                      + ("" if path is None else f" in {path}")
+                      + "; averaging starts afresh from the restored weights", stacklevel=2)
+        self.averaged.set_weights(self.source.get_weights())
+        self.steps, self._epochs_done = 0, epoch
+        self.restarts += 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        self._update(tf.constant(self.decay_at(self.steps), tf.float32))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epochs_done = epoch + 1
+        if self.state_path is None:
+            return
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.state_path.with_name(self.state_path.stem + ".tmp.npz")
+        np.savez(temporary, epochs=self._epochs_done, steps=self.steps,
+                 **{f"w{i}": w for i, w in enumerate(self.averaged.get_weights())})
+        os.replace(temporary, self.state_path)
+
+    def on_train_end(self, logs=None):
+        if self.state_path is not None:
+            self.state_path.unlink(missing_ok=True)
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready summary: the decay, its warm-up, the steps averaged and the restarts."""
+        return {"method": "ema", "decay": self.decay, "warmup": "min(decay, (1 + t) / (10 + t))",
+                "steps": self.steps, "restarts_without_state": self.restarts}
 
 
 class CatastrophicOverfittingMonitor(keras.callbacks.Callback):

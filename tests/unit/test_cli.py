@@ -40,6 +40,8 @@ def test_unknown_choices_exit_2_listing_choices(argv, message, capsys):
     (["--width", "0"], "width must be an int >= 1"),
     (["--model", "vgg19", "--width", "2"], "width applies to the CNN only"),
     (["--defense", "pgd_at", "--eps", "2"], "L-inf eps must be in (0, 1]"),
+    (["--defense", "pgd_at", "--ema-decay", "1"], "ema_decay must be a number in (0, 1) or None, got 1.0"),
+    (["--ema-decay", "0.999"], "ema_decay needs a defense"),
 ])
 def test_user_errors_are_one_line_without_traceback(extra, message, tmp_path):
     result = subprocess.run(["advrobust", "train", "--out", str(tmp_path), *extra],

@@ -424,6 +424,103 @@ def test_robust_early_stopping_without_patience_runs_every_epoch():
     np.testing.assert_allclose(base.get_layer("logits").get_weights()[0], schedule[2][0])
 
 
+# --- weight averaging ------------------------------------------------------------------------
+
+# Batch b of epoch e sets the logits kernel's second row to W2[e][b] (the bias stays 0).
+W2 = [[2.0, 0.0, 5.0], [1.0, 3.0, -1.0], [4.0, 2.0, 0.5]]
+
+
+def _averaging_fit(base, averaging, epochs, initial_epoch=0, after=()):
+    """Scripted training: each batch sets the weights to the next W2 value; ``averaging`` averages."""
+    trainer = Scripted(base)
+    trainer.compile(optimizer="sgd")
+    epoch_now = {}
+    script = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: epoch_now.update(epoch=epoch),
+        on_train_batch_begin=lambda batch, logs: base.get_layer("logits").set_weights(
+            _weights(W2[epoch_now["epoch"]][batch])))
+    data = tf.data.Dataset.from_tensor_slices((POINTS, LABELS)).batch(2)  # 3 batches per epoch
+    trainer.fit(data, epochs=epochs, initial_epoch=initial_epoch, callbacks=[script, averaging, *after], verbose=0)
+
+
+def _hand_ema(decay, start, values):
+    average = start
+    for t, value in enumerate(values, start=1):
+        d = min(decay, (1 + t) / (10 + t))
+        average = d * average + (1 - d) * value
+    return average
+
+
+def test_weight_averaging_is_the_warmed_up_ema_of_the_weights_after_each_batch():
+    base = _linear(2)
+    base.get_layer("logits").set_weights(_weights(-3.0))
+    averaging = defense_callbacks.WeightAveraging(base, decay=0.5)
+    _averaging_fit(base, averaging, epochs=2)
+
+    values = W2[0] + W2[1]
+    expected = _hand_ema(0.5, -3.0, values)  # decay 0.5 < the warm-up's (1+t)/(10+t) for t <= 8
+    kernel = averaging.averaged.get_layer("logits").get_weights()[0]
+    np.testing.assert_allclose(kernel[1], [-expected / 2, expected / 2], rtol=1e-6)
+    np.testing.assert_allclose(kernel[0], [-0.5, 0.5], rtol=1e-6)  # a constant weight averages to itself
+    assert averaging.steps == 6 and averaging.record()["restarts_without_state"] == 0
+    # The warm-up: d_1 = 2/11 however close decay is to 1, so the first value already counts.
+    assert averaging.decay_at(1) == pytest.approx(2 / 11) and averaging.decay_at(10**6) == 0.5
+    # The trained model keeps its own (last) weights: only the clone holds the averages.
+    np.testing.assert_allclose(base.get_layer("logits").get_weights()[0][1], [0.5, -0.5])  # W2[1][2] = -1
+    high = defense_callbacks.WeightAveraging(_linear(2), decay=0.999)
+    assert high.decay_at(1) == pytest.approx(2 / 11) and high.decay_at(10**6) == 0.999
+
+
+def test_weight_averaging_resumes_from_its_state_after_a_restart(tmp_path):
+    state = tmp_path / "averaging.npz"
+    kept = tmp_path / "kept.npz"
+    uninterrupted = defense_callbacks.WeightAveraging(_linear(2), decay=0.9)
+    _averaging_fit(uninterrupted.source, uninterrupted, epochs=3)
+
+    # The process dies after epoch 2: keep the state file as it was then (training's end removes it).
+    first = defense_callbacks.WeightAveraging(_linear(2), decay=0.9, state_path=state)
+    keep = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: kept.write_bytes(state.read_bytes()))
+    _averaging_fit(first.source, first, epochs=2, after=[keep])
+    assert not state.exists(), "the state file outlived the training"
+    state.write_bytes(kept.read_bytes())
+    resumed = defense_callbacks.WeightAveraging(first.source, decay=0.9, state_path=state)
+    _averaging_fit(first.source, resumed, epochs=3, initial_epoch=2)
+    np.testing.assert_allclose(resumed.averaged.get_weights()[0], uninterrupted.averaged.get_weights()[0],
+                               rtol=1e-6)
+    assert resumed.steps == 9 and resumed.restarts == 0
+
+    # Without a state for that epoch: a warning, and averaging starts afresh from the weights.
+    fresh = defense_callbacks.WeightAveraging(first.source, decay=0.9, state_path=state)
+    with pytest.warns(UserWarning, match="no weight-averaging state for the 2 finished epochs"):
+        _averaging_fit(first.source, fresh, epochs=3, initial_epoch=2)
+    assert fresh.restarts == 1 and fresh.steps == 3
+
+
+def test_robust_early_stopping_selects_the_averaged_weights(tmp_path):
+    base = _linear(2)
+    base.get_layer("logits").set_weights(_weights(0.0))
+    averaging = defense_callbacks.WeightAveraging(base, decay=0.5)
+    robust = defense_callbacks.RobustEarlyStopping(POINTS, LABELS, eps=0.15, steps=10, clip=None,
+                                                   model=averaging.averaged, filepath=tmp_path / "best.keras")
+    _averaging_fit(base, averaging, epochs=3, after=[robust])
+    # Averages after each epoch: w2 = 3.59, 0.56, 1.35; robust accuracy 0, 4/6, 2/6.
+    np.testing.assert_allclose(robust.history, [0.0, 4 / 6, 2 / 6])
+    assert robust.best_epoch == 1
+    # What it measured, saved and restored is the averaged model, not the trained one.
+    saved = models.load(tmp_path / "best.keras")
+    np.testing.assert_allclose(saved.get_weights()[0], averaging.averaged.get_weights()[0])
+    best_w2 = _hand_ema(0.5, 0.0, sum(W2[:robust.best_epoch + 1], []))
+    np.testing.assert_allclose(saved.get_layer("logits").get_weights()[0][1], [-best_w2 / 2, best_w2 / 2],
+                               rtol=1e-5)
+    np.testing.assert_allclose(averaging.averaged.get_weights()[0], saved.get_weights()[0])  # restored
+
+
+@pytest.mark.parametrize("decay", [0, 1, 1.5, -0.1, True, "0.9"])
+def test_weight_averaging_rejects_a_decay_outside_0_1(decay):
+    with pytest.raises(ValueError, match="decay must be a number in \\(0, 1\\)"):
+        defense_callbacks.WeightAveraging(_linear(2), decay=decay)
+
+
 # --- catastrophic overfitting ----------------------------------------------------------------
 
 
@@ -516,6 +613,10 @@ def test_train_config_rejects_a_dropout_that_is_not_a_bool():
     ({"defense": "none", "preset": "quick"}, "defense 'none' takes no preset"),
     ({"strategy": "tpu"}, "unknown strategy 'tpu'; choose one of: auto, default, mirrored, multi_worker"),
     ({"defense": "pgd_at", "robust_val_size": 0}, "robust_val_size must be >= 1"),
+    ({"defense": "pgd_at", "ema_decay": 1.0}, r"ema_decay must be a number in \(0, 1\) or None, got 1.0"),
+    ({"defense": "trades", "ema_decay": 0}, r"ema_decay must be a number in \(0, 1\) or None, got 0"),
+    ({"defense": "nsl", "ema_decay": True}, r"ema_decay must be a number in \(0, 1\) or None, got True"),
+    ({"ema_decay": 0.999}, "ema_decay needs a defense"),
 ])
 def test_train_config_rejects_bad_defense_settings_before_training(kwargs, match, monkeypatch, tmp_path):
     from advrobust import data
