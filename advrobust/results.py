@@ -14,9 +14,14 @@
                  "checks": [{"name", "passed", "detail"}],
                  "check_curves": {"large_eps", "noise", "transfer": [...]},
                  "examples": str | null (npz, relative),
-                 "minimal_eps": {"attack", "norm", "values" (float | null per example), "note"}}]}
+                 "minimal_eps": {"attack", "norm", "values" (float | null per example), "note"},
+                 "paired_vs_baseline" (only for a model with a baseline):
+                     {"baseline", "n_examples", "method",
+                      "rows": [{"eps" (null: clean), "baseline", "defended", "difference",
+                                "ci95_low", "ci95_high", "only_baseline", "only_defended", "p_value"}]}}]}
 
-Accuracies are fractions in [0, 1]; intervals are 95% Wilson intervals.
+Accuracies are fractions in [0, 1]; intervals are 95% Wilson intervals, except in
+``paired_vs_baseline`` (a 95% interval of the difference, in [-1, 1]).
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ _MODEL = {"name": str, "dataset": str, "defense": str, "architecture": str, "pat
 _CURVE = {"attack": str, "norm": str, "params": dict, "epsilons": list, "robust_accuracy": list,
           "ci95_low": list, "ci95_high": list, "seconds": numbers.Real}
 _CHECK = {"name": str, "passed": bool, "detail": str}
+_PAIRED = {"baseline": str, "n_examples": int, "rows": list}
+_PAIRED_ROW = {"baseline": numbers.Real, "defended": numbers.Real, "difference": numbers.Real,
+               "ci95_low": numbers.Real, "ci95_high": numbers.Real, "only_baseline": int, "only_defended": int,
+               "p_value": numbers.Real}
 
 
 class SchemaError(ValueError):
@@ -67,6 +76,16 @@ def _curve(curve: Any, where: str, required: dict[str, type]) -> None:
             raise SchemaError(f"{where}: interval [{low}, {high}] does not contain {value}")
 
 
+def _paired(paired: Any, where: str) -> None:
+    _fields(paired, _PAIRED, where)
+    for number, row in enumerate(paired["rows"]):
+        at = f"{where}.rows[{number}]"
+        _fields(row, _PAIRED_ROW, at)
+        _fractions([row["baseline"], row["defended"], row["p_value"]], at, 3)
+        if not -1.0 <= row["ci95_low"] <= row["difference"] <= row["ci95_high"] <= 1.0:
+            raise SchemaError(f"{at}: need -1 <= ci95_low <= difference <= ci95_high <= 1")
+
+
 def validate(document: Any) -> None:
     """Raise :class:`SchemaError` unless ``document`` is a valid schema-1 results dict."""
     _fields(document, _TOP, "results")
@@ -86,3 +105,5 @@ def validate(document: Any) -> None:
                {key: _CURVE[key] for key in ("epsilons", "robust_accuracy", "ci95_low", "ci95_high")})
         for number, check in enumerate(model["checks"]):
             _fields(check, _CHECK, f"{where}.checks[{number}]")
+        if model.get("paired_vs_baseline") is not None:
+            _paired(model["paired_vs_baseline"], f"{where}.paired_vs_baseline")

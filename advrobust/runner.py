@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from advrobust import checks, data, evaluation, models, training
+from advrobust import checks, data, evaluation, models, stats, training
 from advrobust.config import AttackEntry, ModelEntry, RunConfig
 from advrobust.files import atomic_write_bytes, atomic_write_text
 from advrobust.results import SCHEMA_VERSION, validate
@@ -226,6 +226,32 @@ def _model_record(item: _Model, result: evaluation.ModelEvaluation, found: list[
     }
 
 
+def paired_vs_baseline(baseline_name: str, baseline: evaluation.ModelEvaluation,
+                       defended: evaluation.ModelEvaluation) -> dict[str, Any]:
+    """Per-example comparison of a defended model with its baseline on the test images both
+    were evaluated on (the first min(n) of one test split): clean accuracy, then worst-case
+    robust accuracy at each eps of both curves. Each row: both accuracies, ``difference``
+    (defended minus baseline) with its paired 95% interval, the discordant counts and the
+    exact McNemar p-value (see :mod:`advrobust.stats`)."""
+    n = min(baseline.n_examples, defended.n_examples)
+    pairs = [(None, baseline.worst_case.clean_mask, defended.worst_case.clean_mask)]
+    for index, eps in enumerate(defended.worst_case.epsilons):
+        hits = np.flatnonzero(np.isclose(baseline.worst_case.epsilons, eps, rtol=0.0, atol=1e-9))
+        if len(hits):
+            pairs.append((float(eps), baseline.worst_case.robust_mask[hits[0]],
+                          defended.worst_case.robust_mask[index]))
+    rows = []
+    for eps, base, mine in pairs:
+        result = stats.compare_paired(np.asarray(base[:n], bool), np.asarray(mine[:n], bool))
+        rows.append({"eps": eps, "baseline": result.first, "defended": result.second,
+                     "difference": result.difference, "ci95_low": result.ci95_low, "ci95_high": result.ci95_high,
+                     "only_baseline": result.only_first, "only_defended": result.only_second,
+                     "p_value": result.p_value})
+    return {"baseline": baseline_name, "n_examples": n,
+            "method": "per example on the same test images; interval: Newcombe (1998) method 10; "
+                      "p: exact McNemar (two-sided)", "rows": rows}
+
+
 def _csv(records: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -255,6 +281,14 @@ def summary_table(results: dict[str, Any]) -> str:
               if not check["passed"]]
     lines.append("worst case over: " + ", ".join(a["name"] for a in results["config"]["attacks"])
                  + f" ({results['config']['norm']})")
+    for record in results["models"]:
+        paired = record.get("paired_vs_baseline")
+        for row in (paired or {}).get("rows", []):
+            where = "clean" if row["eps"] is None else f"eps {row['eps']:g}"
+            lines.append(f"{record['name']} vs {paired['baseline']}, {where}: "
+                         f"{100 * row['difference']:+.1f} points [{100 * row['ci95_low']:+.1f}, "
+                         f"{100 * row['ci95_high']:+.1f}] (paired 95%), McNemar p {row['p_value']:.2g}, "
+                         f"n {paired['n_examples']}")
     if failed:
         lines.append(f"FAILED CHECKS ({len(failed)}):")
         lines += [f"  {name}: {check['name']}: {check['detail']}" for name, check in failed]
@@ -325,6 +359,11 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update:
             examples = _examples(item, x, y, _iterative(attacks), _middle_eps(config.epsilons), config.norm,
                                  config.examples, out)
             records.append(_model_record(item, result, found, extra, examples, len(x)))
+        by_name = {item.entry.name: result for item, result in zip(items, evaluations)}
+        for item, record in zip(items, records):
+            if item.entry.baseline is not None:
+                record["paired_vs_baseline"] = paired_vs_baseline(item.entry.baseline, by_name[item.entry.baseline],
+                                                                  by_name[item.entry.name])
         results = {"schema_version": SCHEMA_VERSION, "config": config.to_dict(), "config_hash": config_hash,
                    "started": store.created, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                    "seconds": round(time.time() - started, 1), "environment": environment(), "models": records}

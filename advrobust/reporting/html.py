@@ -15,7 +15,8 @@ from collections.abc import Iterable
 
 from advrobust.reporting.plots import Figure, dataset_key, model_key
 from advrobust.reporting.results import Comparison, Model, Run, dataset_title
-from advrobust.reporting.tables import (Table, lede, attacks_table, check_curves_table, checks_table, comparison_table,
+from advrobust.reporting.tables import (COMPARISON_INTRO, Table, lede, attacks_table, check_curves_table,
+                                        checks_table, comparison_table,
                                         config_text, curves_table, environment_table, minimal_eps_summary,
                                         model_facts, summary_table)
 
@@ -172,8 +173,7 @@ def _comparisons(run: Run) -> list[str]:
     comparisons = run.comparisons()
     if not comparisons:
         return out + ["<p>No model in this run names a baseline.</p>"]
-    out.append("<p>Worst-case robust accuracy of each defended model against its baseline on the same "
-               "dataset; Δ is defended minus baseline in percentage points.</p>")
+    out.append(f"<p>{e(COMPARISON_INTRO)}</p>")
     for comparison in comparisons:
         out += _comparison(comparison)
     return out

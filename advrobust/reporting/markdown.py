@@ -13,7 +13,8 @@ from pathlib import Path
 
 from advrobust.reporting.plots import Figure, dataset_key, model_key
 from advrobust.reporting.results import Model, Run, dataset_title
-from advrobust.reporting.tables import (Table, lede, attacks_table, check_curves_table, checks_table, comparison_table,
+from advrobust.reporting.tables import (COMPARISON_INTRO, Table, lede, attacks_table, check_curves_table,
+                                        checks_table, comparison_table,
                                         config_text, curves_table, environment_table, minimal_eps_summary,
                                         model_facts, summary_table)
 
@@ -50,8 +51,7 @@ def render_markdown(run: Run, figures: dict[str, Figure], *, report_dir: Path, v
     if not comparisons:
         out += ["No model in this run names a baseline.", ""]
     else:
-        out += ["Worst-case robust accuracy of each defended model against its baseline on the same dataset; "
-                "Δ is defended minus baseline in percentage points.", ""]
+        out += [COMPARISON_INTRO, ""]
     for comparison in comparisons:
         out += [f"### {md(comparison.defended.name)} vs {md(comparison.defended.baseline)}", ""]
         if comparison.baseline is not None and comparison.rows:

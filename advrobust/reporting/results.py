@@ -105,6 +105,7 @@ class Model:
     history: dict[str, list[float]]
     worst_case_over: list[str]  # the attacks the worst case is the minimum of, when recorded
     check_curves: list[tuple[str, AttackCurve]]  # (what it checks, curve): extra attacks run for the checks
+    paired: list[PairedRow] = field(default_factory=list)  # vs ``baseline``, per example (may be empty)
 
     @property
     def failed_checks(self) -> list[Check]:
@@ -122,12 +123,29 @@ class Model:
 
 
 @dataclass(frozen=True)
+class PairedRow:
+    """A per-example comparison with the baseline at one eps (None: clean): the 95%
+    interval of the difference (defended minus baseline, fractions) and the McNemar p."""
+
+    eps: float | None
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_examples: int
+
+    @property
+    def points(self) -> tuple[float, float]:
+        return 100.0 * self.ci_low, 100.0 * self.ci_high
+
+
+@dataclass(frozen=True)
 class Delta:
     """Worst-case robust accuracy of a defended model against its baseline at one eps."""
 
     eps: float | None  # None: the clean-accuracy row
     baseline: float
     defended: float
+    paired: PairedRow | None = None  # the per-example comparison, when the run recorded it
 
     @property
     def points(self) -> float:
@@ -225,7 +243,7 @@ def _compare(defended: Model, models: list[Model]) -> Comparison:
                                                   f"{defended.dataset}")
     rows = []
     if baseline.clean_accuracy is not None and defended.clean_accuracy is not None:
-        rows.append(Delta(None, baseline.clean_accuracy, defended.clean_accuracy))
+        rows.append(Delta(None, baseline.clean_accuracy, defended.clean_accuracy, _paired_at(defended, None)))
     if baseline.worst_case is None or defended.worst_case is None:
         which = "the baseline" if baseline.worst_case is None else "the defended model"
         return Comparison(defended, baseline, rows, f"no worst-case curve for {which}")
@@ -234,9 +252,37 @@ def _compare(defended: Model, models: list[Model]) -> Comparison:
         base = baseline.worst_case.at(float(eps))
         mine = defended.worst_case.at(float(eps))
         if base is not None and mine is not None and math.isfinite(base[0]) and math.isfinite(mine[0]):
-            robust_rows.append(Delta(float(eps), base[0], mine[0]))
+            robust_rows.append(Delta(float(eps), base[0], mine[0], _paired_at(defended, float(eps))))
     problem = None if robust_rows else "the two worst-case curves share no epsilon"
     return Comparison(defended, baseline, rows + robust_rows, problem)
+
+
+def _paired_at(model: Model, eps: float | None) -> PairedRow | None:
+    for row in model.paired:
+        if (eps is None) == (row.eps is None) and (eps is None or math.isclose(row.eps, eps, abs_tol=1e-9)):
+            return row
+    return None
+
+
+def _paired(raw: Any, baseline: str | None, where: str, notes: list[str]) -> list[PairedRow]:
+    """The runner's ``paired_vs_baseline`` rows; unreadable rows become notes."""
+    if not isinstance(raw, dict):
+        return []
+    if raw.get("baseline") != baseline:
+        notes.append(f"{where}: its paired comparison is with {raw.get('baseline')!r}, not its baseline "
+                     f"{baseline!r}; left out")
+        return []
+    out = []
+    for entry in _list(raw.get("rows")):
+        values = [_float(entry.get(key)) if isinstance(entry, dict) else None
+                  for key in ("ci95_low", "ci95_high", "p_value")]
+        n = _int(raw.get("n_examples"))
+        eps = entry.get("eps") if isinstance(entry, dict) else None
+        if None in values or n is None or (eps is not None and _float(eps) is None):
+            notes.append(f"{where}: a paired-comparison row could not be read; left out")
+            continue
+        out.append(PairedRow(None if eps is None else float(eps), *values, n))
+    return out
 
 
 def _model(index: int, raw: dict[str, Any], run_dir: Path, notes: list[str]) -> Model:
@@ -263,7 +309,8 @@ def _model(index: int, raw: dict[str, Any], run_dir: Path, notes: list[str]) -> 
                  examples=_load_examples(run_dir, raw.get("examples"), where, notes),
                  minimal_eps=_minimal_eps(raw.get("minimal_eps"), where, notes), history=_history(card),
                  worst_case_over=_worst_case_over(raw.get("worst_case")),
-                 check_curves=_check_curves(raw.get("check_curves"), where, notes))
+                 check_curves=_check_curves(raw.get("check_curves"), where, notes),
+                 paired=_paired(raw.get("paired_vs_baseline"), _text_or_none(raw.get("baseline")), where, notes))
 
 
 def _worst_case_over(raw: Any) -> list[str]:

@@ -93,6 +93,14 @@ def summary_table(run: Run, dataset: str) -> Table:
     return table
 
 
+COMPARISON_INTRO = (
+    "Worst-case robust accuracy of each defended model against its baseline on the same dataset; Δ is "
+    "defended minus baseline in percentage points. Where the run compared the two per image (on the test "
+    "images both saw), the Δ row has its 95% interval (Newcombe's paired score interval) and the exact "
+    "McNemar p-value: only the images one model gets right and the other wrong count, so a Δ can be "
+    "clear while the two models' own intervals overlap.")
+
+
 def comparison_table(comparison: Comparison) -> Table:
     """Baseline, defended and their difference (percentage points) at clean and each eps."""
     assert comparison.baseline is not None
@@ -104,6 +112,14 @@ def comparison_table(comparison: Comparison) -> Table:
     table.rows.append([Cell("Δ (percentage points)")]
                       + [Cell(delta_text(row.points), "up" if row.points > 0 else "down" if row.points < 0 else None)
                          for row in comparison.rows])
+    if any(row.paired is not None for row in comparison.rows):
+        table.rows.append([Cell("Δ 95% CI, paired per image")]
+                          + [Cell(MISSING if row.paired is None else
+                                  " to ".join(delta_text(v) for v in row.paired.points))
+                             for row in comparison.rows])
+        table.rows.append([Cell("McNemar exact p")]
+                          + [Cell(MISSING if row.paired is None else f"{row.paired.p_value:.2g}")
+                             for row in comparison.rows])
     return table
 
 

@@ -98,6 +98,25 @@ def test_results_follow_the_schema_and_curves_make_sense(finished_run):
     assert rows[0].startswith("model,dataset,defense") and len(rows) == 1 + 2 * 3 * 5
 
 
+def test_a_model_with_a_baseline_is_compared_with_it_per_image(finished_run):
+    out, document = finished_run
+    trained, untrained = document["models"]
+    paired = untrained["paired_vs_baseline"]
+    assert paired["baseline"] == "trained" and paired["n_examples"] == 150  # the images both saw
+    assert [row["eps"] for row in paired["rows"]] == [None, 0.0, 0.05, 0.1, 0.2, 0.3]
+    for row, robust in zip(paired["rows"], [untrained["clean_accuracy"], *untrained["worst_case"]["robust_accuracy"]]):
+        assert row["defended"] == pytest.approx(robust)  # all 150 of its own images
+        assert row["difference"] == pytest.approx(row["defended"] - row["baseline"])
+        assert row["difference"] * 150 == pytest.approx(row["only_defended"] - row["only_baseline"])
+        assert row["ci95_low"] <= row["difference"] <= row["ci95_high"]
+    # An untrained CNN against a trained one: clean, the loss is certain.
+    clean = paired["rows"][0]
+    assert clean["baseline"] > 0.9 and clean["ci95_high"] < -0.5 and clean["p_value"] < 1e-20
+    summary = runner.summary_table(document)
+    assert "<script>alert(1)</script> vs trained, clean: " in summary and "McNemar p" in summary
+    assert "paired per image" in (out / "report.md").read_text()
+
+
 def test_report_mentions_every_model_and_escapes_names(finished_run):
     out, _ = finished_run
     html = (out / "report.html").read_text()

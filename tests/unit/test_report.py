@@ -20,6 +20,12 @@ BASELINE_WORST = [0.99, 0.80, 0.40, 0.05, 0.00]
 DEFENDED_WORST = [0.98, 0.92, 0.81, 0.55, 0.20]
 # defended minus baseline in percentage points: clean, then each eps
 EXPECTED_DELTAS = ["-1.0", "-1.0", "+12.0", "+41.0", "+50.0", "+20.0"]
+# The runner's per-image comparison (paired_vs_baseline): (eps, ci95_low, ci95_high, p) per row;
+# eps 0.3 has none, and one more row is unreadable.
+PAIRED = [(None, -0.021, 0.001, 0.08), (0.0, -0.021, 0.001, 0.08), (0.05, 0.09, 0.15, 1e-6),
+          (0.1, 0.36, 0.46, 1e-20), (0.2, 0.45, 0.55, 3e-30)]
+EXPECTED_PAIRED_CELLS = ["-2.1 to +0.1", "-2.1 to +0.1", "+9.0 to +15.0", "+36.0 to +46.0", "+45.0 to +55.0", "—"]
+EXPECTED_P_CELLS = ["0.08", "0.08", "1e-06", "1e-20", "3e-30", "—"]
 
 
 def _series(accuracy, n, eps=EPS):
@@ -50,6 +56,10 @@ def write_run(run_dir, *, optional=True):
     defended = _model("nsl-cnn", "mnist", DEFENDED_WORST, n=500, defense="nsl", baseline="baseline-cnn",
                       checks=[{"name": "gradient masking", "passed": False,
                                "detail": "FGSM stronger than PGD at eps=0.3 <b>bold?</b>"}])
+    defended["paired_vs_baseline"] = {
+        "baseline": "baseline-cnn", "n_examples": 500, "method": "per example",
+        "rows": [{"eps": eps, "ci95_low": low, "ci95_high": high, "p_value": p} for eps, low, high, p in PAIRED]
+        + [{"eps": 0.3, "ci95_low": "?", "ci95_high": 0.2, "p_value": 0.5}]}
     defended["check_curves"] = {  # as the runner writes them
         "large_eps": {"attack": "pgd", "norm": "inf", "params": {}, **_series([0.0], 500, eps=[0.9]), "n_examples": 500},
         "noise": {"attack": "noise", "norm": "inf", "params": {}, **_series([0.98, 0.97], 500, eps=[0.1, 0.3]),
@@ -142,6 +152,20 @@ def test_baseline_vs_defended_deltas(report):
     assert '<td class="num up">+41.0</td>' in html_row.group(1)
     assert comparisons[1].baseline is None and "ghost" in comparisons[1].problem
     assert "is not among the models of this run" in page
+
+
+def test_paired_intervals_and_p_values_join_the_deltas(report):
+    run_dir, _, page, markdown = report
+    run = load_run(run_dir)
+    nsl = run.comparisons()[0]
+    assert [None if row.paired is None else row.paired.points for row in nsl.rows] == [
+        pytest.approx((100 * low, 100 * high)) for _, low, high, _ in PAIRED] + [None]
+    assert "| Δ 95% CI, paired per image | " + " | ".join(EXPECTED_PAIRED_CELLS) + " |" in markdown
+    assert "| McNemar exact p | " + " | ".join(EXPECTED_P_CELLS) + " |" in markdown
+    html_row = re.search(r"<td>Δ 95% CI, paired per image</td>(.*?)</tr>", page)
+    assert html_row is not None and re.findall(r">([^<]*)</td>", html_row.group(1)) == EXPECTED_PAIRED_CELLS
+    assert any("paired-comparison row could not be read" in note for note in run.notes)
+    assert "Newcombe" in page and "McNemar" in markdown
 
 
 def test_figures_are_png_with_safe_names(report):
