@@ -93,7 +93,7 @@ def _add_attack(subparsers) -> None:
     parser = subparsers.add_parser(
         "attack", help="robust accuracy of a saved model under one attack at several epsilons",
         description="Attack the first N test images of a dataset; prints clean and robust accuracy "
-                    "per eps (with 95%% Wilson intervals) and writes JSON.")
+                    "per eps (with 95% Wilson intervals) and writes JSON.")
     parser.add_argument("--model", required=True, help="saved .keras model (logits output)")
     parser.add_argument("--dataset", required=True, choices=data.DATASETS)
     parser.add_argument("--attack", default="pgd", choices=tuple(ATTACKS))
@@ -202,6 +202,42 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compare(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compare", help="compare two evaluated models image by image (paired interval, McNemar test)",
+        description="Compare the per-image outcomes of two models from finished runs (the same or two): "
+                    "clean and worst-case robust accuracy at each eps both were attacked at, on the test "
+                    "images both saw, with the 95% interval of the difference and the exact McNemar p.")
+    parser.add_argument("first", help="RUN_DIR:MODEL (or RUN_DIR when the run has one model): the reference")
+    parser.add_argument("second", help="RUN_DIR:MODEL: compared against the first")
+    parser.add_argument("--out", default=None, help="also write the comparison to this JSON file")
+    parser.set_defaults(handler=_run_compare)
+
+
+def _outcomes_of(argument: str):
+    from pathlib import Path
+
+    from advrobust import outcomes
+
+    folder, _, model = argument.rpartition(":")
+    if not folder or Path(argument).is_dir():  # no model named (or a folder name holding a colon)
+        return outcomes.load(argument)
+    return outcomes.load(folder, model)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    import json
+
+    from advrobust import outcomes
+    from advrobust.files import atomic_write_text
+
+    comparison = outcomes.compare(_outcomes_of(args.first), _outcomes_of(args.second))
+    print(outcomes.format_comparison(comparison))
+    if args.out:
+        atomic_write_text(args.out, json.dumps(comparison, indent=2) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``advrobust`` with all its subcommands."""
     parser = argparse.ArgumentParser(
@@ -212,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_attack(subparsers)
     _add_run(subparsers)
     _add_report(subparsers)
+    _add_compare(subparsers)
     return parser
 
 

@@ -15,6 +15,7 @@
                  "check_curves": {"large_eps", "noise", "transfer": [...]},
                  "examples": str | null (npz, relative),
                  "minimal_eps": {"attack", "norm", "values" (float | null per example), "note"},
+                 "outcomes": str (npz of per-example outcomes, relative; see advrobust.outcomes),
                  "paired_vs_baseline" (only for a model with a baseline):
                      {"baseline", "n_examples", "method",
                       "rows": [{"eps" (null: clean), "baseline", "defended", "difference",

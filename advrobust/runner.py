@@ -7,6 +7,7 @@ Layout of the output folder ``DIR``::
     config.json              the resolved config and its hash
     models/NN-NAME/          model.keras + model.card.json (+ training logs)
     examples/NN-NAME.npz     a few clean/adversarial examples per model for the report
+    outcomes/NN-NAME.npz     per test image: right clean, robust per eps and attack (advrobust.outcomes)
     results.json, results.csv, report.html, report.md, figures/
 
 Every unit is committed when finished (see :mod:`advrobust.store`), so ``--resume``
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from advrobust import checks, data, evaluation, models, stats, training
+from advrobust import checks, data, evaluation, models, outcomes, training
 from advrobust.config import AttackEntry, ModelEntry, RunConfig
 from advrobust.files import atomic_write_bytes, atomic_write_text
 from advrobust.results import SCHEMA_VERSION, validate
@@ -226,30 +227,16 @@ def _model_record(item: _Model, result: evaluation.ModelEvaluation, found: list[
     }
 
 
-def paired_vs_baseline(baseline_name: str, baseline: evaluation.ModelEvaluation,
-                       defended: evaluation.ModelEvaluation) -> dict[str, Any]:
-    """Per-example comparison of a defended model with its baseline on the test images both
-    were evaluated on (the first min(n) of one test split): clean accuracy, then worst-case
-    robust accuracy at each eps of both curves. Each row: both accuracies, ``difference``
-    (defended minus baseline) with its paired 95% interval, the discordant counts and the
-    exact McNemar p-value (see :mod:`advrobust.stats`)."""
-    n = min(baseline.n_examples, defended.n_examples)
-    pairs = [(None, baseline.worst_case.clean_mask, defended.worst_case.clean_mask)]
-    for index, eps in enumerate(defended.worst_case.epsilons):
-        hits = np.flatnonzero(np.isclose(baseline.worst_case.epsilons, eps, rtol=0.0, atol=1e-9))
-        if len(hits):
-            pairs.append((float(eps), baseline.worst_case.robust_mask[hits[0]],
-                          defended.worst_case.robust_mask[index]))
-    rows = []
-    for eps, base, mine in pairs:
-        result = stats.compare_paired(np.asarray(base[:n], bool), np.asarray(mine[:n], bool))
-        rows.append({"eps": eps, "baseline": result.first, "defended": result.second,
-                     "difference": result.difference, "ci95_low": result.ci95_low, "ci95_high": result.ci95_high,
-                     "only_baseline": result.only_first, "only_defended": result.only_second,
-                     "p_value": result.p_value})
-    return {"baseline": baseline_name, "n_examples": n,
-            "method": "per example on the same test images; interval: Newcombe (1998) method 10; "
-                      "p: exact McNemar (two-sided)", "rows": rows}
+_AS_BASELINE = {"first": "baseline", "second": "defended", "only_first": "only_baseline",
+                "only_second": "only_defended"}
+
+
+def paired_vs_baseline(baseline: outcomes.Outcomes, defended: outcomes.Outcomes) -> dict[str, Any]:
+    """results.json's ``paired_vs_baseline``: :func:`advrobust.outcomes.compare` of a
+    defended model against its baseline, with the rows' fields named after the two roles."""
+    comparison = outcomes.compare(baseline, defended)
+    return {"baseline": baseline.name, "n_examples": comparison["n_examples"], "method": comparison["method"],
+            "rows": [{_AS_BASELINE.get(key, key): value for key, value in row.items()} for row in comparison["rows"]]}
 
 
 def _csv(records: list[dict[str, Any]]) -> str:
@@ -359,11 +346,14 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update:
             examples = _examples(item, x, y, _iterative(attacks), _middle_eps(config.epsilons), config.norm,
                                  config.examples, out)
             records.append(_model_record(item, result, found, extra, examples, len(x)))
-        by_name = {item.entry.name: result for item, result in zip(items, evaluations)}
+        per_example = {item.entry.name: outcomes.from_evaluation(item.entry.name, item.entry.dataset, result)
+                       for item, result in zip(items, evaluations)}
         for item, record in zip(items, records):
+            record["outcomes"] = f"outcomes/{item.folder}.npz"
+            outcomes.save(per_example[item.entry.name], out / record["outcomes"])
             if item.entry.baseline is not None:
-                record["paired_vs_baseline"] = paired_vs_baseline(item.entry.baseline, by_name[item.entry.baseline],
-                                                                  by_name[item.entry.name])
+                record["paired_vs_baseline"] = paired_vs_baseline(per_example[item.entry.baseline],
+                                                                  per_example[item.entry.name])
         results = {"schema_version": SCHEMA_VERSION, "config": config.to_dict(), "config_hash": config_hash,
                    "started": store.created, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                    "seconds": round(time.time() - started, 1), "environment": environment(), "models": records}

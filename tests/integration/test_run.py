@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from advrobust import config, models, results, runner
+from advrobust import config, models, outcomes, results, runner
 
 pytestmark = pytest.mark.slow
 
@@ -115,6 +115,14 @@ def test_a_model_with_a_baseline_is_compared_with_it_per_image(finished_run):
     summary = runner.summary_table(document)
     assert "<script>alert(1)</script> vs trained, clean: " in summary and "McNemar p" in summary
     assert "paired per image" in (out / "report.md").read_text()
+
+    # The per-image outcomes behind it are saved, and `advrobust compare` reads them back.
+    saved = outcomes.load(out, "trained")
+    assert saved.n == 200 and saved.clean.mean() == pytest.approx(trained["clean_accuracy"])
+    np.testing.assert_allclose(saved.worst.mean(axis=1), trained["worst_case"]["robust_accuracy"])
+    assert len(saved.per_attack) == 2
+    again = outcomes.compare(saved, outcomes.load(out, "<script>alert(1)</script>"))
+    assert [row["p_value"] for row in again["rows"]] == [row["p_value"] for row in paired["rows"]]
 
 
 def test_report_mentions_every_model_and_escapes_names(finished_run):

@@ -1,0 +1,145 @@
+"""Per-example outcomes of a run's models, and the paired comparison of two models.
+
+The runner saves, for every model, which test images it got right clean and which
+stayed robust at each eps under each attack and under their worst case:
+``OUT/outcomes/NN-NAME.npz`` (referenced as ``outcomes`` in results.json). Two models
+evaluated on the same test images (the first n of one test split, in one run or in two)
+are then compared image by image (:func:`compare`, :mod:`advrobust.stats`); this is what
+``advrobust compare`` and the report's defended-vs-baseline rows show.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advrobust import stats
+from advrobust.evaluation import ModelEvaluation
+from advrobust.files import atomic_write_bytes
+
+METHOD = ("per example on the test images both models saw; interval: Newcombe (1998) method 10; "
+          "p: exact McNemar (two-sided)")
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """One model's per-example outcomes on the first ``n`` test images of ``dataset``.
+
+    ``clean``: (n,) bool, right on the clean image. ``worst``: (K, n) bool, robust at
+    ``epsilons[k]`` under every attack. ``per_attack``: {attack label: (K, n) bool}.
+    """
+
+    name: str
+    dataset: str
+    norm: str
+    epsilons: np.ndarray
+    clean: np.ndarray
+    worst: np.ndarray
+    per_attack: dict[str, np.ndarray]
+
+    @property
+    def n(self) -> int:
+        return int(self.clean.shape[0])
+
+
+def from_evaluation(name: str, dataset: str, result: ModelEvaluation) -> Outcomes:
+    """The outcomes held in a :class:`advrobust.evaluation.ModelEvaluation`."""
+    worst = result.worst_case
+    labels = [f"{curve.attack} {json.dumps(curve.params, sort_keys=True)}" for curve in result.curves]
+    return Outcomes(name=name, dataset=dataset, norm=worst.norm, epsilons=np.asarray(worst.epsilons, np.float64),
+                    clean=np.asarray(worst.clean_mask, bool), worst=np.asarray(worst.robust_mask, bool),
+                    per_attack={label: np.asarray(curve.robust_mask, bool)
+                                for label, curve in zip(labels, result.curves)})
+
+
+def save(outcomes: Outcomes, path: str | Path) -> Path:
+    """Write ``outcomes`` to ``path`` (.npz, atomically); returns the path."""
+    buffer = io.BytesIO()
+    labels = list(outcomes.per_attack)
+    np.savez_compressed(buffer, name=np.str_(outcomes.name), dataset=np.str_(outcomes.dataset),
+                        norm=np.str_(outcomes.norm), epsilons=outcomes.epsilons, clean=outcomes.clean,
+                        worst=outcomes.worst, attacks=np.array(labels, dtype=str),
+                        per_attack=np.stack([outcomes.per_attack[label] for label in labels]))
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def load(run_dir: str | Path, model: str | None = None) -> Outcomes:
+    """The outcomes of ``model`` (its name in the run; None: the run's only model) from a
+    finished run folder. FileNotFoundError / ValueError say what is missing."""
+    run_dir = Path(run_dir)
+    results_path = run_dir / "results.json"
+    if not results_path.is_file():
+        raise FileNotFoundError(f"{results_path} does not exist: not a finished `advrobust run` folder")
+    records = json.loads(results_path.read_text(encoding="utf-8")).get("models", [])
+    names = [record.get("name") for record in records]
+    if model is None:
+        if len(records) != 1:
+            raise ValueError(f"{run_dir} holds {len(records)} models; name one as {run_dir}:MODEL, one of: "
+                             + ", ".join(map(str, names)))
+        record = records[0]
+    elif model in names:
+        record = records[names.index(model)]
+    else:
+        raise ValueError(f"no model {model!r} in {run_dir}; choose one of: {', '.join(map(str, names))}")
+    relative = record.get("outcomes")
+    if not relative or not (run_dir / relative).is_file():
+        raise FileNotFoundError(f"{run_dir} has no per-example outcomes for {record.get('name')!r} (runs before "
+                                f"they were saved); `advrobust run CONFIG --out {run_dir} --resume` writes them "
+                                f"from the stored results without attacking again")
+    with np.load(run_dir / relative) as saved:
+        return Outcomes(name=str(record["name"]), dataset=str(saved["dataset"]), norm=str(saved["norm"]),
+                        epsilons=saved["epsilons"], clean=saved["clean"].astype(bool),
+                        worst=saved["worst"].astype(bool),
+                        per_attack={str(label): mask.astype(bool)
+                                    for label, mask in zip(saved["attacks"], saved["per_attack"])})
+
+
+def compare(first: Outcomes, second: Outcomes) -> dict[str, Any]:
+    """Second against first, image by image, on the first min(n) test images: clean
+    accuracy, then worst-case robust accuracy at each eps both were evaluated at.
+
+    Returns ``{"first", "second", "dataset", "norm", "n_examples", "method", "rows"}``;
+    each row: ``eps`` (None: clean), both accuracies, ``difference`` (second minus first,
+    in [-1, 1]) with its paired 95% interval, ``only_first``/``only_second`` (the
+    discordant images) and the exact McNemar ``p_value``. ValueError if the two are not
+    comparable (other dataset or norm).
+    """
+    if first.dataset != second.dataset:
+        raise ValueError(f"{first.name!r} was evaluated on {first.dataset} and {second.name!r} on {second.dataset}: "
+                         f"not the same test images")
+    if first.norm != second.norm:
+        raise ValueError(f"{first.name!r} was attacked in {first.norm} and {second.name!r} in {second.norm}")
+    n = min(first.n, second.n)
+    pairs = [(None, first.clean, second.clean)]
+    for index, eps in enumerate(second.epsilons):
+        hits = np.flatnonzero(np.isclose(first.epsilons, eps, rtol=0.0, atol=1e-9))
+        if len(hits):
+            pairs.append((float(eps), first.worst[hits[0]], second.worst[index]))
+    rows = []
+    for eps, mine, theirs in pairs:
+        result = stats.compare_paired(mine[:n], theirs[:n])
+        rows.append({"eps": eps, **result.to_dict()})
+        del rows[-1]["n_examples"]
+    return {"first": first.name, "second": second.name, "dataset": first.dataset, "norm": first.norm,
+            "n_examples": n, "method": METHOD, "rows": rows}
+
+
+def format_comparison(comparison: dict[str, Any]) -> str:
+    """:func:`compare`'s result as a text table (accuracies and differences in percent)."""
+    lines = [f"{comparison['second']} vs {comparison['first']} on the first {comparison['n_examples']} "
+             f"{comparison['dataset']} test images ({comparison['norm']}, worst case per image)",
+             f"{'':<10s}{'first':>8s}{'second':>8s}{'Δ points':>10s}{'95% CI (paired)':>20s}"
+             f"{'only first':>12s}{'only second':>13s}{'McNemar p':>11s}"]
+    for row in comparison["rows"]:
+        where = "clean" if row["eps"] is None else f"eps {row['eps']:g}"
+        interval = f"{100 * row['ci95_low']:+.1f} to {100 * row['ci95_high']:+.1f}"
+        lines.append(f"{where:<10s}{100 * row['first']:7.1f}%{100 * row['second']:7.1f}%"
+                     f"{100 * row['difference']:+10.1f}{interval:>20s}{row['only_first']:>12d}"
+                     f"{row['only_second']:>13d}{row['p_value']:>11.2g}")
+    lines.append(comparison["method"])
+    return "\n".join(lines)

@@ -1,0 +1,98 @@
+"""Per-example outcomes: saved and read back from a run folder, compared image by image,
+and `advrobust compare` on two runs."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from advrobust import outcomes
+from advrobust.stats import compare_paired
+
+
+def _outcomes(name, n, *, dataset="fashion_mnist", epsilons=(0.0, 0.1), seed=0, norm="inf"):
+    rng = np.random.default_rng(seed)
+    clean = rng.random(n) < 0.9
+    worst = np.stack([clean & (rng.random(n) < 1.0 - 0.3 * k) for k in range(len(epsilons))])
+    return outcomes.Outcomes(name=name, dataset=dataset, norm=norm, epsilons=np.array(epsilons, np.float64),
+                             clean=clean, worst=worst, per_attack={'pgd {"steps": 10}': worst,
+                                                                   "fgsm {}": worst | clean})
+
+
+def _run_folder(folder, *items):
+    """A finished-run folder as the runner leaves it: results.json naming each model's outcomes."""
+    records = []
+    for index, item in enumerate(items):
+        relative = f"outcomes/{index:02d}-{item.name}.npz"
+        outcomes.save(item, folder / relative)
+        records.append({"name": item.name, "outcomes": relative})
+    (folder / "results.json").write_text(json.dumps({"schema_version": 1, "models": records}))
+    return folder
+
+
+def test_outcomes_survive_the_round_trip_through_a_run_folder(tmp_path):
+    saved = _outcomes("pgd-at", 300)
+    _run_folder(tmp_path, saved, _outcomes("nsl", 200, seed=1))
+    loaded = outcomes.load(tmp_path, "pgd-at")
+    assert (loaded.name, loaded.dataset, loaded.norm, loaded.n) == ("pgd-at", "fashion_mnist", "inf", 300)
+    np.testing.assert_array_equal(loaded.clean, saved.clean)
+    np.testing.assert_array_equal(loaded.worst, saved.worst)
+    assert list(loaded.per_attack) == list(saved.per_attack)
+    np.testing.assert_array_equal(loaded.per_attack["fgsm {}"], saved.per_attack["fgsm {}"])
+
+
+def test_compare_pairs_the_images_both_models_saw(tmp_path):
+    first = _outcomes("w1", 300, epsilons=(0.0, 0.05, 0.1))
+    second = _outcomes("w2", 200, epsilons=(0.0, 0.1, 0.2), seed=5)
+    comparison = outcomes.compare(first, second)
+    assert comparison["n_examples"] == 200 and (comparison["first"], comparison["second"]) == ("w1", "w2")
+    assert [row["eps"] for row in comparison["rows"]] == [None, 0.0, 0.1]  # eps both were attacked at
+    expected = compare_paired(first.worst[2][:200], second.worst[1][:200])
+    row = comparison["rows"][2]
+    assert row["first"] == expected.first and row["difference"] == expected.difference
+    assert (row["ci95_low"], row["ci95_high"], row["p_value"]) == (expected.ci95_low, expected.ci95_high,
+                                                                   expected.p_value)
+    text = outcomes.format_comparison(comparison)
+    assert "w2 vs w1 on the first 200 fashion_mnist test images" in text and "eps 0.1" in text
+
+
+@pytest.mark.parametrize("second, match", [
+    (_outcomes("m", 100, dataset="mnist"), "evaluated on fashion_mnist and 'm' on mnist: not the same test images"),
+    (_outcomes("m", 100, norm="l2"), "attacked in inf and 'm' in l2"),
+])
+def test_compare_refuses_models_not_evaluated_alike(second, match):
+    with pytest.raises(ValueError, match=match):
+        outcomes.compare(_outcomes("first", 100), second)
+
+
+def test_load_says_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a finished `advrobust run` folder"):
+        outcomes.load(tmp_path / "nowhere")
+    _run_folder(tmp_path, _outcomes("a", 10), _outcomes("b", 10))
+    with pytest.raises(ValueError, match="holds 2 models; name one as .*, one of: a, b"):
+        outcomes.load(tmp_path)
+    with pytest.raises(ValueError, match="no model 'c' in .*; choose one of: a, b"):
+        outcomes.load(tmp_path, "c")
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "results.json").write_text(json.dumps({"models": [{"name": "a"}]}))
+    with pytest.raises(FileNotFoundError, match="no per-example outcomes for 'a'.*--resume` writes them"):
+        outcomes.load(old)
+
+
+def test_advrobust_compare_prints_and_writes_the_comparison(tmp_path):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    _run_folder(tmp_path / "one", _outcomes("w1", 300))
+    _run_folder(tmp_path / "two", _outcomes("w2", 300, seed=3), _outcomes("other", 300, seed=4))
+    result = subprocess.run(["advrobust", "compare", str(tmp_path / "one"), f"{tmp_path / 'two'}:w2",
+                             "--out", str(tmp_path / "cmp.json")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "w2 vs w1 on the first 300" in result.stdout and "McNemar p" in result.stdout
+    written = json.loads((tmp_path / "cmp.json").read_text())
+    assert written["rows"][0]["eps"] is None and written["n_examples"] == 300
+
+    refused = subprocess.run(["advrobust", "compare", str(tmp_path / "one"), str(tmp_path / "two")],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "holds 2 models" in refused.stderr and "Traceback" not in refused.stderr
