@@ -314,6 +314,16 @@ class TrainConfig:
         return 1e-4 if self.model == "vgg19" and self.vgg_mode == "finetune" else 1e-3
 
 
+def architecture_name(config: TrainConfig) -> str:
+    """The card's architecture: ``cnn``, ``cnn-w2``, ``vgg19-frozen``, ``vgg19-finetune-blocks1to3``...,
+    with ``-no-dropout`` appended when the model has no Dropout."""
+    if config.model == "cnn":
+        name = "cnn" if config.width == 1 else f"cnn-w{config.width}"
+    else:
+        name = f"vgg19-{config.vgg_mode}" + ("" if config.base_blocks == 5 else f"-blocks1to{config.base_blocks}")
+    return name + ("" if config.dropout else "-no-dropout")
+
+
 def _weights_for_build(config: TrainConfig, out_dir: Path, data_dir, verbose) -> tuple[Any, dict[str, Any]]:
     """Resolve ``config.weights`` to what build_vgg19 takes, pretraining first if asked."""
     weights = config.weights
@@ -403,11 +413,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
 
     card = {
         "dataset": config.dataset,
-        "architecture": (config.model + ("" if config.width == 1 else f"-w{config.width}")
-                         if config.model == "cnn" else
-                         f"vgg19-{config.vgg_mode}" + ("" if config.base_blocks == 5 else
-                                                       f"-blocks1to{config.base_blocks}"))
-        + ("" if config.dropout else "-no-dropout"),
+        "architecture": architecture_name(config),
         "defense": config.defense,
         **defense_info,
         "training_config": {**asdict(config), "learning_rate": config.effective_learning_rate,

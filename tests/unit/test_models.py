@@ -176,3 +176,15 @@ def test_base_blocks_cut_the_base_and_finetune_counts_from_the_cut(tmp_path):
         models.build("vgg19", weights=tmp_path / "cut.keras", base_blocks=5)
     with pytest.raises(ValueError, match="base_blocks must be in 1..5"):
         models.build("vgg19", weights=None, base_blocks=0)
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({}, "cnn"), ({"width": 2, "dropout": False}, "cnn-w2-no-dropout"),
+    ({"model": "vgg19", "weights": None}, "vgg19-frozen"),
+    ({"model": "vgg19", "weights": None, "base_blocks": 3}, "vgg19-frozen-blocks1to3"),
+    ({"model": "vgg19", "weights": None, "vgg_mode": "finetune", "dropout": False}, "vgg19-finetune-no-dropout"),
+])
+def test_the_card_names_the_architecture(kwargs, expected):
+    from advrobust import training
+
+    assert training.architecture_name(training.TrainConfig(**kwargs)) == expected
