@@ -89,6 +89,48 @@ def test_interrupted_training_resumes_from_the_last_finished_epoch(tmp_path, def
     assert not (tmp_path / "backup").exists() or not any((tmp_path / "backup").iterdir())
 
 
+def test_interrupted_training_resumes_the_weight_averages_too(tmp_path):
+    from defenses.callbacks import WeightAveraging
+
+    state = tmp_path / "checkpoints" / "weight_averaging.npz"
+
+    class _KeepAverages(keras.callbacks.Callback):
+        """After each epoch: the averages, and whether their state file was written."""
+
+        def __init__(self, averaging):
+            super().__init__()
+            self.averaging, self.after_epoch = averaging, {}
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.after_epoch[epoch] = ([w.copy() for w in self.averaging.averaged.get_weights()], state.exists())
+
+    def run(averaging, extra_callbacks):
+        training.set_seed(0)
+        callbacks = [averaging, *training.standard_callbacks(tmp_path, checkpoint=False, early_stopping=False),
+                     *extra_callbacks]
+        config = defenses.resolve("pgd_at", dataset="mnist", preset="quick")
+        return defenses.fit(config, averaging.source, _data(), None, epochs=3, callbacks=callbacks, verbose=0)
+
+    first = WeightAveraging(models.build("cnn", dropout=False, seed=0), decay=0.99, state_path=state)
+    kept = _KeepAverages(first)
+    with pytest.raises(KeyboardInterrupt):
+        run(first, [kept, _Interrupt(epoch=1)])
+    assert kept.after_epoch[1][1] and state.exists(), "no averaging state survived the crash"
+
+    second = WeightAveraging(models.build("cnn", dropout=False, seed=0), decay=0.99, state_path=state)
+    resumed = _KeepAverages(second)
+    started = {}
+    second_start = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: started.setdefault(
+        epoch, ([w.copy() for w in second.averaged.get_weights()], second.steps)))
+    run(second, [second_start, resumed])
+    assert list(started) == [2] and second.restarts == 0
+    # Epoch 2 began from the averages and step count saved after epoch 1 (4 batches per epoch).
+    assert started[2][1] == 8
+    for restored, saved in zip(started[2][0], kept.after_epoch[1][0]):
+        np.testing.assert_array_equal(restored, saved)
+    assert second.steps == 12 and not state.exists()
+
+
 def test_csv_log_appends_new_columns_under_their_own_names(tmp_path):
     """A restart that logs a column the file lacks (e.g. a log begun by an older version)
     must not shift values under the wrong names, as Keras's CSVLogger does."""
