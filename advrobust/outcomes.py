@@ -129,13 +129,24 @@ def compare(first: Outcomes, second: Outcomes) -> dict[str, Any]:
             "n_examples": n, "method": METHOD, "rows": rows}
 
 
+def distinct_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` without an eps-0 row that only repeats the clean row (as it does when every
+    attack leaves the images unchanged at eps 0): what tables show."""
+    clean = next((row for row in rows if row["eps"] is None), None)
+    if clean is None:
+        return list(rows)
+    same_as_clean = [row["eps"] == 0.0 and all(row[key] == clean[key] for key in row if key != "eps")
+                     for row in rows]
+    return [row for row, repeated in zip(rows, same_as_clean) if not repeated]
+
+
 def format_comparison(comparison: dict[str, Any]) -> str:
     """:func:`compare`'s result as a text table (accuracies and differences in percent)."""
     lines = [f"{comparison['second']} vs {comparison['first']} on the first {comparison['n_examples']} "
              f"{comparison['dataset']} test images ({comparison['norm']}, worst case per image)",
              f"{'':<10s}{'first':>8s}{'second':>8s}{'Δ points':>10s}{'95% CI (paired)':>20s}"
              f"{'only first':>12s}{'only second':>13s}{'McNemar p':>11s}"]
-    for row in comparison["rows"]:
+    for row in distinct_rows(comparison["rows"]):
         where = "clean" if row["eps"] is None else f"eps {row['eps']:g}"
         interval = f"{100 * row['ci95_low']:+.1f} to {100 * row['ci95_high']:+.1f}"
         lines.append(f"{where:<10s}{100 * row['first']:7.1f}%{100 * row['second']:7.1f}%"

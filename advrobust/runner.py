@@ -270,7 +270,7 @@ def summary_table(results: dict[str, Any]) -> str:
                  + f" ({results['config']['norm']})")
     for record in results["models"]:
         paired = record.get("paired_vs_baseline")
-        for row in (paired or {}).get("rows", []):
+        for row in outcomes.distinct_rows((paired or {}).get("rows", [])):
             where = "clean" if row["eps"] is None else f"eps {row['eps']:g}"
             lines.append(f"{record['name']} vs {paired['baseline']}, {where}: "
                          f"{100 * row['difference']:+.1f} points [{100 * row['ci95_low']:+.1f}, "

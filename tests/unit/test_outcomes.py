@@ -55,6 +55,11 @@ def test_compare_pairs_the_images_both_models_saw(tmp_path):
                                                                    expected.p_value)
     text = outcomes.format_comparison(comparison)
     assert "w2 vs w1 on the first 200 fashion_mnist test images" in text and "eps 0.1" in text
+    # At eps 0 the worst case is the clean outcome here: the table leaves out the repeated row.
+    assert [line[:10].strip() for line in text.splitlines()[2:-1]] == ["clean", "eps 0.1"]
+    changed = dict(comparison, rows=[dict(row) for row in comparison["rows"]])
+    changed["rows"][1]["only_second"] += 1  # an eps-0 row that differs from the clean one stays
+    assert len(outcomes.distinct_rows(changed["rows"])) == 3 and len(outcomes.distinct_rows(comparison["rows"])) == 2
 
 
 @pytest.mark.parametrize("second, match", [
