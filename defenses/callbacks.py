@@ -23,7 +23,7 @@
     An exponential moving average (EMA) of the model's weights, updated after every
     training batch and kept in a separate model, ``averaged``. Averaged weights are
     usually more robust than the last iterate and fluctuate less from epoch to epoch
-    (Gowal et al. 2020, Rebuffi et al. 2021; every leading RobustBench entry uses it).
+    (Gowal et al. 2020, Rebuffi et al. 2021; most leading RobustBench entries use it).
     Give ``averaged`` to :class:`RobustEarlyStopping` as its ``model`` to select, save
     and restore the best *averaged* epoch, while the optimizer keeps stepping the raw
     weights (and Keras's BackupAndRestore keeps saving those).
@@ -230,7 +230,11 @@ class WeightAveraging(keras.callbacks.Callback):
     ``d_t = min(decay, (1 + t) / (10 + t))``: TensorFlow's ExponentialMovingAverage with
     ``num_updates``, whose warm-up keeps the random initial weights from dominating the
     early averages. All weights are averaged, BatchNorm statistics included.
-    ``decay`` in (0, 1): the average spans about ``1 / (1 - decay)`` steps.
+    ``decay`` in (0, 1): past the warm-up the average spans about ``1 / (1 - decay)``
+    steps. The warm-up lasts until step ``(10 decay - 1) / (1 - decay)`` (8990 steps for
+    0.999, about 21 Fashion-MNIST epochs at batch 128); during it, step s counts at step t
+    about as ``(s / t)^8``, so the average puts 87% of its weight on the last fifth of
+    the steps so far.
 
     Resuming: with ``state_path`` (a ``.npz`` file) the averages and the step count are
     written there atomically after every epoch. A training that begins at epoch k > 0 (Keras
