@@ -219,10 +219,13 @@ def _outcomes_of(argument: str):
 
     from advrobust import outcomes
 
-    folder, _, model = argument.rpartition(":")
-    if not folder or Path(argument).is_dir():  # no model named (or a folder name holding a colon)
+    if Path(argument).is_dir():
         return outcomes.load(argument)
-    return outcomes.load(folder, model)
+    # RUN_DIR:MODEL, where either part may hold colons: split at the first colon after a folder.
+    for index, character in enumerate(argument):
+        if character == ":" and Path(argument[:index]).is_dir():
+            return outcomes.load(argument[:index], argument[index + 1:])
+    raise FileNotFoundError(f"{argument!r} is neither a run folder nor RUN_DIR:MODEL with an existing folder")
 
 
 def _run_compare(args: argparse.Namespace) -> int:

@@ -101,3 +101,13 @@ def test_advrobust_compare_prints_and_writes_the_comparison(tmp_path):
     refused = subprocess.run(["advrobust", "compare", str(tmp_path / "one"), str(tmp_path / "two")],
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "holds 2 models" in refused.stderr and "Traceback" not in refused.stderr
+    missing = subprocess.run(["advrobust", "compare", str(tmp_path / "one"), f"{tmp_path / 'three'}:w2"],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "neither a run folder nor RUN_DIR:MODEL" in missing.stderr
+
+
+def test_a_model_name_with_colons_is_found(tmp_path):
+    from advrobust.cli import _outcomes_of
+
+    _run_folder(tmp_path, _outcomes("pgd:eps=0.1", 20), _outcomes("b", 20))
+    assert _outcomes_of(f"{tmp_path}:pgd:eps=0.1").name == "pgd:eps=0.1"
