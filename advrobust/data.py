@@ -201,16 +201,60 @@ def train_val_split(x: np.ndarray, y: np.ndarray, *, val_fraction: float = 0.1,
     return (x[~val_mask], y[~val_mask]), (x[val_mask], y[val_mask])
 
 
+# Training-time augmentations: "shift" moves each image by up to MAX_SHIFT pixels in each
+# direction (zeros fill in, as the datasets' background is 0); "flip_shift" also mirrors
+# half the images left-right, which keeps Fashion-MNIST's classes but not MNIST's digits.
+AUGMENTATIONS: tuple[str, ...] = ("none", "shift", "flip_shift")
+MAX_SHIFT = 2
+
+
+def check_augmentation(augment: str, dataset: str) -> str:
+    """Return ``augment`` if it is an augmentation that keeps ``dataset``'s labels."""
+    check_choice(augment, AUGMENTATIONS, "augmentation")
+    if augment == "flip_shift" and dataset == "mnist":
+        raise ValueError("augmentation 'flip_shift' mirrors images, which changes digits (MNIST); use 'shift'")
+    return augment
+
+
+def augmenter(augment: str, *, seed: int | None = None):
+    """A function of a batch (B, H, W, C) returning it augmented as ``augment`` says
+    (see AUGMENTATIONS), or None for "none". Pixels are moved, never changed: every output
+    value is an input value or 0. Keras's RandomFlip and RandomTranslation (nearest
+    neighbour, whole-pixel shifts) do the work, drawing from ``seed``."""
+    check_choice(augment, AUGMENTATIONS, "augmentation")
+    if augment == "none":
+        return None
+    layers = []
+    if augment == "flip_shift":
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    layers.append(keras.layers.RandomTranslation(
+        MAX_SHIFT / 28, MAX_SHIFT / 28, fill_mode="constant", interpolation="nearest", fill_value=0.0,
+        seed=None if seed is None else seed + 1))
+
+    def apply(images):
+        for layer in layers:
+            images = layer(images, training=True)
+        return images
+
+    return apply
+
+
 def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int = 128, shuffle: bool = False,
-                 seed: int | None = None, drop_remainder: bool = False) -> tf.data.Dataset:
+                 seed: int | None = None, drop_remainder: bool = False, augment: str = "none") -> tf.data.Dataset:
     """A batched, prefetched tf.data pipeline of ``(x, y)``.
 
     With ``shuffle=True`` the order is reshuffled every epoch from ``seed`` (the same
-    seed gives the same sequence of epochs).
+    seed gives the same sequence of epochs). ``augment`` (see :func:`augmenter`) draws a
+    new augmentation of every batch each epoch; labels are unchanged.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    transform = augmenter(augment, seed=seed)
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if transform is not None:
+        dataset = dataset.map(lambda images, labels: (transform(images), labels),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)

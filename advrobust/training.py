@@ -253,6 +253,7 @@ class TrainConfig:
     # Defenses only: evaluate, select and save an exponential moving average of the weights
     # with this decay (defenses.callbacks.WeightAveraging), e.g. 0.999; None: the raw weights.
     ema_decay: float | None = None
+    augment: str = "none"  # training batches: none | shift | flip_shift (data.AUGMENTATIONS)
 
     def __post_init__(self) -> None:
         check_choice(self.defense, defenses.DEFENSES, "defense")
@@ -292,6 +293,7 @@ class TrainConfig:
         for name in ("robust_val_size", "robust_val_steps", "co_check_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        data.check_augmentation(self.augment, self.dataset)
         if self.ema_decay is not None:
             if isinstance(self.ema_decay, bool) or not isinstance(self.ema_decay, (int, float)) \
                     or not 0.0 < self.ema_decay < 1.0:
@@ -390,7 +392,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
                                  trainable_blocks=config.trainable_blocks, base_blocks=config.base_blocks,
                                  head_dropout=0.5 if config.dropout else 0.0, seed=config.seed)
 
-    train_ds = data.make_dataset(x_train, y_train, batch_size=config.batch_size, shuffle=True, seed=config.seed)
+    train_ds = data.make_dataset(x_train, y_train, batch_size=config.batch_size, shuffle=True, seed=config.seed,
+                                 augment=config.augment)
     val_ds = data.make_dataset(x_val, y_val, batch_size=256)
     started = time.perf_counter()
     defense_info: dict[str, Any] = {}

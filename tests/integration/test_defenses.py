@@ -90,12 +90,12 @@ def test_fgsm_rs_training_records_its_overfitting_checks(tmp_path):
 
 def test_weight_averaging_selects_and_saves_the_most_robust_averaged_weights(tmp_path):
     config = training.TrainConfig(dataset="mnist", epochs=2, train_subset=1024, batch_size=64, defense="pgd_at",
-                                  preset="quick", robust_val_size=200, ema_decay=0.9, seed=0)
+                                  preset="quick", robust_val_size=200, ema_decay=0.9, augment="shift", seed=0)
     result = training.train(config, tmp_path, verbose=0)
     card = result["card"]
     assert card["weight_averaging"] == {"method": "ema", "decay": 0.9, "warmup": "min(decay, (1 + t) / (10 + t))",
                                         "steps": 32, "restarts_without_state": 0}
-    assert card["training_config"]["ema_decay"] == 0.9
+    assert card["training_config"]["ema_decay"] == 0.9 and card["training_config"]["augment"] == "shift"
     assert not (tmp_path / "checkpoints" / "weight_averaging.npz").exists()
     saved, best = models.load(result["model_path"]), models.load(tmp_path / "checkpoints" / "best_robust.keras")
     for ours, theirs in zip(saved.get_weights(), best.get_weights()):

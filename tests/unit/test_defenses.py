@@ -617,6 +617,8 @@ def test_train_config_rejects_a_dropout_that_is_not_a_bool():
     ({"defense": "trades", "ema_decay": 0}, r"ema_decay must be a number in \(0, 1\) or None, got 0"),
     ({"defense": "nsl", "ema_decay": True}, r"ema_decay must be a number in \(0, 1\) or None, got True"),
     ({"ema_decay": 0.999}, "ema_decay needs a defense"),
+    ({"augment": "flip_shift"}, "mirrors images, which changes digits"),
+    ({"augment": "mixup"}, "unknown augmentation 'mixup'; choose one of: none, shift, flip_shift"),
 ])
 def test_train_config_rejects_bad_defense_settings_before_training(kwargs, match, monkeypatch, tmp_path):
     from advrobust import data

@@ -1,0 +1,71 @@
+"""Training-time augmentation: images are only moved (whole-pixel shifts, mirrors), labels
+kept, a new draw every epoch, the same draws from the same seed; flips refused for MNIST."""
+
+import numpy as np
+import pytest
+
+from advrobust import data
+from attacks._tensorflow import keras
+
+
+def _images(n=64, seed=0):
+    return np.random.default_rng(seed).random((n, 28, 28, 1)).astype(np.float32)
+
+
+def _one_epoch(x, y, augment, seed=0):
+    batches = list(data.make_dataset(x, y, batch_size=16, augment=augment, seed=seed).as_numpy_iterator())
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+
+def _transform_of(original, augmented):
+    """(mirrored, dy, dx) such that augmented is original so moved (zeros filling in), or None."""
+    pad = data.MAX_SHIFT
+    for mirrored in (False, True):
+        image = original[:, ::-1] if mirrored else original
+        padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
+        for dy in range(2 * pad + 1):
+            for dx in range(2 * pad + 1):
+                if np.array_equal(padded[dy:dy + 28, dx:dx + 28], augmented):
+                    return mirrored, dy - pad, dx - pad
+    return None
+
+
+@pytest.mark.parametrize("augment", ["shift", "flip_shift"])
+def test_augmentation_only_moves_pixels_and_keeps_labels(augment):
+    keras.utils.set_random_seed(0)
+    x, y = _images(), np.arange(64) % 10
+    augmented, labels = _one_epoch(x, y, augment)
+    np.testing.assert_array_equal(labels, y)
+    transforms = [_transform_of(a, b) for a, b in zip(x, augmented)]
+    assert None not in transforms, "an image was changed, not just moved"
+    mirrored = [t[0] for t in transforms]
+    shifts = {(t[1], t[2]) for t in transforms}
+    assert any(mirrored) == (augment == "flip_shift") and not all(mirrored)
+    assert len(shifts) >= 10 and {-2, 2} <= {dy for dy, _ in shifts}, shifts
+
+
+def test_each_epoch_draws_anew_and_a_seed_reproduces_the_draws():
+    x, y = _images(32), np.zeros(32, np.int64)
+    keras.utils.set_random_seed(0)
+    dataset = data.make_dataset(x, y, batch_size=16, augment="flip_shift", seed=3)
+    first, second = (np.concatenate([b[0] for b in dataset.as_numpy_iterator()]) for _ in range(2))
+    assert not np.array_equal(first, second)
+    keras.utils.set_random_seed(0)
+    again = data.make_dataset(x, y, batch_size=16, augment="flip_shift", seed=3)
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in again.as_numpy_iterator()]), first)
+
+
+def test_no_augmentation_leaves_the_batches_alone():
+    x, y = _images(20), np.arange(20)
+    augmented, labels = _one_epoch(x, y, "none")
+    np.testing.assert_array_equal(augmented, x)
+    np.testing.assert_array_equal(labels, y)
+
+
+@pytest.mark.parametrize("augment, dataset, match", [
+    ("rotate", "fashion_mnist", "unknown augmentation 'rotate'; choose one of: none, shift, flip_shift"),
+    ("flip_shift", "mnist", "mirrors images, which changes digits"),
+])
+def test_augmentations_that_do_not_exist_or_change_labels_are_refused(augment, dataset, match):
+    with pytest.raises(ValueError, match=match):
+        data.check_augmentation(augment, dataset)
