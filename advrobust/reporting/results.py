@@ -273,10 +273,10 @@ def _paired(raw: Any, baseline: str | None, where: str, notes: list[str]) -> lis
                      f"{baseline!r}; left out")
         return []
     out = []
+    n = _int(raw.get("n_examples"))
     for entry in _list(raw.get("rows")):
         values = [_float(entry.get(key)) if isinstance(entry, dict) else None
                   for key in ("ci95_low", "ci95_high", "p_value")]
-        n = _int(raw.get("n_examples"))
         eps = entry.get("eps") if isinstance(entry, dict) else None
         if None in values or n is None or (eps is not None and _float(eps) is None):
             notes.append(f"{where}: a paired-comparison row could not be read; left out")
