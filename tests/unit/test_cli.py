@@ -43,6 +43,7 @@ def test_unknown_choices_exit_2_listing_choices(argv, message, capsys):
     (["--defense", "pgd_at", "--ema-decay", "1"], "ema_decay must be a number in (0, 1) or None, got 1.0"),
     (["--ema-decay", "0.999"], "ema_decay needs a defense"),
     (["--dataset", "mnist", "--augment", "flip_shift"], "mirrors images, which changes digits (MNIST)"),
+    (["--defense", "pgd_at", "--robust-val-size", "0"], "robust_val_size must be >= 1, got 0"),
 ])
 def test_user_errors_are_one_line_without_traceback(extra, message, tmp_path):
     result = subprocess.run(["advrobust", "train", "--out", str(tmp_path), *extra],
