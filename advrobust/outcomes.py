@@ -103,7 +103,9 @@ def compare(first: Outcomes, second: Outcomes) -> dict[str, Any]:
     """Second against first, image by image, on the first min(n) test images: clean
     accuracy, then worst-case robust accuracy at each eps both were evaluated at.
 
-    Returns ``{"first", "second", "dataset", "norm", "n_examples", "method", "rows"}``;
+    Returns ``{"first", "second", "dataset", "norm", "n_examples", "method", "attacks",
+    "same_attacks", "rows"}`` (``same_attacks``: whether both worst cases are over the same
+    attacks and parameters; if not, the comparison mixes model and attack);
     each row: ``eps`` (None: clean), both accuracies, ``difference`` (second minus first,
     in [-1, 1]) with its paired 95% interval, ``only_first``/``only_second`` (the
     discordant images) and the exact McNemar ``p_value``. ValueError if the two are not
@@ -126,7 +128,9 @@ def compare(first: Outcomes, second: Outcomes) -> dict[str, Any]:
         rows.append({"eps": eps, **result.to_dict()})
         del rows[-1]["n_examples"]
     return {"first": first.name, "second": second.name, "dataset": first.dataset, "norm": first.norm,
-            "n_examples": n, "method": METHOD, "rows": rows}
+            "n_examples": n, "method": METHOD, "attacks": {"first": list(first.per_attack),
+                                                            "second": list(second.per_attack)},
+            "same_attacks": sorted(first.per_attack) == sorted(second.per_attack), "rows": rows}
 
 
 def distinct_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -153,4 +157,8 @@ def format_comparison(comparison: dict[str, Any]) -> str:
                      f"{100 * row['difference']:+10.1f}{interval:>20s}{row['only_first']:>12d}"
                      f"{row['only_second']:>13d}{row['p_value']:>11.2g}")
     lines.append(comparison["method"])
+    if not comparison.get("same_attacks", True):
+        lines.append("WARNING: the two worst cases are over different attacks, so the difference mixes model "
+                     "and attack: " + "; ".join(f"{which}: {', '.join(labels)}"
+                                               for which, labels in comparison["attacks"].items()))
     return "\n".join(lines)

@@ -62,6 +62,16 @@ def test_compare_pairs_the_images_both_models_saw(tmp_path):
     assert len(outcomes.distinct_rows(changed["rows"])) == 3 and len(outcomes.distinct_rows(comparison["rows"])) == 2
 
 
+def test_compare_warns_when_the_worst_cases_are_over_different_attacks():
+    first, second = _outcomes("a", 50), _outcomes("b", 50, seed=1)
+    assert outcomes.compare(first, second)["same_attacks"]
+    assert "WARNING" not in outcomes.format_comparison(outcomes.compare(first, second))
+    fewer = outcomes.Outcomes(**{**second.__dict__, "per_attack": {"fgsm {}": second.worst}})
+    comparison = outcomes.compare(first, fewer)
+    assert not comparison["same_attacks"] and comparison["attacks"]["second"] == ["fgsm {}"]
+    assert "WARNING: the two worst cases are over different attacks" in outcomes.format_comparison(comparison)
+
+
 @pytest.mark.parametrize("second, match", [
     (_outcomes("m", 100, dataset="mnist"), "evaluated on fashion_mnist and 'm' on mnist: not the same test images"),
     (_outcomes("m", 100, norm="l2"), "attacked in inf and 'm' in l2"),
