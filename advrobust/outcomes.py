@@ -124,9 +124,8 @@ def compare(first: Outcomes, second: Outcomes) -> dict[str, Any]:
             pairs.append((float(eps), first.worst[hits[0]], second.worst[index]))
     rows = []
     for eps, mine, theirs in pairs:
-        result = stats.compare_paired(mine[:n], theirs[:n])
-        rows.append({"eps": eps, **result.to_dict()})
-        del rows[-1]["n_examples"]
+        result = stats.compare_paired(mine[:n], theirs[:n]).to_dict()
+        rows.append({"eps": eps, **{key: value for key, value in result.items() if key != "n_examples"}})
     return {"first": first.name, "second": second.name, "dataset": first.dataset, "norm": first.norm,
             "n_examples": n, "method": METHOD, "attacks": {"first": list(first.per_attack),
                                                             "second": list(second.per_attack)},

@@ -11,7 +11,7 @@ and the exact McNemar test (a two-sided binomial test on the discordant images).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -39,12 +39,16 @@ def wilson_interval(successes, trials, *, z: float = Z95) -> tuple[np.ndarray, n
     return low, high
 
 
+def _is_count(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= 0
+
+
 def mcnemar_exact_p(only_first: int, only_second: int) -> float:
     """Two-sided exact McNemar p-value: the chance, if both models were equally accurate,
     of a split of the ``only_first + only_second`` discordant examples at least this
     uneven. In [0, 1]; 1.0 without discordant examples. Computed exactly (integers)."""
     for name, value in (("only_first", only_first), ("only_second", only_second)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        if not _is_count(value):
             raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     n, k = int(only_first) + int(only_second), min(int(only_first), int(only_second))
     if n == 0:
@@ -61,7 +65,7 @@ def paired_difference_interval(both: int, only_first: int, only_second: int, nei
     [-1, 1], containing the observed difference ``(only_second - only_first) / n``.
     """
     counts = (both, only_first, only_second, neither)
-    if any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0 for c in counts):
+    if not all(_is_count(c) for c in counts):
         raise ValueError(f"the four counts must be integers >= 0, got {counts}")
     e, f, g, h = (int(c) for c in counts)
     n = e + f + g + h
@@ -98,7 +102,7 @@ class PairedComparison:
     p_value: float
 
     def to_dict(self) -> dict[str, float | int]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return asdict(self)
 
 
 def compare_paired(first_correct, second_correct) -> PairedComparison:

@@ -294,13 +294,10 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         data.check_augmentation(self.augment, self.dataset)
-        if self.ema_decay is not None:
-            if isinstance(self.ema_decay, bool) or not isinstance(self.ema_decay, (int, float)) \
-                    or not 0.0 < self.ema_decay < 1.0:
-                raise ValueError(f"ema_decay must be a number in (0, 1) or None, got {self.ema_decay!r}")
-            if self.defense == "none":
-                raise ValueError("ema_decay needs a defense: weight averaging is selected by robust early "
-                                 "stopping, which only defended training runs")
+        defense_callbacks.check_decay(self.ema_decay, "ema_decay", optional=True)
+        if self.ema_decay is not None and self.defense == "none":
+            raise ValueError("ema_decay needs a defense: weight averaging is selected by robust early "
+                             "stopping, which only defended training runs")
         self.defense_config()  # resolves and checks the whole defense now, before any training
 
     def defense_config(self):

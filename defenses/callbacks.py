@@ -221,6 +221,14 @@ class RobustEarlyStopping(keras.callbacks.Callback):
                 "stopped_early_at_epoch": None if self.stopped_epoch is None else self.stopped_epoch + 1}
 
 
+def check_decay(decay: Any, name: str = "decay", *, optional: bool = False) -> None:
+    """Raise ValueError unless ``decay`` is a number in (0, 1) (or None, if ``optional``)."""
+    if optional and decay is None:
+        return
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1){' or None' if optional else ''}, got {decay!r}")
+
+
 class WeightAveraging(keras.callbacks.Callback):
     """Exponential moving average of ``model``'s weights over training steps.
 
@@ -248,8 +256,7 @@ class WeightAveraging(keras.callbacks.Callback):
 
     def __init__(self, model: keras.Model, *, decay: float = 0.999, state_path: str | Path | None = None):
         super().__init__()
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
-            raise ValueError(f"decay must be a number in (0, 1), got {decay!r}")
+        check_decay(decay)
         if state_path is not None and Path(state_path).suffix != ".npz":
             raise ValueError(f"state_path must end in .npz, got {str(state_path)!r}")
         self.source = model
