@@ -216,25 +216,34 @@ def check_augmentation(augment: str, dataset: str) -> str:
     return augment
 
 
-def augmenter(augment: str, *, seed: int | None = None):
-    """A function of a batch (B, H, W, C) returning it augmented as ``augment`` says
-    (see AUGMENTATIONS), or None for "none". Pixels are moved, never changed: every output
-    value is an input value or 0. Keras's RandomFlip and RandomTranslation (nearest
-    neighbour, whole-pixel shifts) do the work, drawing from ``seed``."""
+def augmenter(augment: str):
+    """A function of ``(images, seed)`` returning the batch ``images`` (B, H, W, C)
+    augmented as ``augment`` says (see AUGMENTATIONS), or None for "none".
+
+    ``seed`` is a stateless-RNG seed, an integer tensor of shape (2,): the same seed gives
+    the same augmentations, whatever else has drawn random numbers before. Pixels are moved, never
+    changed: every output value is an input value or 0. Each image gets its own mirror coin
+    and its own whole-pixel shift, uniform in [-MAX_SHIFT, MAX_SHIFT] on each axis.
+    """
     check_choice(augment, AUGMENTATIONS, "augmentation")
     if augment == "none":
         return None
-    layers = []
-    if augment == "flip_shift":
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    layers.append(keras.layers.RandomTranslation(
-        MAX_SHIFT / 28, MAX_SHIFT / 28, fill_mode="constant", interpolation="nearest", fill_value=0.0,
-        seed=None if seed is None else seed + 1))
 
-    def apply(images):
-        for layer in layers:
-            images = layer(images, training=True)
-        return images
+    def apply(images, seed):
+        flip_seed, shift_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        if augment == "flip_shift":
+            images = tf.image.stateless_random_flip_left_right(images, flip_seed)
+        batch = tf.shape(images)[0]
+        shift = tf.random.stateless_uniform([batch, 2], shift_seed, minval=-MAX_SHIFT, maxval=MAX_SHIFT + 1,
+                                            dtype=tf.int32)
+        # An output pixel (x, y) reads input pixel (x - dx, y - dy): the projective
+        # transform [1, 0, -dx, 0, 1, -dy, 0, 0], with zeros where that falls outside.
+        dx, dy = tf.unstack(tf.cast(shift, tf.float32), axis=1)
+        one, zero = tf.ones_like(dx), tf.zeros_like(dx)
+        transforms = tf.stack([one, zero, -dx, zero, one, -dy, zero, zero], axis=1)
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
+            fill_value=tf.constant(0, images.dtype), interpolation="NEAREST", fill_mode="CONSTANT")
 
     return apply
 
@@ -245,16 +254,22 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int = 128, shuffle
 
     With ``shuffle=True`` the order is reshuffled every epoch from ``seed`` (the same
     seed gives the same sequence of epochs). ``augment`` (see :func:`augmenter`) draws a
-    new augmentation of every batch each epoch; labels are unchanged.
+    new augmentation of every batch each epoch; labels are unchanged. As everywhere in
+    tf.data, the draws follow ``seed`` together with TensorFlow's global seed
+    (``keras.utils.set_random_seed``), and not other draws in between.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    transform = augmenter(augment, seed=seed)
+    transform = augmenter(augment)
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     if transform is not None:
-        dataset = dataset.map(lambda images, labels: (transform(images), labels),
-                              num_parallel_calls=tf.data.AUTOTUNE)
+        # One stateless seed per batch, new each epoch and reproduced by ``seed``: unlike
+        # stateful random layers, this stays reproducible under parallel map calls.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+            lambda batch, batch_seed: (transform(batch[0], batch_seed), batch[1]),
+            num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from advrobust import data
-from attacks._tensorflow import keras
+from attacks._tensorflow import keras, tf
 
 
 def _images(n=64, seed=0):
@@ -46,13 +46,22 @@ def test_augmentation_only_moves_pixels_and_keeps_labels(augment):
 
 def test_each_epoch_draws_anew_and_a_seed_reproduces_the_draws():
     x, y = _images(32), np.zeros(32, np.int64)
+    epochs = lambda dataset, n: [np.concatenate([b[0] for b in dataset.as_numpy_iterator()]) for _ in range(n)]
     keras.utils.set_random_seed(0)
     dataset = data.make_dataset(x, y, batch_size=16, augment="flip_shift", seed=3)
-    first, second = (np.concatenate([b[0] for b in dataset.as_numpy_iterator()]) for _ in range(2))
+    first, second = epochs(dataset, 2)
     assert not np.array_equal(first, second)
-    keras.utils.set_random_seed(0)
-    again = data.make_dataset(x, y, batch_size=16, augment="flip_shift", seed=3)
-    np.testing.assert_array_equal(np.concatenate([b[0] for b in again.as_numpy_iterator()]), first)
+    # As in tf.data, the draws follow the global seed and ``seed``; other random draws in
+    # between, and the first pipeline still alive, change nothing.
+    for _ in range(3):
+        keras.utils.set_random_seed(0)
+        tf.random.uniform([3]), keras.layers.RandomFlip(seed=3)(x[:2], training=True)
+        again = data.make_dataset(x, y, batch_size=16, augment="flip_shift", seed=3)
+        again_first, again_second = epochs(again, 2)
+        np.testing.assert_array_equal(again_first, first)
+        np.testing.assert_array_equal(again_second, second)
+    other_seed = epochs(data.make_dataset(x, y, batch_size=16, augment="flip_shift", seed=4), 1)[0]
+    assert not np.array_equal(other_seed, first)
 
 
 def test_no_augmentation_leaves_the_batches_alone():
