@@ -64,6 +64,9 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--ema-decay", type=float, default=None,
                         help="defenses only: evaluate, select and save an exponential moving average of "
                              "the weights with this decay (e.g. 0.999; default: the raw weights)")
+    parser.add_argument("--awp-gamma", type=float, default=None,
+                        help="pgd_at and trades: adversarial weight perturbation of this relative size "
+                             "(Wu et al. 2020; 0.01 for PGD-AT, 0.005 for TRADES in the paper; default: none)")
     parser.add_argument("--strategy", default="auto", choices=distribute.STRATEGIES,
                         help="tf.distribute strategy (auto: MirroredStrategy with 2+ GPUs, else default)")
     parser.add_argument("--seed", type=int, default=0)
@@ -88,7 +91,8 @@ def _run_train(args: argparse.Namespace) -> int:
         pretrain_subset=args.pretrain_subset, strategy=args.strategy, ema_decay=args.ema_decay,
         augment=args.augment, robust_val_size=args.robust_val_size,
         **({} if args.defense == "none" and args.eps is None and args.preset is None else
-           {"defense": args.defense, "defense_eps": args.eps, "preset": args.preset}))
+           {"defense": args.defense, "defense_eps": args.eps, "preset": args.preset}),
+        **({} if args.awp_gamma is None else {"defense_params": {"awp_gamma": args.awp_gamma}}))
     training.train(config, args.out, data_dir=args.data_dir, verbose=2)
     return 0
 

@@ -44,6 +44,8 @@ def test_unknown_choices_exit_2_listing_choices(argv, message, capsys):
     (["--ema-decay", "0.999"], "ema_decay needs a defense"),
     (["--dataset", "mnist", "--augment", "flip_shift"], "mirrors images, which changes digits (MNIST)"),
     (["--defense", "pgd_at", "--robust-val-size", "0"], "robust_val_size must be >= 1, got 0"),
+    (["--defense", "fgsm_rs", "--awp-gamma", "0.01"], "awp_gamma applies to pgd_at and trades, not fgsm_rs"),
+    (["--awp-gamma", "0.01"], "defense 'none' takes no preset, eps or defense parameters"),
 ])
 def test_user_errors_are_one_line_without_traceback(extra, message, tmp_path):
     result = subprocess.run(["advrobust", "train", "--out", str(tmp_path), *extra],

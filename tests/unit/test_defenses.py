@@ -256,6 +256,43 @@ def test_pgd_at_step_crafts_in_inference_mode_and_descends_the_adversarial_loss(
     assert logs["eps"] == pytest.approx(0.1)
 
 
+def _ce_weight_gradients(x, y, w):
+    """d mean CE(y, x w + B) / d(w, B) for the fixed linear model with kernel w."""
+    d_z = (_softmax(x @ w + B) - np.eye(3)[y]) / len(x)
+    return x.T @ d_z, d_z.sum(axis=0)
+
+
+@pytest.mark.parametrize("strategy", ["default", "mirrored"])
+def test_awp_step_takes_the_gradient_at_adversarially_moved_weights(strategy):
+    gamma, learning_rate = 0.2, 0.5
+    config = at.AdversarialTrainingConfig("pgd_at", eps=0.1, steps=2, step_size=0.06, random_start=False,
+                                          awp_gamma=gamma)
+    scope = (tf.distribute.MirroredStrategy(["/cpu:0"]) if strategy == "mirrored"
+             else tf.distribute.get_strategy())
+    with scope.scope():
+        model = _fixed_linear()
+        trainer = at.AdversarialTrainer(model, config)
+        trainer.compile(optimizer=keras.optimizers.SGD(learning_rate))
+    trainer.train_on_batch(X, Y)
+
+    x_adv = _hand_pgd(X, Y, eps=0.1, step=0.06, steps=2, norm="inf")  # crafted at the unmoved weights
+    g, _ = _ce_weight_gradients(x_adv, Y, W)
+    moved = W + gamma * np.linalg.norm(W) * g / np.linalg.norm(g)  # the kernel moves; the bias does not
+    g_moved, g_bias_moved = _ce_weight_gradients(x_adv, Y, moved)
+    kernel, bias = model.get_layer("logits").get_weights()
+    np.testing.assert_allclose(kernel, W - learning_rate * g_moved, atol=1e-5)  # moved back, then stepped
+    np.testing.assert_allclose(bias, B - learning_rate * g_bias_moved, atol=1e-5)
+    assert np.abs(g_moved - g).max() > 1e-2  # so the test tells AWP from a plain step
+
+
+def test_awp_is_refused_for_fgsm_rs_and_below_zero():
+    with pytest.raises(ValueError, match="awp_gamma applies to pgd_at and trades, not fgsm_rs"):
+        at.AdversarialTrainingConfig("fgsm_rs", eps=0.1, steps=1, awp_gamma=0.01)
+    with pytest.raises(ValueError, match="awp_gamma must be a finite number >= 0"):
+        at.preset("pgd_at", "fashion_mnist", awp_gamma=-0.01)
+    assert at.preset("trades", "fashion_mnist", awp_gamma=0.005).to_dict()["awp_gamma"] == 0.005
+
+
 def test_eps_warmup_grows_linearly_per_step():
     config = at.AdversarialTrainingConfig("pgd_at", eps=0.2, steps=1, warmup_epochs=1.0)
     with pytest.raises(ValueError, match="needs steps_per_epoch"):
