@@ -228,7 +228,9 @@ class AdversarialTrainer(keras.Model):
     ``fit`` logs ``loss`` (the training objective), ``adv_accuracy`` (accuracy on the
     crafted examples, training mode), ``eps`` (the radius used, < config.eps during
     warm-up) and for TRADES ``accuracy`` (clean); ``evaluate`` (and validation) logs
-    the clean ``loss`` and ``accuracy``. ``save`` saves the plain base model.
+    the clean ``loss`` and ``accuracy``. With ``awp_gamma > 0`` the logged training
+    ``loss`` and accuracies are those at the perturbed weights the gradient is taken at.
+    ``save`` saves the plain base model.
     ``steps_per_epoch`` (optimizer steps per epoch) is required with ``warmup_epochs``.
     """
 
