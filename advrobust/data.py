@@ -221,9 +221,10 @@ def augmenter(augment: str):
     augmented as ``augment`` says (see AUGMENTATIONS), or None for "none".
 
     ``seed`` is a stateless-RNG seed, an integer tensor of shape (2,): the same seed gives
-    the same augmentations, whatever else has drawn random numbers before. Pixels are moved, never
-    changed: every output value is an input value or 0. Each image gets its own mirror coin
-    and its own whole-pixel shift, uniform in [-MAX_SHIFT, MAX_SHIFT] on each axis.
+    the same augmentations, whatever else has drawn random numbers before. Pixels are
+    moved, never changed: every output value is an input value or 0. Each image gets its
+    own mirror coin and its own whole-pixel shift, uniform in [-MAX_SHIFT, MAX_SHIFT] on
+    each axis.
     """
     check_choice(augment, AUGMENTATIONS, "augmentation")
     if augment == "none":
