@@ -222,6 +222,8 @@ def _add_compare(subparsers) -> None:
                     "images both saw, with the 95% interval of the difference and the exact McNemar p.")
     parser.add_argument("first", help="RUN_DIR:MODEL (or RUN_DIR when the run has one model): the reference")
     parser.add_argument("second", help="RUN_DIR:MODEL: compared against the first")
+    parser.add_argument("--per-class", action="store_true",
+                        help="also compare within each class (clean, and worst case at the largest eps)")
     parser.add_argument("--out", default=None, help="also write the comparison to this JSON file")
     parser.set_defaults(handler=_run_compare)
 
@@ -247,7 +249,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     from advrobust.files import atomic_write_text
 
     comparison = outcomes.compare(_outcomes_of(args.first), _outcomes_of(args.second))
-    print(outcomes.format_comparison(comparison))
+    print(outcomes.format_comparison(comparison, per_class=args.per_class))
     if args.out:
         atomic_write_text(args.out, json.dumps(comparison, indent=2) + "\n")
     return 0

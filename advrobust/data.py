@@ -42,6 +42,14 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
 }
+
+
+def class_name(dataset: str, label: int) -> str:
+    """The name of class ``label`` in ``dataset`` (the label itself as text if unknown)."""
+    names = CLASS_NAMES.get(dataset, ())
+    return names[label] if 0 <= label < len(names) else str(label)
+
+
 _SUBFOLDERS = {"mnist": ("mnist",), "fashion_mnist": ("fashion-mnist", "fashion_mnist")}
 _FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),

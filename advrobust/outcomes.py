@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from advrobust import stats
+from advrobust.data import class_name
 from advrobust.evaluation import ModelEvaluation
 from advrobust.files import atomic_write_bytes
 
@@ -32,6 +33,8 @@ class Outcomes:
 
     ``clean``: (n,) bool, right on the clean image. ``worst``: (K, n) bool, robust at
     ``epsilons[k]`` under every attack. ``per_attack``: {attack label: (K, n) bool}.
+    ``labels``: (n,) int, the images' true classes (None in files written before they
+    were saved; :func:`per_class` needs them).
     """
 
     name: str
@@ -41,30 +44,43 @@ class Outcomes:
     clean: np.ndarray
     worst: np.ndarray
     per_attack: dict[str, np.ndarray]
+    labels: np.ndarray | None = None
 
     @property
     def n(self) -> int:
         return int(self.clean.shape[0])
 
 
-def from_evaluation(name: str, dataset: str, result: ModelEvaluation) -> Outcomes:
-    """The outcomes held in a :class:`advrobust.evaluation.ModelEvaluation`."""
+def from_evaluation(name: str, dataset: str, result: ModelEvaluation, labels: Any = None) -> Outcomes:
+    """The outcomes held in a :class:`advrobust.evaluation.ModelEvaluation`, with the
+    evaluated images' true ``labels`` ((n,) ints) when given."""
     worst = result.worst_case
-    labels = [f"{curve.attack} {json.dumps(curve.params, sort_keys=True)}" for curve in result.curves]
+    attack_labels = [f"{curve.attack} {json.dumps(curve.params, sort_keys=True)}" for curve in result.curves]
     return Outcomes(name=name, dataset=dataset, norm=worst.norm, epsilons=np.asarray(worst.epsilons, np.float64),
                     clean=np.asarray(worst.clean_mask, bool), worst=np.asarray(worst.robust_mask, bool),
                     per_attack={label: np.asarray(curve.robust_mask, bool)
-                                for label, curve in zip(labels, result.curves)})
+                                for label, curve in zip(attack_labels, result.curves)},
+                    labels=_labels(labels, result.n_examples))
+
+
+def _labels(labels: Any, n: int) -> np.ndarray | None:
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be {n} integers, one per evaluated image; got {labels.dtype} {labels.shape}")
+    return labels.astype(np.int64)
 
 
 def save(outcomes: Outcomes, path: str | Path) -> Path:
     """Write ``outcomes`` to ``path`` (.npz, atomically); returns the path."""
     buffer = io.BytesIO()
-    labels = list(outcomes.per_attack)
+    attack_labels = list(outcomes.per_attack)
+    extra = {} if outcomes.labels is None else {"labels": outcomes.labels}
     np.savez_compressed(buffer, name=np.str_(outcomes.name), dataset=np.str_(outcomes.dataset),
                         norm=np.str_(outcomes.norm), epsilons=outcomes.epsilons, clean=outcomes.clean,
-                        worst=outcomes.worst, attacks=np.array(labels, dtype=str),
-                        per_attack=np.stack([outcomes.per_attack[label] for label in labels]))
+                        worst=outcomes.worst, attacks=np.array(attack_labels, dtype=str),
+                        per_attack=np.stack([outcomes.per_attack[label] for label in attack_labels]), **extra)
     return atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -96,7 +112,45 @@ def load(run_dir: str | Path, model: str | None = None) -> Outcomes:
                         epsilons=saved["epsilons"], clean=saved["clean"].astype(bool),
                         worst=saved["worst"].astype(bool),
                         per_attack={str(label): mask.astype(bool)
-                                    for label, mask in zip(saved["attacks"], saved["per_attack"])})
+                                    for label, mask in zip(saved["attacks"], saved["per_attack"])},
+                        labels=saved["labels"].astype(np.int64) if "labels" in saved.files else None)
+
+
+def per_class(outcomes: Outcomes) -> list[dict[str, Any]]:
+    """Clean and worst-case robust accuracy within each class present among the images.
+
+    Returns one dict per class, in label order: ``label``, ``n_examples``,
+    ``clean_accuracy`` and, aligned with ``outcomes.epsilons``, ``robust_accuracy``,
+    ``ci95_low`` and ``ci95_high`` (fractions in [0, 1]; 95% Wilson intervals).
+    ValueError if the outcomes were saved without their labels.
+    """
+    labels = _need_labels(outcomes)
+    rows = []
+    for label in np.unique(labels):
+        members = labels == label
+        n = int(members.sum())
+        robust = outcomes.worst[:, members].sum(axis=1)
+        low, high = stats.wilson_interval(robust, n)
+        rows.append({"label": int(label), "n_examples": n, "clean_accuracy": float(outcomes.clean[members].mean()),
+                     "robust_accuracy": (robust / n).tolist(), "ci95_low": low.tolist(), "ci95_high": high.tolist()})
+    return rows
+
+
+def _need_labels(outcomes: Outcomes) -> np.ndarray:
+    if outcomes.labels is None:
+        raise ValueError(f"the outcomes of {outcomes.name!r} were saved without the images' labels (before "
+                         f"advrobust kept them); `advrobust run CONFIG --out RUN --resume` writes them again from "
+                         f"the stored results without attacking again")
+    return outcomes.labels
+
+
+def _paired_rows(pairs: list[tuple[float | None, np.ndarray, np.ndarray]],
+                 members: np.ndarray) -> list[dict[str, Any]]:
+    rows = []
+    for eps, mine, theirs in pairs:
+        result = stats.compare_paired(mine[members], theirs[members]).to_dict()
+        rows.append({"eps": eps, **{key: value for key, value in result.items() if key != "n_examples"}})
+    return rows
 
 
 def compare(first: Outcomes, second: Outcomes) -> dict[str, Any]:
@@ -104,12 +158,14 @@ def compare(first: Outcomes, second: Outcomes) -> dict[str, Any]:
     accuracy, then worst-case robust accuracy at each eps both were evaluated at.
 
     Returns ``{"first", "second", "dataset", "norm", "n_examples", "method", "attacks",
-    "same_attacks", "rows"}`` (``same_attacks``: whether both worst cases are over the same
-    attacks and parameters; if not, the comparison mixes model and attack);
-    each row: ``eps`` (None: clean), both accuracies, ``difference`` (second minus first,
-    in [-1, 1]) with its paired 95% interval, ``only_first``/``only_second`` (the
-    discordant images) and the exact McNemar ``p_value``. ValueError if the two are not
-    comparable (other dataset or norm).
+    "same_attacks", "rows", "per_class"}`` (``same_attacks``: whether both worst cases
+    are over the same attacks and parameters; if not, the comparison mixes model and
+    attack); each row: ``eps`` (None: clean), both accuracies, ``difference`` (second
+    minus first, in [-1, 1]) with its paired 95% interval, ``only_first``/``only_second``
+    (the discordant images) and the exact McNemar ``p_value``. ``per_class``: the same
+    rows within each class (``[{"label", "n_examples", "rows"}]``, label order), or None
+    when either model's outcomes lack labels. ValueError if the two are not comparable
+    (other dataset or norm, or other labels on the same images).
     """
     if first.dataset != second.dataset:
         raise ValueError(f"{first.name!r} was evaluated on {first.dataset} and {second.name!r} on {second.dataset}: "
@@ -117,19 +173,24 @@ def compare(first: Outcomes, second: Outcomes) -> dict[str, Any]:
     if first.norm != second.norm:
         raise ValueError(f"{first.name!r} was attacked in {first.norm} and {second.name!r} in {second.norm}")
     n = min(first.n, second.n)
-    pairs = [(None, first.clean, second.clean)]
+    pairs = [(None, first.clean[:n], second.clean[:n])]
     for index, eps in enumerate(second.epsilons):
         hits = np.flatnonzero(np.isclose(first.epsilons, eps, rtol=0.0, atol=1e-9))
         if len(hits):
-            pairs.append((float(eps), first.worst[hits[0]], second.worst[index]))
-    rows = []
-    for eps, mine, theirs in pairs:
-        result = stats.compare_paired(mine[:n], theirs[:n]).to_dict()
-        rows.append({"eps": eps, **{key: value for key, value in result.items() if key != "n_examples"}})
+            pairs.append((float(eps), first.worst[hits[0], :n], second.worst[index, :n]))
+    classes = None
+    if first.labels is not None and second.labels is not None:
+        labels = first.labels[:n]
+        if not np.array_equal(labels, second.labels[:n]):
+            raise ValueError(f"{first.name!r} and {second.name!r} carry other labels for the same first {n} "
+                             f"images: not the same test images")
+        classes = [{"label": int(label), "n_examples": int((labels == label).sum()),
+                    "rows": _paired_rows(pairs, labels == label)} for label in np.unique(labels)]
     return {"first": first.name, "second": second.name, "dataset": first.dataset, "norm": first.norm,
             "n_examples": n, "method": METHOD, "attacks": {"first": list(first.per_attack),
                                                             "second": list(second.per_attack)},
-            "same_attacks": sorted(first.per_attack) == sorted(second.per_attack), "rows": rows}
+            "same_attacks": sorted(first.per_attack) == sorted(second.per_attack),
+            "rows": _paired_rows(pairs, np.ones(n, bool)), "per_class": classes}
 
 
 def distinct_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -143,8 +204,10 @@ def distinct_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [row for row, repeated in zip(rows, same_as_clean) if not repeated]
 
 
-def format_comparison(comparison: dict[str, Any]) -> str:
-    """:func:`compare`'s result as a text table (accuracies and differences in percent)."""
+def format_comparison(comparison: dict[str, Any], *, per_class: bool = False) -> str:
+    """:func:`compare`'s result as a text table (accuracies and differences in percent);
+    with ``per_class``, then one line per class: clean accuracy and the worst case at the
+    largest eps, with the paired difference there."""
     lines = [f"{comparison['second']} vs {comparison['first']} on the first {comparison['n_examples']} "
              f"{comparison['dataset']} test images ({comparison['norm']}, worst case per image)",
              f"{'':<10s}{'first':>8s}{'second':>8s}{'Δ points':>10s}{'95% CI (paired)':>20s}"
@@ -156,8 +219,31 @@ def format_comparison(comparison: dict[str, Any]) -> str:
                      f"{100 * row['difference']:+10.1f}{interval:>20s}{row['only_first']:>12d}"
                      f"{row['only_second']:>13d}{row['p_value']:>11.2g}")
     lines.append(comparison["method"])
+    if per_class:
+        lines += _per_class_lines(comparison)
     if not comparison.get("same_attacks", True):
         lines.append("WARNING: the two worst cases are over different attacks, so the difference mixes model "
                      "and attack: " + "; ".join(f"{which}: {', '.join(labels)}"
                                                for which, labels in comparison["attacks"].items()))
     return "\n".join(lines)
+
+
+def _per_class_lines(comparison: dict[str, Any]) -> list[str]:
+    classes = comparison.get("per_class")
+    if not classes:
+        return ["per class: not available, the outcomes of one model were saved without the images' labels "
+                "(`advrobust run CONFIG --out RUN --resume` writes them again)"]
+    rows = classes[0]["rows"]
+    at = max(range(len(rows)), key=lambda index: -1.0 if rows[index]["eps"] is None else rows[index]["eps"])
+    where = "clean" if rows[at]["eps"] is None else f"eps {rows[at]['eps']:g}"
+    lines = [f"per class ({where}: worst case per image; Δ: second minus first, paired 95% CI)",
+             f"{'class':<14s}{'n':>6s}{'clean 1st':>11s}{'2nd':>7s}{where + ' 1st':>14s}{'2nd':>7s}"
+             f"{'Δ points':>10s}{'95% CI':>16s}{'McNemar p':>11s}"]
+    for entry in classes:
+        clean, robust = entry["rows"][0], entry["rows"][at]
+        name = class_name(comparison["dataset"], entry["label"])
+        interval = f"{100 * robust['ci95_low']:+.1f} to {100 * robust['ci95_high']:+.1f}"
+        lines.append(f"{name[:13]:<14s}{entry['n_examples']:>6d}{100 * clean['first']:10.1f}%"
+                     f"{100 * clean['second']:6.1f}%{100 * robust['first']:13.1f}%{100 * robust['second']:6.1f}%"
+                     f"{100 * robust['difference']:+10.1f}{interval:>16s}{robust['p_value']:>11.2g}")
+    return lines

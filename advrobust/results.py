@@ -16,6 +16,9 @@
                  "examples": str | null (npz, relative),
                  "minimal_eps": {"attack", "norm", "values" (float | null per example), "note"},
                  "outcomes": str (npz of per-example outcomes, relative; see advrobust.outcomes),
+                 "per_class" (optional): [{"label", "n_examples", "clean_accuracy", "robust_accuracy",
+                                           "ci95_low", "ci95_high"}] (worst case within each class,
+                                           aligned with worst_case.epsilons),
                  "paired_vs_baseline" (only for a model with a baseline):
                      {"baseline", "n_examples", "method",
                       "rows": [{"eps" (null: clean), "baseline", "defended", "difference",
@@ -38,6 +41,8 @@ _MODEL = {"name": str, "dataset": str, "defense": str, "architecture": str, "pat
 _CURVE = {"attack": str, "norm": str, "params": dict, "epsilons": list, "robust_accuracy": list,
           "ci95_low": list, "ci95_high": list, "seconds": numbers.Real}
 _CHECK = {"name": str, "passed": bool, "detail": str}
+_CLASS = {"label": int, "n_examples": int, "clean_accuracy": numbers.Real, "robust_accuracy": list,
+          "ci95_low": list, "ci95_high": list}
 _PAIRED = {"baseline": str, "n_examples": int, "rows": list}
 _PAIRED_ROW = {"baseline": numbers.Real, "defended": numbers.Real, "difference": numbers.Real,
                "ci95_low": numbers.Real, "ci95_high": numbers.Real, "only_baseline": int, "only_defended": int,
@@ -108,3 +113,19 @@ def validate(document: Any) -> None:
             _fields(check, _CHECK, f"{where}.checks[{number}]")
         if model.get("paired_vs_baseline") is not None:
             _paired(model["paired_vs_baseline"], f"{where}.paired_vs_baseline")
+        if model.get("per_class") is not None:
+            _per_class(model["per_class"], model, f"{where}.per_class")
+
+
+def _per_class(classes: Any, model: dict, where: str) -> None:
+    if not isinstance(classes, list):
+        raise SchemaError(f"{where}: expected a list, got {type(classes).__name__}")
+    epsilons = {"epsilons": model["worst_case"]["epsilons"]}
+    for number, entry in enumerate(classes):
+        at = f"{where}[{number}]"
+        _fields(entry, _CLASS, at)
+        _fractions([entry["clean_accuracy"]], f"{at}.clean_accuracy", 1)
+        _curve({**entry, **epsilons}, at, {key: _CLASS[key] for key in ("robust_accuracy", "ci95_low", "ci95_high")})
+    if sum(entry["n_examples"] for entry in classes) != model["n_examples"]:
+        raise SchemaError(f"{where}: the classes hold {sum(entry['n_examples'] for entry in classes)} examples, "
+                          f"the model was evaluated on {model['n_examples']}")

@@ -7,7 +7,7 @@ Layout of the output folder ``DIR``::
     config.json              the resolved config and its hash
     models/NN-NAME/          model.keras + model.card.json (+ training logs)
     examples/NN-NAME.npz     a few clean/adversarial examples per model for the report
-    outcomes/NN-NAME.npz     per test image: right clean, robust per eps and attack (advrobust.outcomes)
+    outcomes/NN-NAME.npz     per test image: label, right clean, robust per eps and attack (advrobust.outcomes)
     results.json, results.csv, report.html, report.md, figures/
 
 Every unit is committed when finished (see :mod:`advrobust.store`), so ``--resume``
@@ -269,6 +269,8 @@ def summary_table(results: dict[str, Any]) -> str:
     lines.append("worst case over: " + ", ".join(a["name"] for a in results["config"]["attacks"])
                  + f" ({results['config']['norm']})")
     for record in results["models"]:
+        lines += _weakest_classes(record)
+    for record in results["models"]:
         paired = record.get("paired_vs_baseline")
         for row in outcomes.distinct_rows((paired or {}).get("rows", [])):
             where = "clean" if row["eps"] is None else f"eps {row['eps']:g}"
@@ -282,6 +284,18 @@ def summary_table(results: dict[str, Any]) -> str:
     else:
         lines.append("all sanity checks passed")
     return "\n".join(lines)
+
+
+def _weakest_classes(record: dict[str, Any], count: int = 3) -> list[str]:
+    """One line naming the ``count`` classes with the lowest worst case at the largest eps."""
+    classes, epsilons = record.get("per_class"), record["worst_case"]["epsilons"]
+    if not classes or not epsilons:
+        return []
+    at = int(np.argmax(epsilons))
+    weakest = sorted(classes, key=lambda entry: entry["robust_accuracy"][at])[:count]
+    return [f"{record['name']}, weakest classes at eps {epsilons[at]:g}: " + ", ".join(
+        f"{data.class_name(record['dataset'], entry['label'])} "
+        f"{entry['robust_accuracy'][at]:.3f} (n {entry['n_examples']})" for entry in weakest)]
 
 
 def _test_set(entry: ModelEntry, config: RunConfig, data_dir: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -337,7 +351,7 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update:
         for index, entry in enumerate(config.models):
             items.append(_obtain_model(index, entry, config, store, out, data_dir, verbose))
             evaluations.append(_evaluate(items[-1], config, store, data_dir, progress))
-        records = []
+        records, per_example = [], {}
         for item, result in zip(items, evaluations):
             x, y = _test_set(item.entry, config, data_dir)
             attacks = config.attacks_for(item.entry)
@@ -346,8 +360,9 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update:
             examples = _examples(item, x, y, _iterative(attacks), _middle_eps(config.epsilons), config.norm,
                                  config.examples, out)
             records.append(_model_record(item, result, found, extra, examples, len(x)))
-        per_example = {item.entry.name: outcomes.from_evaluation(item.entry.name, item.entry.dataset, result)
-                       for item, result in zip(items, evaluations)}
+            per_example[item.entry.name] = outcomes.from_evaluation(item.entry.name, item.entry.dataset, result,
+                                                                    labels=y)
+            records[-1]["per_class"] = outcomes.per_class(per_example[item.entry.name])
         for item, record in zip(items, records):
             record["outcomes"] = f"outcomes/{item.folder}.npz"
             outcomes.save(per_example[item.entry.name], out / record["outcomes"])

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from advrobust.data import CLASS_NAMES
+from advrobust.data import class_name
 
 SCHEMA_VERSION = 1
 DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
@@ -53,6 +53,16 @@ class AttackCurve:
     @property
     def label(self) -> str:
         return f"{self.attack} ({norm_title(self.norm)})"
+
+
+@dataclass(frozen=True)
+class ClassResult:
+    """Clean accuracy and the worst case against eps within one class of the test images."""
+
+    label: int
+    n_examples: int
+    clean_accuracy: float
+    worst_case: Series
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,7 @@ class Model:
     worst_case_over: list[str]  # the attacks the worst case is the minimum of, when recorded
     check_curves: list[tuple[str, AttackCurve]]  # (what it checks, curve): extra attacks run for the checks
     paired: list[PairedRow] = field(default_factory=list)  # vs ``baseline``, per example (may be empty)
+    per_class: list[ClassResult] = field(default_factory=list)  # label order (empty in older results)
 
     @property
     def failed_checks(self) -> list[Check]:
@@ -116,10 +127,7 @@ class Model:
         return sorted({curve.norm for curve in self.curves})
 
     def class_name(self, label: int) -> str:
-        names = CLASS_NAMES.get(self.dataset)
-        if names is not None and 0 <= label < len(names):
-            return names[label]
-        return str(label)
+        return class_name(self.dataset, label)
 
 
 @dataclass(frozen=True)
@@ -310,7 +318,27 @@ def _model(index: int, raw: dict[str, Any], run_dir: Path, notes: list[str]) -> 
                  minimal_eps=_minimal_eps(raw.get("minimal_eps"), where, notes), history=_history(card),
                  worst_case_over=_worst_case_over(raw.get("worst_case")),
                  check_curves=_check_curves(raw.get("check_curves"), where, notes),
-                 paired=_paired(raw.get("paired_vs_baseline"), _text_or_none(raw.get("baseline")), where, notes))
+                 paired=_paired(raw.get("paired_vs_baseline"), _text_or_none(raw.get("baseline")), where, notes),
+                 per_class=_per_class(raw.get("per_class"), raw.get("worst_case"), where, notes))
+
+
+def _per_class(raw: Any, worst_case: Any, where: str, notes: list[str]) -> list[ClassResult]:
+    if raw is None:
+        return []
+    epsilons = worst_case.get("epsilons") if isinstance(worst_case, dict) else None
+    out = []
+    for entry in _list(raw):
+        fields = entry if isinstance(entry, dict) else {}
+        label, n = _int(fields.get("label")), _int(fields.get("n_examples"))
+        clean = _float(fields.get("clean_accuracy"))
+        series = None
+        if None not in (label, n, clean):
+            series = _series({**fields, "epsilons": epsilons}, "robust_accuracy", f"{where}, class {label}", notes)
+        if series is None:
+            notes.append(f"{where}: a per-class entry could not be read; left out")
+            continue
+        out.append(ClassResult(label, n, clean, series))
+    return sorted(out, key=lambda result: result.label)
 
 
 def _worst_case_over(raw: Any) -> list[str]:

@@ -135,6 +135,31 @@ def curves_table(model: Model) -> Table:
     return table
 
 
+PER_CLASS_INTRO = (
+    "Clean accuracy and worst-case robust accuracy [95% Wilson interval] within each class of the test "
+    "images; the class with the lowest worst case at the largest ε is marked.")
+
+
+def per_class_table(model: Model) -> Table:
+    """One row per class: its test images, clean accuracy, worst case [95% CI] at each eps > 0."""
+    epsilons = _union_epsilons([result.worst_case for result in model.per_class])
+    epsilons = [eps for eps in epsilons if eps > 0] or epsilons
+    table = Table(["Class", "Test images", "Clean"] + [f"ε={eps_text(eps)}" for eps in epsilons])
+    weakest = None
+    if epsilons:
+        scored = [(point[0], result.label) for result in model.per_class
+                  if (point := result.worst_case.at(epsilons[-1])) is not None]
+        weakest = min(scored)[1] if scored else None
+    for result in model.per_class:
+        cells = [Cell(model.class_name(result.label)), Cell(str(result.n_examples)),
+                 Cell(percent(result.clean_accuracy))]
+        cells += [Cell(_with_ci(result.worst_case.at(eps)) or MISSING) for eps in epsilons]
+        if result.label == weakest:
+            cells = [Cell(cell.text, "bad") for cell in cells]
+        table.rows.append(cells)
+    return table
+
+
 def attacks_table(model: Model) -> Table:
     table = Table(["Attack", "Norm", "Test images", "Time", "Parameters"], numeric=(2, 3))
     for curve in model.curves:

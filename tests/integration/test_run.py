@@ -125,6 +125,25 @@ def test_a_model_with_a_baseline_is_compared_with_it_per_image(finished_run):
     assert [row["p_value"] for row in again["rows"]] == [row["p_value"] for row in paired["rows"]]
 
 
+def test_each_class_is_evaluated_on_its_own_test_images(finished_run):
+    from advrobust import data
+
+    out, document = finished_run
+    trained = document["models"][0]
+    _, labels = data.load("mnist", "test")
+    saved = outcomes.load(out, "trained")
+    np.testing.assert_array_equal(saved.labels, labels[:200])  # the evaluated images' true labels
+    classes = trained["per_class"]
+    assert [entry["label"] for entry in classes] == sorted(set(labels[:200].tolist()))
+    assert [entry["n_examples"] for entry in classes] == [int((labels[:200] == c).sum()) for c in range(10)]
+    for k, overall in enumerate(trained["worst_case"]["robust_accuracy"]):
+        assert sum(entry["robust_accuracy"][k] * entry["n_examples"] for entry in classes) / 200 == pytest.approx(
+            overall)
+    at_largest = sorted(classes, key=lambda entry: entry["robust_accuracy"][-1])[0]
+    assert f"trained, weakest classes at eps 0.3: {at_largest['label']} " in runner.summary_table(document)
+    assert "#### Per class" in (out / "report.md").read_text()
+
+
 def test_report_mentions_every_model_and_escapes_names(finished_run):
     out, _ = finished_run
     html = (out / "report.html").read_text()

@@ -11,13 +11,17 @@ from advrobust import outcomes
 from advrobust.stats import compare_paired
 
 
-def _outcomes(name, n, *, dataset="fashion_mnist", epsilons=(0.0, 0.1), seed=0, norm="inf"):
+def _outcomes(name, n, *, dataset="fashion_mnist", epsilons=(0.0, 0.1), seed=0, norm="inf", labels=None):
     rng = np.random.default_rng(seed)
     clean = rng.random(n) < 0.9
     worst = np.stack([clean & (rng.random(n) < 1.0 - 0.3 * k) for k in range(len(epsilons))])
     return outcomes.Outcomes(name=name, dataset=dataset, norm=norm, epsilons=np.array(epsilons, np.float64),
                              clean=clean, worst=worst, per_attack={'pgd {"steps": 10}': worst,
-                                                                   "fgsm {}": worst | clean})
+                                                                   "fgsm {}": worst | clean},
+                             labels=None if labels is None else np.asarray(labels[:n], np.int64))
+
+
+LABELS = np.random.default_rng(42).integers(0, 10, 300)
 
 
 def _run_folder(folder, *items):
@@ -121,3 +125,68 @@ def test_a_model_name_with_colons_is_found(tmp_path):
 
     _run_folder(tmp_path, _outcomes("pgd:eps=0.1", 20), _outcomes("b", 20))
     assert _outcomes_of(f"{tmp_path}:pgd:eps=0.1").name == "pgd:eps=0.1"
+
+
+def test_per_class_counts_each_class_on_its_own_images():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    clean = np.array([1, 1, 0, 1, 0, 1], bool)
+    worst = np.array([clean, [1, 0, 0, 0, 0, 1]], bool)
+    saved = outcomes.Outcomes("m", "fashion_mnist", "inf", np.array([0.0, 0.1]), clean, worst, {"pgd {}": worst},
+                              labels=labels)
+    rows = outcomes.per_class(saved)
+    assert [(row["label"], row["n_examples"]) for row in rows] == [(0, 3), (1, 2), (2, 1)]
+    assert [row["clean_accuracy"] for row in rows] == pytest.approx([2 / 3, 1 / 2, 1.0])
+    np.testing.assert_allclose([row["robust_accuracy"] for row in rows], [[2 / 3, 1 / 3], [1 / 2, 0.0], [1.0, 1.0]])
+    for row in rows:
+        assert all(low <= value <= high for low, value, high in zip(row["ci95_low"], row["robust_accuracy"],
+                                                                    row["ci95_high"]))
+    # The classes' accuracies, weighted by their sizes, give back the overall ones.
+    big = _outcomes("big", 300, labels=LABELS)
+    rows = outcomes.per_class(big)
+    assert sum(row["n_examples"] for row in rows) == 300
+    for k in range(2):
+        assert sum(row["robust_accuracy"][k] * row["n_examples"] for row in rows) / 300 == pytest.approx(
+            big.worst[k].mean())
+    with pytest.raises(ValueError, match="saved without the images' labels.*--resume"):
+        outcomes.per_class(_outcomes("old", 10))
+
+
+def test_labels_survive_the_round_trip_and_files_without_them_still_load(tmp_path):
+    _run_folder(tmp_path, _outcomes("new", 300, labels=LABELS), _outcomes("old", 300))
+    np.testing.assert_array_equal(outcomes.load(tmp_path, "new").labels, LABELS)
+    assert outcomes.load(tmp_path, "old").labels is None
+
+
+def test_compare_per_class_pairs_the_images_of_each_class():
+    first = _outcomes("w1", 300, labels=LABELS)
+    second = _outcomes("w2", 250, seed=5, labels=LABELS)
+    comparison = outcomes.compare(first, second)
+    classes = comparison["per_class"]
+    assert [entry["label"] for entry in classes] == sorted(set(LABELS[:250]))
+    assert sum(entry["n_examples"] for entry in classes) == 250
+    members = LABELS[:250] == 6
+    expected = compare_paired(first.worst[1][:250][members], second.worst[1][:250][members])
+    row = next(entry for entry in classes if entry["label"] == 6)["rows"][-1]
+    assert (row["eps"], row["difference"], row["only_first"], row["only_second"], row["p_value"]) == (
+        0.1, expected.difference, expected.only_first, expected.only_second, expected.p_value)
+    text = outcomes.format_comparison(comparison, per_class=True)
+    assert "per class (eps 0.1" in text and "\nShirt " in text and "\nAnkle boot " in text
+    assert "per class" not in outcomes.format_comparison(comparison)
+
+    assert outcomes.compare(first, _outcomes("old", 300))["per_class"] is None
+    assert "per class: not available" in outcomes.format_comparison(
+        outcomes.compare(first, _outcomes("old", 300)), per_class=True)
+    with pytest.raises(ValueError, match="other labels for the same first 300 images"):
+        outcomes.compare(first, _outcomes("shuffled", 300, labels=LABELS[::-1]))
+
+
+def test_advrobust_compare_per_class(tmp_path):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    _run_folder(tmp_path / "one", _outcomes("w1", 300, labels=LABELS))
+    _run_folder(tmp_path / "two", _outcomes("w2", 300, seed=3, labels=LABELS))
+    result = subprocess.run(["advrobust", "compare", str(tmp_path / "one"), str(tmp_path / "two"), "--per-class",
+                             "--out", str(tmp_path / "cmp.json")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "per class (eps 0.1" in result.stdout and "T-shirt/top" in result.stdout
+    assert len(json.loads((tmp_path / "cmp.json").read_text())["per_class"]) == 10

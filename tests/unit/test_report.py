@@ -26,6 +26,8 @@ PAIRED = [(None, -0.021, 0.001, 0.08), (0.0, -0.021, 0.001, 0.08), (0.05, 0.09, 
           (0.1, 0.36, 0.46, 1e-20), (0.2, 0.45, 0.55, 3e-30)]
 EXPECTED_PAIRED_CELLS = ["-2.1 to +0.1", "-2.1 to +0.1", "+9.0 to +15.0", "+36.0 to +46.0", "+45.0 to +55.0", "—"]
 EXPECTED_P_CELLS = ["0.08", "0.08", "1e-06", "1e-20", "3e-30", "—"]
+# (label, clean, worst case per eps) of two Fashion-MNIST classes; Shirt is the weaker at the largest eps.
+PER_CLASS = [(1, 0.97, [0.97, 0.9, 0.8, 0.5, 0.2]), (6, 0.61, [0.61, 0.5, 0.36, 0.2, 0.1])]
 
 
 def _series(accuracy, n, eps=EPS):
@@ -67,6 +69,8 @@ def write_run(run_dir, *, optional=True):
         "transfer": [{"source": "baseline-cnn", "attack": "pgd", "norm": "inf", "params": {},
                       **_series([0.9], 500, eps=[0.1]), "n_examples": 500}]}
     hostile = _model(SCRIPT_NAME, "fashion_mnist", [0.9, 0.6, 0.3, 0.1, 0.0], n=200)
+    hostile["per_class"] = [{"label": label, "n_examples": 100, "clean_accuracy": clean, **_series(worst, 100)}
+                            for label, clean, worst in PER_CLASS] + [{"label": 3, "n_examples": "?"}]
     orphan = _model(MATH_NAME, "fashion_mnist", [0.85, 0.7, 0.5, 0.3, 0.1], n=100, defense="pgd_at",
                     baseline="ghost")
     if optional:
@@ -252,3 +256,15 @@ def test_malformed_fields_become_notes_not_crashes(tmp_path):
                  "cannot read the model card no-card.json"):
         assert note in page
     assert '<td class="bad">FAILED</td>' in page  # "passed": "yes" is not a pass
+
+
+def test_per_class_table_names_the_classes_and_marks_the_weakest(report):
+    _, _, page, markdown = report
+    assert "#### Per class" in markdown and "<h4>Per class</h4>" in page
+    rows = [line for line in markdown.splitlines() if line.startswith(("| Trouser", "| **Shirt"))]
+    assert rows[0].startswith("| Trouser | 100 | 97.0% | 90.0% \\[82.6, 94.5\\] |") and " 20.0% \\[" in rows[0]
+    assert rows[1].startswith("| **Shirt** | **100** | **61.0%** | **50.0% \\[")  # weakest at eps 0.3: marked
+    assert "ε=0 |" not in markdown.split("#### Per class")[1].split("\n\n")[2]  # eps 0 repeats the clean column
+    assert '<td class="bad">Shirt</td>' in page
+    assert "a per-class entry could not be read; left out" in page
+    assert markdown.count("#### Per class") == 1  # models without per-class results show no table

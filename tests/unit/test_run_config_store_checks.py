@@ -156,6 +156,11 @@ def _valid_results():
                         "checks": [{"name": "logits", "passed": True, "detail": ""}]}]}
 
 
+def _class(label, n, robust=(0.9, 0.5)):
+    return {"label": label, "n_examples": n, "clean_accuracy": 0.9, "robust_accuracy": list(robust),
+            "ci95_low": [0.0, 0.0], "ci95_high": [1.0, 1.0]}
+
+
 @pytest.mark.parametrize("mutate, message", [
     (lambda r: r.pop("models"), "missing 'models'"),
     (lambda r: r.update(schema_version=2), "expected 1"),
@@ -163,9 +168,16 @@ def _valid_results():
     (lambda r: r["models"][0]["curves"][0].update(robust_accuracy=[0.9]), "1 values for 2 epsilons"),
     (lambda r: r["models"][0]["curves"][0].update(ci95_low=[0.95, 0.4]), "does not contain"),
     (lambda r: r["models"][0]["checks"][0].update(passed="yes"), "expected bool"),
+    (lambda r: r["models"][0].update(per_class=[_class(0, 6), _class(1, 3)]), "hold 9 examples, the model was "
+                                                                                  "evaluated on 10"),
+    (lambda r: r["models"][0].update(per_class=[_class(0, 10, robust=[0.9, 1.2])]),
+     "robust_accuracy: 1.2 is not a fraction"),
+    (lambda r: r["models"][0].update(per_class=[{**_class(0, 10), "label": "0"}]), "label: expected int"),
 ])
 def test_schema_validator_rejects_broken_results(mutate, message):
     results.validate(_valid_results())
+    results.validate({**_valid_results(), "models": [{**_valid_results()["models"][0],
+                                                       "per_class": [_class(0, 4), _class(1, 6)]}]})
     broken = copy.deepcopy(_valid_results())
     mutate(broken)
     with pytest.raises(results.SchemaError, match=message.replace("(", r"\(").replace(")", r"\)")):
