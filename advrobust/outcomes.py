@@ -10,7 +10,6 @@ are then compared image by image (:func:`compare`, :mod:`advrobust.stats`); this
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from advrobust import stats
+from advrobust import outcome_files, stats
 from advrobust.data import class_name
 from advrobust.evaluation import ModelEvaluation
 from advrobust.files import atomic_write_bytes
@@ -60,28 +59,15 @@ def from_evaluation(name: str, dataset: str, result: ModelEvaluation, labels: An
                     clean=np.asarray(worst.clean_mask, bool), worst=np.asarray(worst.robust_mask, bool),
                     per_attack={label: np.asarray(curve.robust_mask, bool)
                                 for label, curve in zip(attack_labels, result.curves)},
-                    labels=_labels(labels, result.n_examples))
-
-
-def _labels(labels: Any, n: int) -> np.ndarray | None:
-    if labels is None:
-        return None
-    labels = np.asarray(labels)
-    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be {n} integers, one per evaluated image; got {labels.dtype} {labels.shape}")
-    return labels.astype(np.int64)
+                    labels=None if labels is None else np.asarray(labels))
 
 
 def save(outcomes: Outcomes, path: str | Path) -> Path:
-    """Write ``outcomes`` to ``path`` (.npz, atomically); returns the path."""
-    buffer = io.BytesIO()
-    attack_labels = list(outcomes.per_attack)
-    extra = {} if outcomes.labels is None else {"labels": outcomes.labels}
-    np.savez_compressed(buffer, name=np.str_(outcomes.name), dataset=np.str_(outcomes.dataset),
-                        norm=np.str_(outcomes.norm), epsilons=outcomes.epsilons, clean=outcomes.clean,
-                        worst=outcomes.worst, attacks=np.array(attack_labels, dtype=str),
-                        per_attack=np.stack([outcomes.per_attack[label] for label in attack_labels]), **extra)
-    return atomic_write_bytes(path, buffer.getvalue())
+    """Write ``outcomes`` to ``path`` (.npz, atomically; :func:`advrobust.outcome_files.encode`);
+    returns the path. ValueError if its arrays do not fit together."""
+    return atomic_write_bytes(path, outcome_files.encode(
+        name=outcomes.name, dataset=outcomes.dataset, norm=outcomes.norm, epsilons=outcomes.epsilons,
+        clean=outcomes.clean, worst=outcomes.worst, per_attack=outcomes.per_attack, labels=outcomes.labels))
 
 
 def load(run_dir: str | Path, model: str | None = None) -> Outcomes:

@@ -16,6 +16,12 @@ point is checked to lie in the eps-ball and [0, 1].
 Prints a table and writes JSON: per model, clean and per-attack robust accuracy, and the
 worst case, on the whole test split and on its first 500 images (the subset that the CPU
 runs evaluated), each with a Wilson 95% interval, plus each attack's seconds.
+
+With ``--outcomes DIR`` it also writes each model's per-image outcomes and labels as a run
+folder does (``DIR/results.json`` naming ``DIR/outcomes/NAME.npz``), so that
+``advrobust compare DIR:A DIR:B --per-class`` compares models on the full test set. The
+attack labels there say ``torch_crosscheck``: against a TensorFlow run, ``compare`` warns
+that the worst cases come from other attack implementations.
 """
 
 from __future__ import annotations
@@ -43,7 +49,10 @@ def _project_module(name: str):
 
 stats = _project_module("stats")
 files = _project_module("files")
+outcome_files = _project_module("outcome_files")
 
+PARAMS = {"fgsm": {}, "pgd": {"steps": 100, "restarts": 5}, "apgd_ce_art": {"steps": 100},
+          "apgd_dlr_art": {"steps": 100}}
 LOGIT_TOLERANCE = 1e-3  # float32 reorderings between TF/oneDNN and cuDNN move logits by ~1e-5
 FIRST = 500
 
@@ -174,8 +183,10 @@ def summarise(correct: torch.Tensor) -> dict:
     return out
 
 
-def evaluate_model(path: Path, x: torch.Tensor, y: torch.Tensor, eps: float, batch: int, seed: int) -> dict:
-    """Check the rebuilt model against its TF logits, then attack it; the JSON entry of one model."""
+def evaluate_model(path: Path, x: torch.Tensor, y: torch.Tensor, eps: float, batch: int,
+                   seed: int) -> tuple[dict, bytes]:
+    """Check the rebuilt model against its TF logits, then attack it; the JSON entry of one
+    model, and its per-image outcomes as an .npz (:func:`advrobust.outcome_files.encode`)."""
     archive = np.load(path)
     model = ReferenceCNN({key: archive[key] for key in archive.files if key.endswith((".kernel", ".bias"))})
     model = model.to(x.device).eval()
@@ -192,9 +203,11 @@ def evaluate_model(path: Path, x: torch.Tensor, y: torch.Tensor, eps: float, bat
     fooled, seconds = {}, {}
     runs = {
         "fgsm": lambda: fgsm_fooled(model, x, y, eps, batch),
-        "pgd": lambda: pgd_fooled(model, x, y, eps, steps=100, restarts=5, seed=seed, batch=batch),
-        "apgd_ce_art": lambda: apgd_fooled(model, x, y, eps, loss="ce", steps=100, seed=seed, batch=batch),
-        "apgd_dlr_art": lambda: apgd_fooled(model, x, y, eps, loss="dlr", steps=100, seed=seed, batch=batch),
+        "pgd": lambda: pgd_fooled(model, x, y, eps, **PARAMS["pgd"], seed=seed, batch=batch),
+        "apgd_ce_art": lambda: apgd_fooled(model, x, y, eps, loss="ce", **PARAMS["apgd_ce_art"], seed=seed,
+                                           batch=batch),
+        "apgd_dlr_art": lambda: apgd_fooled(model, x, y, eps, loss="dlr", **PARAMS["apgd_dlr_art"], seed=seed,
+                                            batch=batch),
     }
     for name, run in runs.items():
         if x.is_cuda:
@@ -205,16 +218,21 @@ def evaluate_model(path: Path, x: torch.Tensor, y: torch.Tensor, eps: float, bat
             torch.cuda.synchronize()
         seconds[name] = time.perf_counter() - start
     worst = clean.clone()
-    attacks = {}
+    attacks, masks = {}, {}
     for name, mask in fooled.items():
         robust = clean & ~mask
         worst &= robust
         attacks[name] = summarise(robust)
+        masks[f"{name} (torch_crosscheck) {json.dumps(PARAMS[name], sort_keys=True)}"] = robust.cpu().numpy()[None]
     attacks["worst_case"] = summarise(worst)
-    return {"model": path.stem.removeprefix("model-"), "defense": card.get("defense"),
+    model_name = path.stem.removeprefix("model-")
+    outcomes = outcome_files.encode(name=model_name, dataset=str(archive["dataset"]), norm="inf", epsilons=[eps],
+                                    clean=clean.cpu().numpy(), worst=worst.cpu().numpy()[None], per_attack=masks,
+                                    labels=y.cpu().numpy())
+    return {"model": model_name, "defense": card.get("defense"),
             "defense_config": card.get("defense_config"), "card_clean_test_accuracy": card.get("clean_test_accuracy"),
             "max_logit_difference_vs_tensorflow": difference, "clean": summarise(clean), "robust": attacks,
-            "seconds": seconds}
+            "seconds": seconds}, outcomes
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -222,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--eps", required=True, type=float)
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--outcomes", type=Path, default=None,
+                        help="also write per-image outcomes here, as a run folder (for advrobust compare)")
     parser.add_argument("--n", type=int, default=None, help="only the first N test images (a smoke test)")
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
@@ -236,9 +256,16 @@ def main(argv: list[str] | None = None) -> None:
     y = torch.from_numpy(archive["y"][:args.n]).long().to(device)
     report = {"eps": args.eps, "norm": "inf", "n": len(x), "device": torch.cuda.get_device_name() if x.is_cuda
               else "cpu", "torch": torch.__version__, "models": []}
+    saved = []
     for path in args.models:
-        entry = evaluate_model(path, x, y, args.eps, args.batch, args.seed)
+        entry, outcomes = evaluate_model(path, x, y, args.eps, args.batch, args.seed)
         report["models"].append(entry)
+        if args.outcomes is not None:
+            saved.append({"name": entry["model"], "outcomes": f"outcomes/{entry['model']}.npz"})
+            files.atomic_write_bytes(args.outcomes / saved[-1]["outcomes"], outcomes)
+            files.atomic_write_text(args.outcomes / "results.json", json.dumps(
+                {"schema_version": 1, "source": "experiments/torch_crosscheck/evaluate.py", "models": saved},
+                indent=2) + "\n")
         row = "  ".join(f"{name} {value['full']['accuracy']:.4f}" for name, value in entry["robust"].items())
         print(f"{entry['model']}: clean {entry['clean']['full']['accuracy']:.4f}  {row}  "
               f"(first {FIRST}: worst {entry['robust']['worst_case']['first_500']['accuracy']:.3f}; "

@@ -190,3 +190,40 @@ def test_advrobust_compare_per_class(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "per class (eps 0.1" in result.stdout and "T-shirt/top" in result.stdout
     assert len(json.loads((tmp_path / "cmp.json").read_text())["per_class"]) == 10
+
+
+def test_outcome_files_are_written_without_tensorflow_and_read_back_by_load(tmp_path):
+    # experiments/torch_crosscheck/evaluate.py loads advrobust/outcome_files.py on its own,
+    # where TensorFlow is not installed: the module must need nothing beyond NumPy.
+    import ast
+
+    from tests.conftest import REPO
+
+    tree = ast.parse((REPO / "advrobust" / "outcome_files.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported <= {"__future__", "io", "typing", "numpy"}, imported
+
+    from advrobust import outcome_files
+
+    rng = np.random.default_rng(0)
+    clean = rng.random(50) < 0.9
+    worst = (clean & (rng.random(50) < 0.7))[None]
+    data = outcome_files.encode(name="gpu-model", dataset="fashion_mnist", norm="inf", epsilons=[0.1], clean=clean,
+                                worst=worst, per_attack={"pgd (torch_crosscheck) {}": worst}, labels=LABELS[:50])
+    (tmp_path / "outcomes").mkdir()
+    (tmp_path / "outcomes" / "gpu-model.npz").write_bytes(data)
+    (tmp_path / "results.json").write_text(json.dumps({"models": [{"name": "gpu-model",
+                                                                   "outcomes": "outcomes/gpu-model.npz"}]}))
+    loaded = outcomes.load(tmp_path)
+    assert (loaded.name, loaded.n, list(loaded.epsilons)) == ("gpu-model", 50, [0.1])
+    np.testing.assert_array_equal(loaded.worst, worst)
+    np.testing.assert_array_equal(loaded.labels, LABELS[:50])
+
+    with pytest.raises(ValueError, match=r"worst and every attack's mask \(K, n\) = \(1, 50\)"):
+        outcome_files.encode(name="m", dataset="mnist", norm="inf", epsilons=[0.1], clean=clean, worst=worst[0],
+                             per_attack={"pgd": worst})
+    with pytest.raises(ValueError, match="labels must be 50 integers"):
+        outcome_files.encode(name="m", dataset="mnist", norm="inf", epsilons=[0.1], clean=clean, worst=worst,
+                             per_attack={"pgd": worst}, labels=np.zeros(50, np.float32))
