@@ -76,6 +76,28 @@ def test_nsl_training_saves_a_plain_logits_model_that_attacks_can_evaluate(tmp_p
     assert (tmp_path / "checkpoints" / "best_robust.keras").is_file()
 
 
+def test_nsl_wraps_vgg19_and_saves_the_plain_vgg19_logits_model(tmp_path):
+    # Issue 6 asks NSL around both of the project's models; the CNN case is above. A
+    # one-block, fine-tuned VGG-19 without pretrained weights keeps this cheap on CPU.
+    config = training.TrainConfig(dataset="fashion_mnist", model="vgg19", vgg_mode="finetune", weights=None,
+                                  base_blocks=1, trainable_blocks=1, epochs=1, train_subset=1500, defense="nsl",
+                                  preset="quick", robust_val_size=100, test_subset=300, seed=0)
+    result = training.train(config, tmp_path, verbose=0)
+    card = models.load_card(result["model_path"])
+    assert card["defense"] == "nsl" and card["architecture"].startswith("vgg19")
+    assert card["defense_config"]["nsl_make_adv_reg_config"]["pgd_epsilon"] == 0.1
+
+    loaded = models.load(result["model_path"])
+    reference = models.build("vgg19", mode="finetune", weights=None, base_blocks=1, trainable_blocks=1)
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in reference.layers], \
+        "not the plain VGG-19 base model"
+    x, y = data.load("fashion_mnist", "test", download=False)
+    x, y = x[:200], y[:200]
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), result["model"].predict(x, verbose=0), atol=1e-5)
+    robust, clean = _robust_accuracy(loaded, x, y, 0.1)
+    assert clean > 0.4 and robust < clean, (clean, robust)
+
+
 def test_fgsm_rs_training_records_its_overfitting_checks(tmp_path):
     config = training.TrainConfig(dataset="mnist", epochs=1, train_subset=1024, batch_size=64, defense="fgsm_rs",
                                   preset="quick", robust_val_size=100, co_check_size=100, seed=0)
