@@ -9,6 +9,13 @@ from typing import Sequence
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError)
 
 
+def _add_unsafe_load(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--unsafe-load", action="store_true",
+                        help="also load H5 and SavedModel files, whose loading can run code stored in the file "
+                             "(Lambda layers); only for files you trust. Default: only the zip .keras format, "
+                             "in Keras's safe mode")
+
+
 def _add_train(subparsers) -> None:
     from advrobust import data, models, training
     from defenses import distribute
@@ -122,6 +129,7 @@ def _add_attack(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default=None, help="write results to this JSON file")
+    _add_unsafe_load(parser)
     parser.set_defaults(handler=_run_attack)
 
 
@@ -143,7 +151,7 @@ def _run_attack(args: argparse.Namespace) -> int:
     for name, value in options:
         if value is not None and name not in accepted:
             raise ValueError(f"--{name.replace('_', '-')} does not apply to {args.attack}")
-    model = models.load(args.model)
+    model = models.load(args.model, allow_unsafe=args.unsafe_load)
     x, y = data.load(args.dataset, "test", args.data_dir)
     x, y = x[:args.n], y[:args.n]
     curve = evaluation.robust_accuracy_curve(model, x, y, attack=args.attack, epsilons=args.eps, norm=args.norm,
@@ -176,6 +184,7 @@ def _add_run(subparsers) -> None:
     parser.add_argument("--data-dir", default=None, help="folder with the dataset files")
     parser.add_argument("--no-report", action="store_true", help="skip report.html/report.md")
     parser.add_argument("--show-default", action="store_true", help="print the default config and exit")
+    _add_unsafe_load(parser)
     parser.set_defaults(handler=_run_run)
 
 
@@ -187,7 +196,7 @@ def _run_run(args: argparse.Namespace) -> int:
         return 0
     run_config = config.load(args.config)
     runner.run(run_config, args.out, resume=args.resume, update=args.update, data_dir=args.data_dir,
-               report=not args.no_report)
+               report=not args.no_report, allow_unsafe_load=args.unsafe_load)
     print(f"results: {args.out}/results.json, {args.out}/results.csv"
           + ("" if args.no_report else f"; report: {args.out}/report.html"))
     # A failed sanity check is a finding about a model (shown in the summary and report),

@@ -90,25 +90,29 @@ def _claim_folder(path: Path, spec: str, replaced: bool) -> None:
 
 
 def _obtain_model(index: int, entry: ModelEntry, config: RunConfig, store: ResultStore, out: Path,
-                  data_dir: Any, verbose: int) -> _Model:
-    """Load a finished model from the store, or train / copy it and commit it."""
+                  data_dir: Any, verbose: int, allow_unsafe_load: bool) -> _Model:
+    """Load a finished model from the store, or train / copy it and commit it.
+
+    A given file is checked (:func:`advrobust.models.load`) before it is copied into the run.
+    """
     folder = model_folder(index, entry.name)
     spec = model_spec(entry, config)
     done = store.model(entry.name, spec)
     if done is not None:
         path, card = done
         _log(f"model {entry.name!r}: finished earlier, loading {path}")
-        return _Model(entry, folder, models.load(out / path), card, path, spec)
+        return _Model(entry, folder, models.load(out / path, allow_unsafe=allow_unsafe_load), card, path, spec)
     _claim_folder(out / "models" / folder, spec, replaced=store.model(entry.name) is not None)
     relative = f"models/{folder}/model.keras"
     if entry.path is not None:
         _log(f"model {entry.name!r}: copying {entry.path}")
         source = Path(entry.path)
+        models.load(source, allow_unsafe=allow_unsafe_load)
         atomic_write_bytes(out / relative, source.read_bytes())
         source_card = models.card_path(source)
         card = models.load_card(source) if source_card.is_file() else {}
         card = {**card, "dataset": card.get("dataset", entry.dataset), "source_path": str(source)}
-        model = models.load(out / relative)
+        model = models.load(out / relative, allow_unsafe=allow_unsafe_load)
     else:
         _log(f"model {entry.name!r}: training ({json.dumps(entry.train, sort_keys=True)})")
         trained = training.train(entry.train_config(config.seed), out / "models" / folder, data_dir=data_dir,
@@ -324,13 +328,17 @@ def _evaluate(item: _Model, config: RunConfig, store: ResultStore, data_dir: Any
 
 
 def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update: bool = False,
-        data_dir: Any = None, progress: bool = True, report: bool = True) -> dict[str, Any]:
+        data_dir: Any = None, progress: bool = True, report: bool = True,
+        allow_unsafe_load: bool = False) -> dict[str, Any]:
     """Run ``config`` into ``out_dir``; returns the results dict (as in results.json).
 
     Raises :class:`advrobust.store.StoreMismatchError` if ``out_dir`` holds results of
     another config (unless ``update``), or of this one without ``resume``. ``update``: go
     on under the changed config, reusing every finished model and unit whose spec (what
     decides its outcome) is unchanged; the results then cover exactly this config.
+    ``allow_unsafe_load``: models given by ``path`` may be H5 or SavedModel files, whose
+    loading can run code from the file (see :func:`advrobust.models.load`); only for
+    files you trust.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -349,7 +357,7 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update:
         # from the others, follow once all are there.
         items, evaluations = [], []
         for index, entry in enumerate(config.models):
-            items.append(_obtain_model(index, entry, config, store, out, data_dir, verbose))
+            items.append(_obtain_model(index, entry, config, store, out, data_dir, verbose, allow_unsafe_load))
             evaluations.append(_evaluate(items[-1], config, store, data_dir, progress))
         records, per_example = [], {}
         for item, result in zip(items, evaluations):
