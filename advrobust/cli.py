@@ -189,7 +189,7 @@ def _add_run(subparsers) -> None:
 
 
 def _run_run(args: argparse.Namespace) -> int:
-    from advrobust import config, runner
+    from advrobust.run import config, runner
 
     if args.show_default:
         print(config.default_text(), end="")
@@ -240,7 +240,7 @@ def _add_compare(subparsers) -> None:
 def _outcomes_of(argument: str):
     from pathlib import Path
 
-    from advrobust import outcomes
+    from advrobust.results import outcomes
 
     if Path(argument).is_dir():
         return outcomes.load(argument)
@@ -254,7 +254,7 @@ def _outcomes_of(argument: str):
 def _run_compare(args: argparse.Namespace) -> int:
     import json
 
-    from advrobust import outcomes
+    from advrobust.results import outcomes
     from advrobust.files import atomic_write_text
 
     comparison = outcomes.compare(_outcomes_of(args.first), _outcomes_of(args.second))

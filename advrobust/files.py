@@ -1,10 +1,13 @@
-"""Small file helpers shared by the harness."""
+"""Small file helpers shared by the harness: atomic writes and content digests. No TensorFlow."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -25,8 +28,6 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise ValueError listing them."""
-    if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
-    return value
+def digest(value: Any) -> str:
+    """SHA-256 hex digest (64 characters) of ``value``'s canonical JSON (sorted keys, no spaces)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -4,10 +4,10 @@
     x_adv = pgd(model, x, y, eps=0.3)                  # shaped like x
     x_adv = pgd(model, x, y, eps=[0.1, 0.2, 0.3])      # (3, N, ...), one batched run
 
-Importing this package selects Keras 2 for TensorFlow first (``attacks/_tensorflow.py``).
+Importing this package selects Keras 2 for TensorFlow first (``attacks/backend.py``).
 """
 
-from attacks import _tensorflow  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+from attacks import backend  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
 from attacks.external import apgd_art
 from attacks.gradient import bim, fgsm, mim, pgd
 from attacks.losses import cross_entropy, margin

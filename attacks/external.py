@@ -29,7 +29,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from attacks import norms, validation
-from attacks._tensorflow import tf
+from attacks.backend import tf
 
 DEFAULT_BATCH_SIZE = 512
 ART_LOSSES = {"ce": "cross_entropy", "dlr": "difference_logits_ratio"}

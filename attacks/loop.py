@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from attacks import losses, norms, precision, validation
-from attacks._tensorflow import tf
+from attacks.backend import tf
 
 DEFAULT_BATCH_SIZE = 512
 # Compiled loops kept per model. A caller passing a fresh lambda as loss on every call

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Union
 
-from attacks._tensorflow import tf
+from attacks.backend import tf
 
 LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 LOSSES: tuple[str, ...] = ("ce", "margin")

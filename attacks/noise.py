@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from attacks import norms, validation
-from attacks._tensorflow import tf
+from attacks.backend import tf
 
 DEFAULT_BATCH_SIZE = 512
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from attacks._tensorflow import tf
+from attacks.backend import tf
 
 Norm = Literal["inf", "l2"]
 NORMS: tuple[str, ...] = ("inf", "l2")

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from attacks._tensorflow import tf
+from attacks.backend import tf
 
 PROBE_SIZE = 16  # examples run through the model once to learn its classes and output kind
 

@@ -45,7 +45,7 @@ import advrobust  # noqa: F401  (Keras 2 before TensorFlow)
 from advrobust import data, models
 from advrobust.files import atomic_write_text
 from attacks import fgsm, pgd
-from attacks._tensorflow import keras, tf
+from attacks.backend import keras, tf
 
 EPS, STEP, STEPS = 0.3, 0.01, 40
 

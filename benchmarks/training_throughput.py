@@ -40,7 +40,7 @@ BATCH = 128
 def while_loop_perturb(model, x, objective, *, eps, norm, steps, step_size, start, clip):
     """``perturb`` as it was before it was unrolled: the same step in a tf.while_loop."""
     from attacks import norms
-    from attacks._tensorflow import tf
+    from attacks.backend import tf
 
     n = tf.shape(x)[0]
     eps = tf.broadcast_to(tf.cast(eps, x.dtype), [n])
@@ -61,7 +61,7 @@ def worker(variant: str, method: str, preset: str, warmup: int, batches: int) ->
     """Train in this process and return {"images_per_second": ..., "seconds": ...}."""
     import advrobust  # noqa: F401  (Keras 2 before TensorFlow)
     from advrobust import data, models
-    from attacks._tensorflow import keras, tf
+    from attacks.backend import keras, tf
     from defenses import adversarial_training as at
 
     if variant == VARIANTS[1]:
@@ -117,7 +117,7 @@ def main() -> None:
 
     import advrobust  # noqa: F401  (Keras 2 before TensorFlow)
     from advrobust.files import atomic_write_text
-    from attacks._tensorflow import tf
+    from attacks.backend import tf
 
     result = {
         "benchmark": "training_throughput",

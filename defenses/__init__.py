@@ -21,8 +21,10 @@ dataset's preset. :mod:`defenses.callbacks` holds robust early stopping and the
 catastrophic-overfitting monitor; :mod:`defenses.distribute` the ``tf.distribute``
 strategies.
 
-Importing this package selects Keras 2 for TensorFlow first (``attacks/_tensorflow.py``);
-NSL itself is imported through ``attacks._tensorflow.import_nsl`` when first needed.
+Importing this package selects Keras 2 for TensorFlow first (``attacks/backend.py``) and
+puts NSL's ``tensorflow.estimator`` stand-in in place (``defenses/nsl_compat.py``), so a
+plain ``import neural_structured_learning`` works afterwards; NSL itself is imported
+only when an NSL defense is first used.
 """
 
 from __future__ import annotations
@@ -31,9 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from attacks import _tensorflow  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+from attacks import backend  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
 from attacks.validation import check_clip  # noqa: F401  (re-exported for the defense modules)
 from attacks.validation import check_positive_int as check_iterations  # noqa: F401
+
+from defenses.nsl_compat import install_estimator_stand_in
+
+install_estimator_stand_in()
 
 DEFENSES: tuple[str, ...] = ("none", "nsl", "pgd_at", "trades", "fgsm_rs")
 

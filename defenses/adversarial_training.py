@@ -63,7 +63,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from attacks import losses, norms
-from attacks._tensorflow import keras, tf
+from attacks.backend import keras, tf
 from attacks.loop import start_point
 from defenses import check_clip, check_eps, check_iterations, check_nonnegative, distribute
 

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from attacks import fgsm, pgd
-from attacks._tensorflow import keras, tf
+from attacks.backend import keras, tf
 
 
 class CatastrophicOverfittingWarning(UserWarning):

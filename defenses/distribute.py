@@ -44,7 +44,7 @@ import json
 import os
 from pathlib import Path
 
-from attacks._tensorflow import tf
+from attacks.backend import tf
 
 STRATEGIES: tuple[str, ...] = ("auto", "default", "mirrored", "multi_worker")
 # One strategy object per kind and process. Two MirroredStrategy objects over the same

@@ -81,9 +81,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from attacks._tensorflow import import_nsl, keras, tf
+from attacks.backend import keras, tf
 from attacks.norms import canonical_norm
 from defenses import check_clip, check_eps, check_iterations, check_nonnegative, distribute
+from defenses.nsl_compat import import_nsl
 
 REL_STEP_SIZE = 2.5  # step = 2.5 * eps / iterations when a preset gives no explicit step
 

@@ -1,6 +1,7 @@
 """Shared test fixtures.
 
-Importing advrobust first selects Keras 2 for TensorFlow (attacks/_tensorflow.py).
+Importing advrobust first selects Keras 2 for TensorFlow (it sets TF_USE_LEGACY_KERAS;
+attacks/backend.py imports TensorFlow).
 Integration tests read the real datasets: Fashion-MNIST from Debian's
 dataset-fashion-mnist package, MNIST from ADVROBUST_DATA_DIR (.ci/run points it at
 ../shared/datasets). A missing dataset fails those tests loudly; it is never skipped.
@@ -55,12 +56,12 @@ def run_python(code: str, env: dict | None = None) -> subprocess.CompletedProces
 @pytest.fixture
 def isolated_lookup(tmp_path, monkeypatch):
     """No dataset anywhere: empty env dir, no system dirs, an empty Keras cache."""
-    from advrobust import data
+    from advrobust.data import loading
 
     monkeypatch.delenv("ADVROBUST_DATA_DIR", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setattr(data, "SYSTEM_DIRS", (tmp_path / "system",))
-    data._read.cache_clear()
+    monkeypatch.setattr(loading, "SYSTEM_DIRS", (tmp_path / "system",))
+    loading._read.cache_clear()
     return tmp_path
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from advrobust.data import class_name
+from advrobust.data.catalog import class_name
 
 SCHEMA_VERSION = 1
 DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}

@@ -27,8 +27,8 @@ that the worst cases come from other attack implementations.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -37,19 +37,13 @@ import torch
 import torch.nn.functional as F
 
 
-def _project_module(name: str):
-    """``advrobust/NAME.py`` loaded on its own: the package's ``__init__`` imports
-    TensorFlow, which this script must run without; ``stats`` and ``files`` need only NumPy."""
-    path = Path(__file__).resolve().parents[2] / "advrobust" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"advrobust_{name}_standalone", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# The repository root on the path, so the project's NumPy-only modules import without
+# installing it: advrobust imports no TensorFlow, which this script runs without.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-
-stats = _project_module("stats")
-files = _project_module("files")
-outcome_files = _project_module("outcome_files")
+from advrobust import files  # noqa: E402
+from advrobust.evaluation import stats  # noqa: E402
+from advrobust.results import outcome_files  # noqa: E402
 
 PARAMS = {"fgsm": {}, "pgd": {"steps": 100, "restarts": 5}, "apgd_ce_art": {"steps": 100},
           "apgd_dlr_art": {"steps": 100}}
@@ -186,7 +180,7 @@ def summarise(correct: torch.Tensor) -> dict:
 def evaluate_model(path: Path, x: torch.Tensor, y: torch.Tensor, eps: float, batch: int,
                    seed: int) -> tuple[dict, bytes]:
     """Check the rebuilt model against its TF logits, then attack it; the JSON entry of one
-    model, and its per-image outcomes as an .npz (:func:`advrobust.outcome_files.encode`)."""
+    model, and its per-image outcomes as an .npz (:func:`advrobust.results.outcome_files.encode`)."""
     archive = np.load(path)
     model = ReferenceCNN({key: archive[key] for key in archive.files if key.endswith((".kernel", ".bias"))})
     model = model.to(x.device).eval()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from attacks import AttackSpec, apgd_art, fgsm, get_attack, pgd
-from attacks._tensorflow import keras, tf
+from attacks.backend import keras, tf
 from advrobust.evaluation import robust_accuracy_curve
 
 pytestmark = pytest.mark.crosscheck

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from attacks import fgsm, pgd
-from attacks._tensorflow import tf
+from attacks.backend import tf
 
 pytestmark = [pytest.mark.crosscheck, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ import pytest
 
 from advrobust import data, models, training
 from attacks import pgd
-from attacks._tensorflow import tf
+from attacks.backend import tf
 from defenses import adversarial_training as at
 from tests.conftest import run_python
 
@@ -143,7 +143,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import numpy as np
 from advrobust import training
-from attacks._tensorflow import keras
+from attacks.backend import keras
 from defenses import adversarial_training as at, distribute
 
 out = sys.argv[1]

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from advrobust import config, models, outcomes, results, runner
+from advrobust import models
+from advrobust.results import outcomes, schema
+from advrobust.run import config, runner
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +78,7 @@ def _comparable(document):
 def test_results_follow_the_schema_and_curves_make_sense(finished_run):
     out, document = finished_run
     on_disk = json.loads((out / "results.json").read_text())
-    results.validate(on_disk)
+    schema.validate(on_disk)
     assert _comparable(on_disk) == _comparable(document)
     trained, untrained = on_disk["models"]
     assert trained["n_examples"] == 200 and untrained["n_examples"] == 150

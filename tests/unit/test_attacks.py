@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from attacks import AttackSpec, bim, fgsm, get_attack, loop, mim, norms, pgd, random_noise
-from attacks._tensorflow import keras, tf
+from attacks.backend import keras, tf
 
 ATTACKS = {"fgsm": fgsm, "bim": bim, "pgd": pgd, "mim": mim}
 W = np.array([[1.0, -2.0, 0.5], [-0.5, 1.0, 2.0]], np.float32)  # 2 inputs -> 3 classes

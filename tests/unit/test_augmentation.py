@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from advrobust import data
-from attacks._tensorflow import keras, tf
+from attacks.backend import keras, tf
 
 
 def _images(n=64, seed=0):

@@ -82,7 +82,7 @@ def test_run_missing_config_and_report_without_results(tmp_path, capsys):
 @pytest.mark.parametrize("flags, resume, update", [([], False, False), (["--resume"], True, False),
                                                    (["--update"], False, True)])
 def test_run_passes_resume_and_update_to_the_runner(flags, resume, update, monkeypatch, tmp_path):
-    from advrobust import runner
+    from advrobust.run import runner
 
     calls = []
     monkeypatch.setattr(runner, "run", lambda config, out, **options: calls.append(options))

@@ -14,7 +14,7 @@ def _ok(result):
 def test_advrobust_first_gives_keras2_and_working_nsl():
     out = _ok(run_python(
         "import advrobust, tensorflow as tf, tf_keras\n"
-        "from attacks._tensorflow import import_nsl\n"
+        "from defenses.nsl_compat import import_nsl\n"
         "assert tf.keras.Model is tf_keras.Model\n"
         "nsl = import_nsl()\n"
         "cfg = nsl.configs.make_adv_reg_config(multiplier=0.2, adv_step_size=0.05)\n"
@@ -34,14 +34,14 @@ def test_each_package_selects_keras2(package):
 def test_tensorflow_imported_first_but_keras_untouched_still_works():
     # tf.keras resolves lazily on first attribute access, so this order is fine.
     out = _ok(run_python("import tensorflow as tf\nimport advrobust\n"
-                         "from attacks._tensorflow import import_nsl\nimport_nsl()\nprint('OK')\n"))
+                         "from defenses.nsl_compat import import_nsl\nimport_nsl()\nprint('OK')\n"))
     assert "OK" in out
 
 
 def test_keras3_already_resolved_fails_with_instructions():
     result = run_python(
         "import tensorflow as tf\n_ = tf.keras.Model  # resolves to Keras 3\n"
-        "import advrobust\nfrom attacks._tensorflow import import_nsl, KerasVersionError\n"
+        "import advrobust\nfrom defenses.nsl_compat import import_nsl, KerasVersionError\n"
         "try:\n    import_nsl()\nexcept KerasVersionError as e:\n    print('RAISED', e)\n")
     out = _ok(result)
     assert "RAISED" in out
@@ -50,7 +50,7 @@ def test_keras3_already_resolved_fails_with_instructions():
 
 def test_legacy_keras_explicitly_disabled_is_reported():
     result = run_python(
-        "import advrobust\nfrom attacks._tensorflow import import_nsl, KerasVersionError\n"
+        "import advrobust\nfrom defenses.nsl_compat import import_nsl, KerasVersionError\n"
         "try:\n    import_nsl()\nexcept KerasVersionError as e:\n    print('RAISED', e)\n",
         env={"TF_USE_LEGACY_KERAS": "0"})
     out = _ok(result)
@@ -68,7 +68,7 @@ def test_models_still_work_when_tf_keras_is_keras3():
 
 def test_estimator_stand_in_refuses_to_build_estimators():
     out = _ok(run_python(
-        "from attacks._tensorflow import import_nsl\nimport_nsl()\nimport tensorflow.estimator as e\n"
+        "from defenses.nsl_compat import import_nsl\nimport_nsl()\nimport tensorflow.estimator as e\n"
         "assert e.ModeKeys.TRAIN == 'train' and e.ModeKeys.PREDICT == 'infer'\n"
         "try:\n    e.Estimator()\nexcept NotImplementedError as err:\n    print('RAISED', err)\n"))
     assert "RAISED tf.estimator was removed" in out

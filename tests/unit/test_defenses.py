@@ -10,7 +10,8 @@ import pytest
 import defenses
 from advrobust import models, training
 from attacks import fgsm, pgd
-from attacks._tensorflow import import_nsl, keras, tf
+from attacks.backend import keras, tf
+from defenses.nsl_compat import import_nsl
 from defenses import adversarial_training as at
 from defenses import callbacks as defense_callbacks
 from defenses import distribute, nsl

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from advrobust import cli, evaluation, models
-from advrobust.stats import wilson_interval
+from advrobust.evaluation.stats import wilson_interval
 from tests.conftest import write_fake_split
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from advrobust import data
-from advrobust.idx import DataFileError, read_images, read_labels
+from advrobust.data import loading
+from advrobust.data.idx import DataFileError, read_images, read_labels
 from tests.conftest import write_fake_split, write_idx
 
 
@@ -77,7 +78,7 @@ def test_lookup_order_argument_then_env_then_system_then_cache(isolated_lookup, 
     monkeypatch.setenv("ADVROBUST_DATA_DIR", str(root / "env"))
 
     def source():
-        data._read.cache_clear()
+        loading._read.cache_clear()
         return Path(data.locate("fashion_mnist", "test", data_dir=None, download=False)).parts[-3]
 
     assert Path(data.locate("fashion_mnist", "test", root / "arg", download=False)).parts[-3] == "arg"
@@ -122,7 +123,7 @@ def test_failed_download_is_reported_with_the_search_list(isolated_lookup, monke
     def offline(name):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(data, "_download", offline)
+    monkeypatch.setattr(loading, "_download", offline)
     with pytest.raises(data.DataNotFoundError, match="Keras download failed: OSError: network unreachable"):
         data.load("mnist", "test")
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from advrobust import models
-from attacks._tensorflow import keras
+from attacks.backend import keras
 
 
 def _lambda_model(marker: Path) -> keras.Model:
@@ -172,7 +172,7 @@ def test_cli_attack_refuses_an_h5_model_in_one_line_and_runs_no_code(tmp_path, m
 
 
 def test_a_run_refuses_an_h5_model_path_before_any_work(tmp_path, marker):
-    from advrobust import config, runner
+    from advrobust.run import config, runner
 
     _lambda_model(marker).save(tmp_path / "made.h5")
     _arm(marker)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from advrobust import models
-from attacks._tensorflow import keras
+from attacks.backend import keras
 
 X = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
 

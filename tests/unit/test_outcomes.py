@@ -7,8 +7,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from advrobust import outcomes
-from advrobust.stats import compare_paired
+from advrobust.results import outcomes
+from advrobust.evaluation.stats import compare_paired
 
 
 def _outcomes(name, n, *, dataset="fashion_mnist", epsilons=(0.0, 0.1), seed=0, norm="inf", labels=None):
@@ -193,19 +193,19 @@ def test_advrobust_compare_per_class(tmp_path):
 
 
 def test_outcome_files_are_written_without_tensorflow_and_read_back_by_load(tmp_path):
-    # experiments/torch_crosscheck/evaluate.py loads advrobust/outcome_files.py on its own,
-    # where TensorFlow is not installed: the module must need nothing beyond NumPy.
+    # experiments/torch_crosscheck/evaluate.py imports advrobust.results.outcome_files where
+    # TensorFlow is not installed: the module must need nothing beyond NumPy.
     import ast
 
     from tests.conftest import REPO
 
-    tree = ast.parse((REPO / "advrobust" / "outcome_files.py").read_text())
+    tree = ast.parse((REPO / "advrobust" / "results" / "outcome_files.py").read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert imported <= {"__future__", "io", "typing", "numpy"}, imported
 
-    from advrobust import outcome_files
+    from advrobust.results import outcome_files
 
     rng = np.random.default_rng(0)
     clean = rng.random(50) < 0.9

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from advrobust.reporting import build_report, load_run
-from advrobust.stats import wilson_interval
+from advrobust.evaluation.stats import wilson_interval
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SCRIPT_NAME = "<script>alert(1)</script>"

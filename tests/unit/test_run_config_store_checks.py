@@ -8,8 +8,12 @@ import sqlite3
 import numpy as np
 import pytest
 
-from advrobust import checks, config, evaluation, results, runner
-from advrobust.store import ResultStore, StoreMismatchError
+from advrobust import evaluation
+from advrobust.evaluation import curves
+from advrobust.evaluation import checks
+from advrobust.results import schema
+from advrobust.run import config, runner
+from advrobust.run.store import ResultStore, StoreMismatchError
 from tests.conftest import REPO
 
 BASE = """
@@ -102,7 +106,7 @@ def _curve(attack, accuracies, n=100, epsilons=None, robust_mask=None, clean_mas
         robust_mask = np.arange(n)[None, :] < np.round(accuracies * n)[:, None]
     if clean_mask is None:
         clean_mask = robust_mask[0].copy()
-    return evaluation._curve(attack, "inf", {}, epsilons, clean_mask, robust_mask, 1.0)
+    return curves._curve(attack, "inf", {}, epsilons, clean_mask, robust_mask, 1.0)
 
 
 def test_monotone_check_flags_a_rising_curve_and_passes_a_falling_one():
@@ -175,13 +179,13 @@ def _class(label, n, robust=(0.9, 0.5)):
     (lambda r: r["models"][0].update(per_class=[{**_class(0, 10), "label": "0"}]), "label: expected int"),
 ])
 def test_schema_validator_rejects_broken_results(mutate, message):
-    results.validate(_valid_results())
-    results.validate({**_valid_results(), "models": [{**_valid_results()["models"][0],
+    schema.validate(_valid_results())
+    schema.validate({**_valid_results(), "models": [{**_valid_results()["models"][0],
                                                        "per_class": [_class(0, 4), _class(1, 6)]}]})
     broken = copy.deepcopy(_valid_results())
     mutate(broken)
-    with pytest.raises(results.SchemaError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        results.validate(broken)
+    with pytest.raises(schema.SchemaError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        schema.validate(broken)
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.toml")), ids=lambda p: p.name)

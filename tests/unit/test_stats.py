@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from advrobust.stats import compare_paired, mcnemar_exact_p, paired_difference_interval
+from advrobust.evaluation.stats import compare_paired, mcnemar_exact_p, paired_difference_interval
 
 
 @pytest.mark.parametrize("table, low, high", [

@@ -10,7 +10,7 @@ import pytest
 
 import defenses
 from advrobust import data, models, training
-from attacks._tensorflow import keras
+from attacks.backend import keras
 
 
 class _Interrupt(keras.callbacks.Callback):

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from advrobust import outcome_files, stats
-from advrobust.data import class_name
-from advrobust.evaluation import ModelEvaluation
+from advrobust.evaluation import stats
+from advrobust.results import outcome_files
+from advrobust.data.catalog import class_name
 from advrobust.files import atomic_write_bytes
 
 METHOD = ("per example on the test images both models saw; interval: Newcombe (1998) method 10; "
@@ -50,7 +50,7 @@ class Outcomes:
         return int(self.clean.shape[0])
 
 
-def from_evaluation(name: str, dataset: str, result: ModelEvaluation, labels: Any = None) -> Outcomes:
+def from_evaluation(name: str, dataset: str, result: Any, labels: Any = None) -> Outcomes:
     """The outcomes held in a :class:`advrobust.evaluation.ModelEvaluation`, with the
     evaluated images' true ``labels`` ((n,) ints) when given."""
     worst = result.worst_case

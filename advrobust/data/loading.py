@@ -1,4 +1,4 @@
-"""MNIST and Fashion-MNIST, offline first, as arrays and as tf.data pipelines.
+"""MNIST and Fashion-MNIST, offline first, as NumPy arrays.
 
 Where the files are looked for, in order (the first place that has a split's two files
 wins):
@@ -21,34 +21,14 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-from advrobust.files import check_choice
-from advrobust.idx import DataFileError, read_images, read_labels
-from attacks._tensorflow import keras, tf
+from advrobust.data.catalog import DATASETS, SPLITS, DatasetName, Split
+from advrobust.data.idx import DataFileError, read_images, read_labels
+from advrobust.validation import check_choice
 
-DatasetName = Literal["mnist", "fashion_mnist"]
-Split = Literal["train", "test"]
-
-DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist")
-SPLITS: tuple[str, ...] = ("train", "test")
-NUM_CLASSES = 10
 SYSTEM_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets"),)
-
-CLASS_NAMES: dict[str, tuple[str, ...]] = {
-    "mnist": tuple(str(digit) for digit in range(10)),
-    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-}
-
-
-def class_name(dataset: str, label: int) -> str:
-    """The name of class ``label`` in ``dataset`` (the label itself as text if unknown)."""
-    names = CLASS_NAMES.get(dataset, ())
-    return names[label] if 0 <= label < len(names) else str(label)
-
 
 _SUBFOLDERS = {"mnist": ("mnist",), "fashion_mnist": ("fashion-mnist", "fashion_mnist")}
 _FILES = {
@@ -114,6 +94,8 @@ def _find(name: str, split: str, data_dir: str | Path | None) -> tuple[_Found | 
 
 def _download(name: str) -> Path:
     """Fetch the dataset with Keras (online users only); returns the folder of its files."""
+    from attacks.backend import keras  # only the download needs TensorFlow
+
     if name == "mnist":
         keras.datasets.mnist.load_data()
         return _keras_cache_dir()
@@ -185,100 +167,3 @@ def load(name: DatasetName, split: Split = "train", data_dir: str | Path | None 
     images, labels = _read(found, split)
     x = (images.astype(np.float32) / np.float32(255.0))[..., np.newaxis]
     return x, labels.astype(np.int64)
-
-
-def train_val_split(x: np.ndarray, y: np.ndarray, *, val_fraction: float = 0.1,
-                    seed: int = 0) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Split off a seeded, class-stratified validation set.
-
-    Returns ``((x_train, y_train), (x_val, y_val))``; the same seed gives the same split.
-    Each class contributes ``round(val_fraction * count)`` examples to validation.
-    """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
-    rng = np.random.default_rng(seed)
-    val_index = []
-    for label in np.unique(y):
-        members = np.flatnonzero(y == label)
-        count = int(round(val_fraction * len(members)))
-        val_index.append(rng.choice(members, size=count, replace=False))
-    val_mask = np.zeros(len(y), dtype=bool)
-    val_mask[np.concatenate(val_index)] = True
-    return (x[~val_mask], y[~val_mask]), (x[val_mask], y[val_mask])
-
-
-# Training-time augmentations: "shift" moves each image by up to MAX_SHIFT pixels in each
-# direction (zeros fill in, as the datasets' background is 0); "flip_shift" also mirrors
-# half the images left-right, which keeps Fashion-MNIST's classes but not MNIST's digits.
-AUGMENTATIONS: tuple[str, ...] = ("none", "shift", "flip_shift")
-MAX_SHIFT = 2
-
-
-def check_augmentation(augment: str, dataset: str) -> str:
-    """Return ``augment`` if it is an augmentation that keeps ``dataset``'s labels."""
-    check_choice(augment, AUGMENTATIONS, "augmentation")
-    if augment == "flip_shift" and dataset == "mnist":
-        raise ValueError("augmentation 'flip_shift' mirrors images, which changes digits (MNIST); use 'shift'")
-    return augment
-
-
-def augmenter(augment: str):
-    """A function of ``(images, seed)`` returning the batch ``images`` (B, H, W, C)
-    augmented as ``augment`` says (see AUGMENTATIONS), or None for "none".
-
-    ``seed`` is a stateless-RNG seed, an integer tensor of shape (2,): the same seed gives
-    the same augmentations, whatever else has drawn random numbers before. Pixels are
-    moved, never changed: every output value is an input value or 0. Each image gets its
-    own mirror coin and its own whole-pixel shift, uniform in [-MAX_SHIFT, MAX_SHIFT] on
-    each axis.
-    """
-    check_choice(augment, AUGMENTATIONS, "augmentation")
-    if augment == "none":
-        return None
-
-    def apply(images, seed):
-        flip_seed, shift_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        if augment == "flip_shift":
-            images = tf.image.stateless_random_flip_left_right(images, flip_seed)
-        batch = tf.shape(images)[0]
-        shift = tf.random.stateless_uniform([batch, 2], shift_seed, minval=-MAX_SHIFT, maxval=MAX_SHIFT + 1,
-                                            dtype=tf.int32)
-        # An output pixel (x, y) reads input pixel (x - dx, y - dy): the projective
-        # transform [1, 0, -dx, 0, 1, -dy, 0, 0], with zeros where that falls outside.
-        dx, dy = tf.unstack(tf.cast(shift, tf.float32), axis=1)
-        one, zero = tf.ones_like(dx), tf.zeros_like(dx)
-        transforms = tf.stack([one, zero, -dx, zero, one, -dy, zero, zero], axis=1)
-        return tf.raw_ops.ImageProjectiveTransformV3(
-            images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
-            fill_value=tf.constant(0, images.dtype), interpolation="NEAREST", fill_mode="CONSTANT")
-
-    return apply
-
-
-def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int = 128, shuffle: bool = False,
-                 seed: int | None = None, drop_remainder: bool = False, augment: str = "none") -> tf.data.Dataset:
-    """A batched, prefetched tf.data pipeline of ``(x, y)``.
-
-    With ``shuffle=True`` the order is reshuffled every epoch from ``seed`` (the same
-    seed gives the same sequence of epochs). ``augment`` (see :func:`augmenter`) draws a
-    new augmentation of every batch each epoch; labels are unchanged. As everywhere in
-    tf.data, the draws follow ``seed`` together with TensorFlow's global seed
-    (``keras.utils.set_random_seed``), and not other draws in between.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    transform = augmenter(augment)
-    dataset = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle:
-        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    if transform is not None:
-        # One stateless seed per batch, new each epoch and reproduced by ``seed``: unlike
-        # stateful random layers, this stays reproducible under parallel map calls.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            lambda batch, batch_seed: (transform(batch[0], batch_seed), batch[1]),
-            num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)

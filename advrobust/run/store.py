@@ -187,11 +187,6 @@ class ResultStore:
         self.close()
 
 
-def digest(value: Any) -> str:
-    """SHA-256 hex digest of ``value``'s canonical JSON (sorted keys, no spaces)."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 class UnitCache:
     """The units of one model in a :class:`ResultStore`, as evaluation sees them.
 

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from advrobust import data, models
-from advrobust.files import atomic_write_text, check_choice
-from attacks._tensorflow import keras, tf
+from advrobust.files import atomic_write_text
+from advrobust.validation import check_choice
+from attacks.backend import keras, tf
 import defenses
 from defenses import callbacks as defense_callbacks
 from defenses import distribute

@@ -27,7 +27,7 @@ so a typo fails in a second rather than after an hour of training::
     name = "mine"
     path = "saved/model.keras"    # evaluate an existing logits model (relative to the config file)
 
-:data:`DEFAULT_CONFIG` (``advrobust/configs/quick.toml``) is what ``advrobust run`` uses
+:data:`DEFAULT_CONFIG` (``advrobust/run/configs/quick.toml``) is what ``advrobust run`` uses
 without a config file. :meth:`RunConfig.hash` is the SHA-256 of the canonical JSON of
 the resolved config: the results store refuses to mix results of different hashes.
 """
@@ -44,8 +44,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from advrobust.data import DATASETS
-from advrobust.files import check_choice
+from advrobust.data.catalog import DATASETS
+from advrobust.validation import check_choice
 from attacks import AttackSpec
 from attacks.norms import canonical_norm
 
@@ -308,4 +308,4 @@ def load(path: str | Path | None = None) -> RunConfig:
 
 def default_text() -> str:
     """The TOML text of the embedded quick default run."""
-    return resources.files("advrobust").joinpath("configs", DEFAULT_CONFIG_NAME).read_text(encoding="utf-8")
+    return resources.files("advrobust.run").joinpath("configs", DEFAULT_CONFIG_NAME).read_text(encoding="utf-8")

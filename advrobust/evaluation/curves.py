@@ -15,10 +15,10 @@ from typing import Any, Mapping, Protocol, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from advrobust.stats import wilson_interval
-from advrobust.store import digest
+from advrobust.evaluation.stats import wilson_interval
+from advrobust.files import digest
 from attacks import AttackSpec, get_attack
-from attacks._tensorflow import tf
+from attacks.backend import tf
 from attacks.losses import cross_entropy
 from attacks.norms import canonical_norm
 from attacks.validation import inference_fn

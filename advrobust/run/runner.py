@@ -31,13 +31,16 @@ from typing import Any
 
 import numpy as np
 
-from advrobust import checks, data, evaluation, models, outcomes, training
-from advrobust.config import AttackEntry, ModelEntry, RunConfig
+from advrobust import data, evaluation, models, training
+from advrobust.evaluation import checks
+from advrobust.results import outcomes
+from advrobust.run.config import AttackEntry, ModelEntry, RunConfig
 from advrobust.files import atomic_write_bytes, atomic_write_text
-from advrobust.results import SCHEMA_VERSION, validate
-from advrobust.store import STORE_NAME, ResultStore, UnitCache, digest
+from advrobust.results.schema import SCHEMA_VERSION, validate
+from advrobust.files import digest
+from advrobust.run.store import STORE_NAME, ResultStore, UnitCache
 from attacks import AttackSpec
-from attacks._tensorflow import tf
+from attacks.backend import tf
 
 ITERATIVE = ("pgd", "mim", "bim")
 CSV_COLUMNS = ("model", "dataset", "defense", "architecture", "n_examples", "clean_accuracy", "attack", "norm",

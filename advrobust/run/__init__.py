@@ -1,0 +1,10 @@
+"""The main job: a run config (TOML), the runner, and the SQLite store of finished units.
+
+    from advrobust.run import config, runner
+    runner.run(config.load("experiments/mnist.toml"), "runs/mnist")
+
+Modules: :mod:`~advrobust.run.config` (the run config: parsing and validation),
+:mod:`~advrobust.run.runner` (trains or loads each model, evaluates it, runs the checks,
+writes results and the report) and :mod:`~advrobust.run.store` (every finished unit
+committed on its own, so a killed run resumes without losing work).
+"""
