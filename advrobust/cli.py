@@ -264,24 +264,38 @@ def _run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``advrobust`` with all its subcommands."""
+# Subcommands that only read files. Their parsers are built without the others', whose
+# choices come from TensorFlow-backed registries, so they start without importing it.
+_READING_COMMANDS = ("report", "compare")
+
+
+def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of ``advrobust``.
+
+    Args:
+        commands: the subcommands to include (default: all). ``("report", "compare")``
+            builds a parser that imports no TensorFlow.
+
+    Returns:
+        The ``argparse.ArgumentParser``.
+    """
     parser = argparse.ArgumentParser(
         prog="advrobust",
         description="Adversarial robustness for TensorFlow models: train, attack, evaluate.")
     subparsers = parser.add_subparsers(title="subcommands", dest="command", required=True)
-    _add_train(subparsers)
-    _add_attack(subparsers)
-    _add_run(subparsers)
-    _add_report(subparsers)
-    _add_compare(subparsers)
+    adders = {"train": _add_train, "attack": _add_attack, "run": _add_run, "report": _add_report,
+              "compare": _add_compare}
+    for name, add in adders.items():
+        if commands is None or name in commands:
+            add(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    reading = argv[:1] if argv[:1] and argv[0] in _READING_COMMANDS else None
+    args = build_parser(reading).parse_args(argv)
     try:
         return args.handler(args)
     except _USER_ERRORS as error:
