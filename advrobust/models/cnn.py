@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+
 
 from advrobust.validation import check_width
 from attacks.backend import keras
