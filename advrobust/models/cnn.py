@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-
 from advrobust.validation import check_width
 from attacks.backend import keras
 
