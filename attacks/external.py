@@ -32,6 +32,8 @@ from attacks import norms, validation
 from attacks.backend import tf
 
 DEFAULT_BATCH_SIZE = 512
+# Optional packages these attacks need (checked when a run config names one).
+REQUIRED_PACKAGES = ("art",)
 ART_LOSSES = {"ce": "cross_entropy", "dlr": "difference_logits_ratio"}
 ART_NORMS = {"inf": np.inf, "l2": 2}
 # ART computes in float32: its points may leave the ball or the clip range by rounding.

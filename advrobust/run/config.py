@@ -36,17 +36,21 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
+import inspect
 import json
 import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from advrobust.data.catalog import DATASETS
 from advrobust.validation import check_choice
-from attacks import AttackSpec
+import numpy as np
+
+from attacks import AttackSpec, get_attack
 from attacks.norms import canonical_norm
 
 DEFAULT_CONFIG_NAME = "quick.toml"
@@ -84,6 +88,8 @@ class ModelEntry:
     attacks: tuple[str, ...] | None = None  # None: every attack of the run
     path: str | None = None
     train: dict[str, Any] | None = None
+    # SHA-256 of a weights file named in train (None otherwise): part of the config's hash.
+    weights_sha256: str | None = None
 
     def train_config(self, seed: int):
         """The :class:`advrobust.training.TrainConfig` of this model (validated)."""
@@ -119,7 +125,13 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of the resolved config."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        document = json.loads(json.dumps(dataclasses.asdict(self)))
+        for model in document["models"]:
+            if model["weights_sha256"] is None:
+                # Absent, as before the field existed, so configs without a weights file
+                # keep their hash and their runs can still be resumed.
+                del model["weights_sha256"]
+        return document
 
     def hash(self) -> str:
         """SHA-256 hex digest of the canonical JSON of :meth:`to_dict`."""
@@ -173,7 +185,11 @@ def _attack(table: Any, index: int) -> AttackEntry:
     if not isinstance(table, dict) or "name" not in table:
         raise ConfigError(f"{where} must be a table with a name, got {table!r}")
     _unknown_keys(table, _ATTACK_KEYS, where)
-    params = dict(table.get("params", {}))
+    params = table.get("params", {})
+    if not isinstance(params, dict):
+        raise ConfigError(f"{where}.params must be a table of the attack's keyword arguments "
+                          f"(e.g. params = {{ steps = 40 }}), got {params!r}")
+    params = dict(params)
     for reserved in _RESERVED_ATTACK_PARAMS:
         if reserved in params:
             raise ConfigError(f"{where}: set {reserved!r} in [run], not in an attack's params")
@@ -181,7 +197,33 @@ def _attack(table: Any, index: int) -> AttackEntry:
         AttackSpec(table["name"], params)  # validates the name and the parameter names
     except (ValueError, TypeError) as error:
         raise ConfigError(f"{where}: {error}") from None
+    missing = [package for package in _required_packages(table["name"]) if importlib.util.find_spec(package) is None]
+    if missing:
+        raise ConfigError(f"{where}: attack {table['name']!r} needs the package(s) {', '.join(missing)}, which are "
+                          "not installed (pip install \".[test]\" installs them)")
     return AttackEntry(name=table["name"], params=params)
+
+
+def _required_packages(attack: str) -> tuple[str, ...]:
+    """Optional packages an attack needs: its module's ``REQUIRED_PACKAGES`` (empty if none)."""
+    return tuple(getattr(inspect.getmodule(get_attack(attack)), "REQUIRED_PACKAGES", ()))
+
+
+def _check_attack_values(attack: AttackEntry, index: int, norm: str, epsilons: tuple[float, ...]) -> None:
+    """Let the attack validate its parameter values on an empty batch, before any work.
+
+    Every attack checks its arguments before it touches the model and returns at once for
+    zero examples, so this costs nothing and catches ``steps = 0`` or ``loss = "x"`` now
+    rather than after an hour of training.
+    """
+    def untouched_model(x, training=False):
+        raise AssertionError("the model is not called for an empty batch")
+
+    empty_x, empty_y = np.zeros((0, 28, 28, 1), np.float32), np.zeros(0, np.int64)
+    try:
+        attack.spec(norm)(untouched_model, empty_x, empty_y, eps=list(epsilons))
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"attacks[{index}] ({attack.name!r}).params: {error}") from None
 
 
 def _model(table: Any, index: int, run: dict[str, Any], attack_names: set[str], base_dir: Path | None,
@@ -190,7 +232,7 @@ def _model(table: Any, index: int, run: dict[str, Any], attack_names: set[str], 
     if not isinstance(table, dict) or not isinstance(table.get("name"), str) or not table["name"].strip():
         raise ConfigError(f"{where} must be a table with a non-empty name, got {table!r}")
     _unknown_keys(table, _MODEL_KEYS, where)
-    where = f"model {table['name']!r}"
+    where = f"models[{index}] ({table['name']!r})"
     dataset = table.get("dataset", run.get("dataset", "fashion_mnist"))
     try:
         check_choice(dataset, DATASETS, "dataset")
@@ -205,8 +247,10 @@ def _model(table: Any, index: int, run: dict[str, Any], attack_names: set[str], 
             raise ConfigError(f"{where}: model file {str(resolved)!r} does not exist")
         path = str(resolved.resolve())
     train = table.get("train")
-    if train is not None and not isinstance(train, dict):
-        raise ConfigError(f"{where}: train must be a table, got {train!r}")
+    if train is not None:
+        if not isinstance(train, dict):
+            raise ConfigError(f"{where}.train must be a table, got {train!r}")
+        train = _resolved_weights(_check_train_types(train, f"{where}.train"), base_dir, f"{where}.train")
     entry_attacks = table.get("attacks")
     if entry_attacks is not None:
         if isinstance(entry_attacks, str) or not all(isinstance(name, str) for name in entry_attacks):
@@ -218,6 +262,7 @@ def _model(table: Any, index: int, run: dict[str, Any], attack_names: set[str], 
         entry_attacks = tuple(entry_attacks)
     n = table.get("n_examples")
     entry = ModelEntry(name=table["name"], dataset=dataset, baseline=table.get("baseline"),
+                       weights_sha256=_weights_digest(train),
                        n_examples=None if n is None else _int(n, f"{where}: n_examples", 1),
                        attacks=entry_attacks, path=path, train=dict(train) if train is not None else None)
     if train is not None:
@@ -226,8 +271,71 @@ def _model(table: Any, index: int, run: dict[str, Any], attack_names: set[str], 
         try:
             entry.train_config(seed)
         except (ValueError, TypeError, FileNotFoundError) as error:
-            raise ConfigError(f"{where}: {error}") from None
+            raise ConfigError(f"{where}.train: {error}") from None
     return entry
+
+
+_WEIGHT_WORDS = (None, "none", "None", "imagenet", "pretrained-run")
+
+
+def _resolved_weights(train: dict[str, Any], base_dir: Path | None, where: str) -> dict[str, Any]:
+    """``train`` with a weights file path made absolute against the config file's folder."""
+    weights = train.get("weights")
+    if weights in _WEIGHT_WORDS:
+        return train
+    path = Path(weights)
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path
+    if not path.is_file():
+        raise ConfigError(f"{where}.weights: file {str(path)!r} does not exist (paths are relative to the config "
+                          f"file); or use one of: imagenet, none, pretrained-run")
+    return {**train, "weights": str(path.resolve())}
+
+
+def _weights_digest(train: dict[str, Any] | None) -> str | None:
+    """SHA-256 of a weights file named in ``train``, so a changed file changes the model's spec."""
+    weights = (train or {}).get("weights")
+    if weights in _WEIGHT_WORDS:
+        return None
+    return hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+
+
+def _type_matches(value: Any, annotation: Any) -> bool:
+    """Whether a TOML value fits a field annotation (int, float, str, bool, dict, Optional, Any)."""
+    if annotation is Any:
+        return True
+    if get_origin(annotation) in (Union, type(int | None)):
+        return any(_type_matches(value, member) for member in get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    origin = get_origin(annotation) or annotation
+    return isinstance(value, origin)
+
+
+def _type_name(annotation: Any) -> str:
+    if get_origin(annotation) in (Union, type(int | None)):
+        return " or ".join(_type_name(member) for member in get_args(annotation))
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             dict: "a table", type(None): "absent (None)"}
+    return names.get(get_origin(annotation) or annotation, str(annotation))
+
+
+def _check_train_types(train: dict[str, Any], where: str) -> dict[str, Any]:
+    """Check each value of a ``train`` table against its TrainConfig field's type.
+
+    Unknown keys are left to TrainConfig, whose error lists the fields.
+    """
+    from advrobust.training import TrainConfig
+
+    hints = get_type_hints(TrainConfig)
+    for key, value in train.items():
+        if key in hints and not _type_matches(value, hints[key]):
+            raise ConfigError(f"{where}.{key} must be {_type_name(hints[key])}, got {value!r}")
+    return train
 
 
 def from_dict(document: dict[str, Any], *, base_dir: str | Path | None = None) -> RunConfig:
@@ -256,6 +364,8 @@ def from_dict(document: dict[str, Any], *, base_dir: str | Path | None = None) -
     attacks = tuple(_attack(table, index) for index, table in enumerate(attacks_tables))
     if len({attack.name for attack in attacks}) != len(attacks):
         raise ConfigError("each attack may appear once in [[attacks]]")
+    for index, attack in enumerate(attacks):
+        _check_attack_values(attack, index, norm, epsilons)
     model_tables = document.get("models")
     if not isinstance(model_tables, list) or not model_tables:
         raise ConfigError("the config needs at least one [[models]] table")
