@@ -100,8 +100,12 @@ class _SeriesCurve:
     ci95_high: np.ndarray
 
 
-def _curve(series: Series) -> _SeriesCurve:
-    return _SeriesCurve(series.epsilons, series.accuracy, series.ci_low, series.ci_high)
+def _draw_series(axes: Axes, labelled: list[tuple[str, Series]], **options) -> None:
+    """One :func:`advrobust.plot.curves` call per line, as labels may repeat (two models or
+    two runs of one attack of the same name) and a mapping would keep only the last."""
+    for label, series in labelled:
+        plot.curves({label: _SeriesCurve(series.epsilons, series.accuracy, series.ci_low, series.ci_high)}, ax=axes,
+                    **options)
 
 
 def _new_figure(width: float, height: float) -> MplFigure:
@@ -134,10 +138,10 @@ def _dataset_figure(models: list[Model], dataset: str, path: Path) -> Figure | N
     if not drawn:
         return None
     figure = _new_figure(7.5, 4.4)
-    labelled = {_label(model.name) + (f", n={model.n_examples}" if model.n_examples is not None else ""):
-                _curve(model.worst_case) for model in drawn}
-    plot.curves(labelled, ax=_accuracy_axes(figure), xlabel=_eps_label({norm for model in drawn for norm in model.norms}),
-                title=f"{_label(dataset_title(dataset))}: worst-case robust accuracy (bands: 95% CI)")
+    labelled = [(_label(model.name) + (f", n={model.n_examples}" if model.n_examples is not None else ""),
+                 model.worst_case) for model in drawn]
+    _draw_series(_accuracy_axes(figure), labelled, xlabel=_eps_label({norm for model in drawn for norm in model.norms}),
+                 title=f"{_label(dataset_title(dataset))}: worst-case robust accuracy (bands: 95% CI)")
     caption = (f"{dataset_title(dataset)}: each model's worst-case robust accuracy over all attacks "
                "against ε, with its 95% Wilson confidence band.")
     return _save(figure, path, caption)
@@ -156,12 +160,11 @@ def _attacks_figure(model: Model, path: Path) -> Figure | None:
     for position, (norm, curves) in enumerate(groups):
         axes = _accuracy_axes(figure, 1, len(groups), position + 1)
         xlabel = "ε" if norm is None else f"ε ({norm_title(norm)})"
-        if curves:
-            plot.curves({_label(curve.label): _curve(curve.series) for curve in curves}, ax=axes, xlabel=xlabel)
+        _draw_series(axes, [(_label(curve.label), curve.series) for curve in curves], xlabel=xlabel)
         if position == worst_group:
             # No band: it would only darken the band of the attack that sets the worst case.
-            plot.curves({"worst case": _curve(model.worst_case)}, ax=axes, xlabel=xlabel, color="black",
-                        linestyle="--", marker="s", band=False)
+            _draw_series(axes, [("worst case", model.worst_case)], xlabel=xlabel, color="black", linestyle="--",
+                         marker="s", band=False)
     figure.suptitle(f"{_label(model.name)}: robust accuracy per attack (bands: 95% CI)")
     return _save(figure, path, f"{model.name}: robust accuracy against ε for each attack, with 95% "
                                "confidence bands; dashed: the worst case over all attacks.")
