@@ -6,13 +6,24 @@ Three functions draw what the run's report shows:
 - :func:`examples`: clean and adversarial images with true and predicted classes;
 - :func:`minimal_eps`: the distribution of the per-example minimal adversarial eps.
 
+In a notebook::
+
+    %matplotlib inline
+    from advrobust import evaluation, plot
+    results = evaluation.evaluate({"cnn": cnn, "nsl": nsl}, x, y, attacks=["fgsm", "pgd"],
+                                  epsilons=[0.0, 0.1, 0.2, 0.3])
+    plot.curves(results)          # each model's worst case, with its 95% band
+    plot.curves(results["nsl"])   # every attack on one model, then its worst case
+    plot.minimal_eps(results["nsl"], kind="histogram")
+
 Every function returns the :class:`matplotlib.figure.Figure` it drew on (the top-level
 one when it drew into a subfigure): ``fig.axes`` holds the panels. ``curves`` and
 ``minimal_eps`` draw one panel, on ``ax`` when given; ``examples`` draws a grid, into
 ``fig`` when given. Without one they make a new Figure directly, never through pyplot: no
 global figure is opened or left behind, and the caller's backend is untouched. In Jupyter,
-after ``%matplotlib inline`` (or once pyplot has been imported anywhere), a returned Figure
-shows as the cell's value or with ``IPython.display.display(fig)``.
+run ``%matplotlib inline`` once: a returned Figure then shows as the cell's value (or with
+``IPython.display.display(fig)``), once, as pyplot does not hold it; without it the cell
+shows only the Figure's text.
 
 Curves are duck-typed: anything with ``epsilons``, ``robust_accuracy``, ``ci95_low`` and
 ``ci95_high`` (as :class:`advrobust.evaluation.Curve` has) is drawn, so this module never
@@ -136,7 +147,7 @@ def examples(x: Any, x_adv: Any, y: Any, pred_clean: Any, pred_adv: Any, *,
       eps: the attack's eps, for the default title.
       model_name: the model's name, at the start of the default title.
       title: the figure title; None: "[model_name: ]adversarial examples (attack ε=eps)".
-      fig: the Figure or SubFigure to draw the grid into; None makes a new Figure
+      fig: an empty Figure or SubFigure to draw the grid into; None makes a new Figure
         (without pyplot), sized to the number of columns.
 
     Returns:
@@ -185,7 +196,8 @@ def minimal_eps(values: Any, ax: Axes | None = None, *, kind: Literal["cdf", "hi
         ``robust_mask`` (K, N) and ``epsilons`` (K,), such as
         :class:`advrobust.evaluation.Curve` (a ModelEvaluation: its worst case), whose
         smallest eps of the grid at which each example is not robust is used (an upper
-        bound of its true minimal eps).
+        bound of its true minimal eps; an example misclassified clean counts as fooled
+        at the grid's smallest eps, as results.json records it).
       ax: the Axes to draw on; None makes a new Figure (without pyplot) with one Axes.
       kind: "cdf": the percentage of examples fooled at or below each eps, a step
         function; "histogram": the number of examples per bin of minimal eps.

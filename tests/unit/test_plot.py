@@ -375,4 +375,5 @@ def test_the_report_draws_its_curves_examples_and_minimal_eps_through_advrobust_
     mnist = next(ax for ax in panels if ax.get_title().startswith("MNIST"))
     assert legend_labels(mnist) == ["baseline-cnn, n=500", "nsl-cnn, n=500", "baseline-cnn, n=500"]
     twin_panel = [ax for ax in panels if len(ax.lines) == 4]
-    assert len(twin_panel) == 1 and legend_labels(twin_panel[0]) == ["fgsm (L∞)", "pgd (L∞)", "pgd (L∞)", "worst case"]
+    assert len(twin_panel) == 1
+    assert legend_labels(twin_panel[0]) == ["fgsm (L∞)", "pgd (L∞)", "pgd (L∞)", "worst case"]
