@@ -1,7 +1,9 @@
 """The report's figures, written as PNG files into ``DIR/figures/``.
 
-Figures are drawn on :class:`matplotlib.figure.Figure` objects with the Agg canvas, not
-through pyplot, so making a report never changes the caller's global matplotlib
+The curves, the adversarial examples and the minimal-eps distribution are drawn by
+:mod:`advrobust.plot`, the functions research code calls, so a notebook shows what the
+report shows. Figures are :class:`matplotlib.figure.Figure` objects with the Agg canvas,
+not pyplot ones, so making a report never changes the caller's global matplotlib
 backend or state (a notebook user keeps their inline backend). File names come from
 the model's index and a slug of ``[A-Za-z0-9_-]``, never from the raw name.
 """
@@ -9,17 +11,18 @@ the model's index and a slug of ``[A-Za-z0-9_-]``, never from the raw name.
 from __future__ import annotations
 
 import io
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator
 
+from advrobust import plot
 from advrobust.files import atomic_write_bytes
 from advrobust.reporting.results import Model, Run, Series, dataset_title, norm_title
 
@@ -87,8 +90,22 @@ def _label(text: str, *, limit: int = 40) -> str:
     return "\u200b" + text if text.startswith("_") else text
 
 
-def _percent(values: np.ndarray) -> np.ndarray:
-    return 100.0 * np.asarray(values, dtype=np.float64)
+@dataclass(frozen=True)
+class _SeriesCurve:
+    """A report :class:`Series` in the fields :func:`advrobust.plot.curves` draws."""
+
+    epsilons: np.ndarray
+    robust_accuracy: np.ndarray
+    ci95_low: np.ndarray
+    ci95_high: np.ndarray
+
+
+def _draw_series(axes: Axes, labelled: list[tuple[str, Series]], **options) -> None:
+    """One :func:`advrobust.plot.curves` call per line, as labels may repeat (two models or
+    two runs of one attack of the same name) and a mapping would keep only the last."""
+    for label, series in labelled:
+        plot.curves({label: _SeriesCurve(series.epsilons, series.accuracy, series.ci_low, series.ci_high)}, ax=axes,
+                    **options)
 
 
 def _new_figure(width: float, height: float) -> MplFigure:
@@ -97,30 +114,19 @@ def _new_figure(width: float, height: float) -> MplFigure:
     return figure
 
 
+def _accuracy_axes(figure: MplFigure, *position: int) -> Axes:
+    """An Axes whose lines take the tab10 colours in order, whatever the caller's rcParams."""
+    axes = figure.add_subplot(*position)
+    axes.set_prop_cycle(color=matplotlib.colormaps["tab10"].colors)
+    return axes
+
+
 def _save(figure: MplFigure, path: Path, caption: str) -> Figure:
     """Write the PNG atomically (temporary file in the same folder, then a rename)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
     atomic_write_bytes(path, buffer.getvalue())
     return Figure(path, caption)
-
-
-def _plot_series(axes, series: Series, *, label: str, color, linestyle: str = "-", marker: str = "o",
-                 band: bool = True) -> None:
-    x = series.epsilons
-    axes.plot(x, _percent(series.accuracy), linestyle=linestyle, marker=marker, markersize=4, color=color,
-              label=label)
-    known = ~(np.isnan(series.ci_low) | np.isnan(series.ci_high))
-    if band and known.any():
-        axes.fill_between(x[known], _percent(series.ci_low[known]), _percent(series.ci_high[known]),
-                          color=color, alpha=0.18, linewidth=0)
-
-
-def _style_accuracy_axes(axes, xlabel: str) -> None:
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel("robust accuracy (%)")
-    axes.set_ylim(-2, 102)
-    axes.grid(True, alpha=0.3)
 
 
 def _eps_label(norms: set[str]) -> str:
@@ -132,14 +138,10 @@ def _dataset_figure(models: list[Model], dataset: str, path: Path) -> Figure | N
     if not drawn:
         return None
     figure = _new_figure(7.5, 4.4)
-    axes = figure.add_subplot()
-    colors = matplotlib.colormaps["tab10"]
-    for position, model in enumerate(drawn):
-        n = f", n={model.n_examples}" if model.n_examples is not None else ""
-        _plot_series(axes, model.worst_case, label=_label(model.name) + n, color=colors(position % 10))
-    _style_accuracy_axes(axes, _eps_label({norm for model in drawn for norm in model.norms}))
-    axes.set_title(f"{_label(dataset_title(dataset))}: worst-case robust accuracy (bands: 95% CI)")
-    axes.legend(loc="best", fontsize=8)
+    labelled = [(_label(model.name) + (f", n={model.n_examples}" if model.n_examples is not None else ""),
+                 model.worst_case) for model in drawn]
+    _draw_series(_accuracy_axes(figure), labelled, xlabel=_eps_label({norm for model in drawn for norm in model.norms}),
+                 title=f"{_label(dataset_title(dataset))}: worst-case robust accuracy (bands: 95% CI)")
     caption = (f"{dataset_title(dataset)}: each model's worst-case robust accuracy over all attacks "
                "against ε, with its 95% Wilson confidence band.")
     return _save(figure, path, caption)
@@ -155,17 +157,14 @@ def _attacks_figure(model: Model, path: Path) -> Figure | None:
         groups.append((None, []))
         worst_group = len(groups) - 1
     figure = _new_figure(6.2 * len(groups), 4.0)
-    colors = matplotlib.colormaps["tab10"]
     for position, (norm, curves) in enumerate(groups):
-        axes = figure.add_subplot(1, len(groups), position + 1)
-        for number, curve in enumerate(curves):
-            _plot_series(axes, curve.series, label=_label(curve.label), color=colors(number % 10))
+        axes = _accuracy_axes(figure, 1, len(groups), position + 1)
+        xlabel = "ε" if norm is None else f"ε ({norm_title(norm)})"
+        _draw_series(axes, [(_label(curve.label), curve.series) for curve in curves], xlabel=xlabel)
         if position == worst_group:
             # No band: it would only darken the band of the attack that sets the worst case.
-            _plot_series(axes, model.worst_case, label="worst case", color="black", linestyle="--", marker="s",
-                         band=False)
-        _style_accuracy_axes(axes, "ε" if norm is None else f"ε ({norm_title(norm)})")
-        axes.legend(loc="best", fontsize=8)
+            _draw_series(axes, [("worst case", model.worst_case)], xlabel=xlabel, color="black", linestyle="--",
+                         marker="s", band=False)
     figure.suptitle(f"{_label(model.name)}: robust accuracy per attack (bands: 95% CI)")
     return _save(figure, path, f"{model.name}: robust accuracy against ε for each attack, with 95% "
                                "confidence bands; dashed: the worst case over all attacks.")
@@ -189,31 +188,12 @@ def _examples_figure(model: Model, path: Path) -> Figure | None:
     if examples is None or not len(examples.x):
         return None
     m = min(len(examples.x), MAX_EXAMPLES)
-    perturbation = examples.x_adv[:m] - examples.x[:m]
-    scale = float(np.max(np.abs(perturbation))) or 1.0
+    scale = float(np.max(np.abs(examples.x_adv[:m] - examples.x[:m]))) or 1.0
     figure = _new_figure(1.25 * m + 1.0, 4.9)
-    grid = figure.subplots(3, m, squeeze=False)
-    for column in range(m):
-        truth, clean, adversarial = (int(examples.y[column]), int(examples.pred_clean[column]),
-                                     int(examples.pred_adv[column]))
-        panels = ((examples.x[column], "gray", 0.0, 1.0, f"true {_label(model.class_name(truth), limit=12)}\n"
-                   f"pred {_label(model.class_name(clean), limit=12)}", clean != truth),
-                  (examples.x_adv[column], "gray", 0.0, 1.0, f"pred {_label(model.class_name(adversarial), limit=12)}",
-                   adversarial != truth),
-                  (perturbation[column], "RdBu_r", -scale, scale, "", False))
-        for row, (image, cmap, low, high, title, wrong) in enumerate(panels):
-            axes = grid[row][column]
-            axes.imshow(image, cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
-            axes.set_xticks([])
-            axes.set_yticks([])
-            if title:
-                axes.set_title(title, fontsize=7.5, color="#b00020" if wrong else "black")
-    for row, text in enumerate(("clean", "adversarial", f"perturbation\n(±{scale:.3g} → full scale)")):
-        grid[row][0].set_ylabel(text, fontsize=8)
-    what = " ".join(part for part in (
-        _label(examples.attack) if examples.attack else None,
-        f"ε={examples.eps:g}" if examples.eps is not None else None) if part)
-    figure.suptitle(f"{_label(model.name)}: adversarial examples{' (' + what + ')' if what else ''}", fontsize=10)
+    plot.examples(examples.x, examples.x_adv, examples.y, examples.pred_clean, examples.pred_adv,
+                  class_names=lambda label: _label(model.class_name(label), limit=12), max_examples=m,
+                  perturbation_scale=scale, attack=_label(examples.attack) if examples.attack else None,
+                  eps=examples.eps, model_name=_label(model.name), fig=figure)
     shown = f"the first {m} of {len(examples.x)}" if m < len(examples.x) else f"{m}"
     return _save(figure, path, f"{model.name}: {shown} adversarial examples. Top: clean image with true and "
                                "predicted class; middle: adversarial image and its prediction (red: wrong); "
@@ -225,29 +205,11 @@ def _minimal_eps_figure(model: Model, path: Path) -> Figure | None:
     if minimal is None or not len(minimal.values):
         return None
     values = minimal.values
-    finite = np.sort(values[np.isfinite(values)])
-    never = len(values) - len(finite)
+    never = int(np.sum(~np.isfinite(values)))
     figure = _new_figure(9.0, 3.6)
-    histogram, cdf = figure.subplots(1, 2)
-    xlabel = f"minimal ε ({norm_title(minimal.norm)})"
-    if len(finite):
-        histogram.hist(finite, bins=min(30, max(5, int(math.sqrt(len(finite))) * 2)), color="#4477aa")
-        steps = np.concatenate([[0.0], finite])
-        fractions = 100.0 * np.arange(len(finite) + 1) / len(values)
-        cdf.step(steps, fractions, where="post", color="#4477aa")
-    else:
-        histogram.text(0.5, 0.5, "never fooled", ha="center", va="center", transform=histogram.transAxes)
-    histogram.set_xlabel(xlabel)
-    histogram.set_ylabel("examples")
-    histogram.set_title(f"histogram ({never} of {len(values)} never fooled)", fontsize=9)
-    cdf.set_xlabel(xlabel)
-    cdf.set_ylabel("fooled at or below ε (%)")
-    cdf.set_ylim(-2, 102)
-    cdf.set_title("cumulative distribution", fontsize=9)
-    histogram.yaxis.set_major_locator(MaxNLocator(integer=True))
-    for axes in (histogram, cdf):
-        axes.grid(True, alpha=0.3)
-        axes.xaxis.set_major_locator(MaxNLocator(6))
+    for position, kind in enumerate(("histogram", "cdf"), start=1):
+        plot.minimal_eps(values, ax=figure.add_subplot(1, 2, position), kind=kind, color="#4477aa",
+                         xlabel=f"minimal ε ({norm_title(minimal.norm)})")
     figure.suptitle(f"{_label(model.name)}: per-example minimal ε ({_label(minimal.attack)})", fontsize=10)
     return _save(figure, path, f"{model.name}: the smallest ε that fools each example ({minimal.attack}); "
                                f"{never} of {len(values)} never fooled.")
