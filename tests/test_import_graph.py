@@ -120,6 +120,7 @@ READING_WITHOUT_TENSORFLOW = {
         "from advrobust import data\n"
         "data.class_name('fashion_mnist', 3); data.DATASETS"),
     "reporting": "from advrobust.reporting import build_report",
+    "plotting": "from advrobust import plot",
     "the report and compare commands": (
         "from advrobust import cli\n"
         "parser = cli.build_parser(['report', 'compare'])\n"
