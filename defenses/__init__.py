@@ -53,7 +53,7 @@ def check_nonnegative(value: Any, name: str, *, strict: bool = False) -> float:
     return float(value)
 
 
-def check_eps(eps: Any, norm: str, clip: tuple[float, float] | None, *, allow_none: bool = False) -> float | None:
+def check_radius(eps: Any, norm: str, clip: tuple[float, float] | None, *, allow_none: bool = False) -> float | None:
     """``eps`` as a float if it is a usable radius for ``norm`` and ``clip``, else ValueError.
 
     L-inf: ``0 < eps <= high - low`` of ``clip``, i.e. (0, 1] for [0, 1] images (a larger

@@ -65,7 +65,7 @@ from typing import Any, Callable
 from attacks import losses, norms
 from attacks.backend import keras, tf
 from attacks.loop import start_point
-from defenses import check_clip, check_eps, check_iterations, check_nonnegative, distribute
+from defenses import check_clip, check_radius, check_iterations, check_nonnegative, distribute
 
 METHODS: tuple[str, ...] = ("pgd_at", "trades", "fgsm_rs")
 REL_STEP_SIZE = {"pgd_at": 2.5, "trades": 2.5, "fgsm_rs": 1.25}  # step = rel * eps / steps
@@ -126,7 +126,7 @@ class AdversarialTrainingConfig:
                              f"{', '.join(METHODS)}")
         object.__setattr__(self, "norm", norms.canonical_norm(self.norm))
         object.__setattr__(self, "clip", check_clip(self.clip))
-        check_eps(self.eps, self.norm, self.clip)
+        check_radius(self.eps, self.norm, self.clip)
         check_iterations(self.steps, "steps")
         if self.method == "fgsm_rs" and self.steps != 1:
             raise ValueError(f"fgsm_rs takes exactly one step, got steps={self.steps}; use pgd_at for more")

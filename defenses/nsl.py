@@ -83,7 +83,7 @@ from typing import Any
 
 from attacks.backend import keras, tf
 from attacks.norms import canonical_norm
-from defenses import check_clip, check_eps, check_iterations, check_nonnegative, distribute
+from defenses import check_clip, check_radius, check_iterations, check_nonnegative, distribute
 from defenses.nsl_compat import import_nsl
 
 REL_STEP_SIZE = 2.5  # step = 2.5 * eps / iterations when a preset gives no explicit step
@@ -129,7 +129,7 @@ class NSLConfig:
         check_nonnegative(self.step_size, "step_size", strict=True)
         check_iterations(self.pgd_iterations, "pgd_iterations")
         object.__setattr__(self, "clip", check_clip(self.clip))
-        check_eps(self.eps, self.norm, self.clip, allow_none=True)
+        check_radius(self.eps, self.norm, self.clip, allow_none=True)
         if self.random_init and self.eps is None:
             raise ValueError("random_init=True needs eps (the ball to draw the start from)")
 
@@ -179,7 +179,7 @@ def preset(name: str, *, eps: float | None = None, **overrides: Any) -> NSLConfi
         if fields.get("eps") is None:
             raise ValueError(f"NSL preset {name!r} with eps=None needs an explicit step_size")
         iterations = check_iterations(fields["pgd_iterations"], "pgd_iterations")
-        check_eps(fields["eps"], canonical_norm(fields["norm"]), fields.get("clip", (0.0, 1.0)))
+        check_radius(fields["eps"], canonical_norm(fields["norm"]), fields.get("clip", (0.0, 1.0)))
         fields["step_size"] = REL_STEP_SIZE * float(fields["eps"]) / iterations
     return NSLConfig(**fields)
 
