@@ -1,12 +1,13 @@
 """Docstrings of the public API are in Google style, so mkdocstrings can render a reference.
 
 Every public function, method and class of the modules in ``MODULES`` has a one-line
-summary that ends with a period; a function with parameters has an ``Args:`` section
-naming each of them, and one that can return something other than None (its annotation
-is not ``-> None``) has a ``Returns:`` section. A class documents its constructor's
-parameters under ``Args:`` (or ``Attributes:`` for a dataclass). Methods that override a
-base class's (Keras hooks such as ``call`` or ``on_epoch_end``) keep the base's contract
-and are not walked. Add a module to ``MODULES`` once its docstrings are converted.
+summary that ends with a period; a function's ``Args:`` section names each of its
+parameters and nothing else, and one that can return something other than None (its
+annotation is not ``-> None``) has a ``Returns:`` section. A class documents its
+constructor's parameters under ``Args:`` (or ``Attributes:`` for a dataclass). Methods
+that override a base class's (Keras hooks such as ``call`` or ``on_epoch_end``) keep the
+base's contract and are not walked. ``MODULES`` is explicit: add a package's modules once
+their docstrings are converted; every module of a walked package must be listed.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import pkgutil
 import re
 from typing import Any, Iterator
 
 import pytest
 
 MODULES = (
+    "attacks",
+    "attacks.backend",
     "attacks.external",
     "attacks.gradient",
     "attacks.loop",
@@ -35,6 +39,7 @@ MODULES = (
     "defenses.distribute",
     "defenses.nsl",
     "defenses.nsl_compat",
+    "advrobust.data",
     "advrobust.data.catalog",
     "advrobust.data.idx",
     "advrobust.data.loading",
@@ -160,13 +165,23 @@ def _problems(name: str, obj: Any, kind: str) -> list[str]:
     if kind == "property":
         return problems
     parameters = _parameters(obj)
-    if parameters:
-        missing = [p for p in parameters if p not in sections.get("Args", [])]
-        if missing:
-            problems.append(f"{name}: Args section does not name {missing}")
+    documented = sections.get("Args", [])
+    missing = [p for p in parameters if p not in documented]
+    if missing:
+        problems.append(f"{name}: Args section does not name {missing}")
+    stale = [p for p in documented if p not in parameters]
+    if stale:
+        problems.append(f"{name}: Args section names {stale}, which are not parameters")
     if not _returns_none(obj) and "Returns" not in sections:
         problems.append(f"{name}: no Returns section")
     return problems
+
+
+@pytest.mark.parametrize("package", ["attacks", "defenses", "advrobust.data", "advrobust.models"])
+def test_every_module_of_the_walked_packages_is_walked(package):
+    path = importlib.import_module(package).__path__
+    modules = {f"{package}.{info.name}" for info in pkgutil.iter_modules(path)}
+    assert modules <= set(MODULES), f"add {sorted(modules - set(MODULES))} to MODULES"
 
 
 def test_the_walk_finds_the_public_api():
