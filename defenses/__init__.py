@@ -126,8 +126,8 @@ def resolve(defense: str, *, dataset: str | None = None, preset: str | None = No
             params: dict[str, Any] | None = None):
     """Build the complete, checked config of a defense.
 
-    ``preset=None`` uses the preset named after ``dataset``. The config's fields are those
-    of the preset, then ``params``, then ``eps``.
+    ``preset=None`` uses the preset named after ``dataset``. ``params`` override the
+    preset's fields, and ``eps`` overrides both.
 
     Args:
         defense: One of ``DEFENSES``: ``"none"``, ``"nsl"``, ``"pgd_at"``, ``"trades"`` or

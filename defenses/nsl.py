@@ -193,9 +193,9 @@ class NSLConfig:
 def preset(name: str, *, eps: float | None = None, **overrides: Any) -> NSLConfig:
     """Build the NSLConfig of a preset, optionally changed.
 
-    Step size: the preset's explicit one (only ``lecture`` has one), else
-    ``overrides["step_size"]``, else ``2.5 * eps / pgd_iterations`` (recomputed for the
-    final eps and iterations).
+    Step size: ``overrides["step_size"]``, else the preset's explicit one (only
+    ``lecture`` has one), else ``2.5 * eps / pgd_iterations`` (computed for the final eps
+    and iterations).
 
     Args:
         name: One of ``PRESETS``: ``"lecture"``, ``"mnist"``, ``"fashion_mnist"`` or
