@@ -15,11 +15,19 @@ from typing import Any, Callable
 
 
 def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """Module ``__getattr__`` and ``__dir__`` for ``package``.
+    """Make the module ``__getattr__`` and ``__dir__`` of a package with lazy public names.
 
-    ``exports`` maps each public name to the submodule (relative to ``package``) that
-    defines it. A name that is not listed but is a submodule imports that submodule.
-    Returns ``(__getattr__, __dir__)`` to assign at the package's top level.
+    A name that is not listed but is a submodule imports that submodule. Each name is
+    imported once: its value is then set on the package.
+
+    Args:
+        package: The package's ``__name__``.
+        exports: Maps each public name to the submodule (relative to ``package``) that
+            defines it.
+
+    Returns:
+        ``(__getattr__, __dir__)`` to assign at the package's top level. ``__getattr__``
+        raises AttributeError for a name that is neither listed nor a submodule.
     """
 
     def __getattr__(name: str) -> Any:

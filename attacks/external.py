@@ -83,24 +83,49 @@ def apgd_art(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", loss: L
              batch_size: int | None = None):
     """Untargeted APGD (Croce & Hein 2020) as implemented by ART 1.20.1.
 
-    ``loss``: ``"ce"`` (APGD-CE) or ``"dlr"`` (APGD-DLR, needs >= 3 classes). ``steps``
-    iterations per restart (ART's ``max_iter``), ``restarts`` random starts (ART's
-    ``nb_random_init``), initial step ``2 * eps``. Per example, a misclassified point is
-    returned if any restart found one, else the last random start (see the module
-    docstring). Returns ``x_adv`` shaped like ``x`` for a scalar ``eps``, (K, N, ...) for
-    K epsilons (one ART run per epsilon); the dtype and array type of ``x`` (NumPy in,
-    NumPy out; tensor in, tensor out). Inside the eps-ball and inside ``clip``; eps = 0
-    returns ``x``.
+    The initial step is ``2 * eps``. Per example, a misclassified point is returned if any
+    restart found one, else the last random start (see the module docstring). The model is
+    called in inference mode (``training=False``).
 
-    ``seed``: ART draws its random starts from NumPy's global generator. This function
-    seeds that generator for the run (from ``seed``, or from fresh entropy when None) and
-    restores its previous state afterwards, so the caller's global random stream is left
-    as it was; do not draw from it in another thread meanwhile. The same seed (and
-    batch_size) gives the same result.
+    ART draws its random starts from NumPy's global generator. This function seeds that
+    generator for the run (from ``seed``, or from fresh entropy when None) and restores its
+    previous state afterwards, so the caller's global random stream is left as it was; do
+    not draw from it in another thread meanwhile.
 
-    The model is called in inference mode (``training=False``). Same input errors as
-    :func:`attacks.pgd`; ImportError when ART is not installed; RuntimeError if ART
-    returns a point outside the ball or ``clip`` by more than float32 rounding.
+    Args:
+        model: The attacked model: any callable mapping a float batch to **logits** (N, C),
+            a tf-keras or Keras 3 model, a ``tf.Module`` or a function. Called in inference
+            mode (``training=False``).
+        x: The clean inputs, an array or tensor (N, ...), floating point, inside ``clip``.
+            Never rescaled or clipped.
+        y: Integer labels (N,), the true classes.
+        eps: The radius: a float, or a sequence of K floats computed in one batched run;
+            each finite and >= 0 (eps = 0 returns ``x``).
+        norm: ``"inf"`` (or ``np.inf``) or ``"l2"`` (or ``2``).
+        loss: ``"ce"`` (APGD-CE) or ``"dlr"`` (APGD-DLR, needs >= 3 classes).
+        steps: Iterations per restart (ART's ``max_iter``), >= 1.
+        restarts: Random starts per example (ART's ``nb_random_init``), >= 1.
+        clip: The valid input range ``(low, high)``; None for unbounded inputs.
+        seed: Seeds the random starts; the same seed (and ``batch_size``) gives the same
+            result. None draws fresh entropy.
+        batch_size: Examples per ART call (None: 512).
+
+    Returns:
+        ``x_adv`` with the dtype and array type of ``x`` (NumPy in, NumPy out; tensor in,
+        tensor out): shaped like ``x`` for a scalar ``eps``, (K, N, ...) for K epsilons (one
+        ART run per epsilon). Inside the eps-ball and inside ``clip``; eps = 0 returns ``x``.
+
+    Raises:
+        TypeError: ``model`` is not callable, ``x`` is not floating point, ``y`` does not
+            hold integers, ``eps`` is not numeric, or ``seed`` is not an int.
+        ValueError: A value named in the message is wrong: NaN in ``x``, ``x`` outside
+            ``clip``, a length mismatch, labels outside the model's classes, negative
+            ``eps``, ``steps``, ``restarts`` or ``batch_size`` < 1, an unknown ``loss``,
+            ``loss="dlr"`` with fewer than 3 classes, an unknown ``norm``, or a model that
+            returns probabilities.
+        ImportError: The Adversarial Robustness Toolbox is not installed.
+        RuntimeError: ART returned a point outside the ball or ``clip`` by more than float32
+            rounding, or an array of the wrong shape or not finite.
     """
     given = validation.attack_input(x, y, eps, norm, clip)
     x_np, y_np, epsilons, norm, clip = given.x, given.y, given.epsilons, given.norm, given.clip
@@ -180,13 +205,81 @@ def _checked(x: np.ndarray, x_adv: np.ndarray, eps: float, norm: str, clip: Clip
 
 def apgd_ce_art(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", steps: int = 100, restarts: int = 1,
                 clip: Clip = (0.0, 1.0), seed: int | None = None, batch_size: int | None = None):
-    """APGD-CE: :func:`apgd_art` with ``loss="ce"``. Returns ``x_adv``."""
+    """APGD-CE: :func:`apgd_art` with ``loss="ce"``.
+
+    Args:
+        model: The attacked model: any callable mapping a float batch to **logits** (N, C),
+            a tf-keras or Keras 3 model, a ``tf.Module`` or a function. Called in inference
+            mode (``training=False``).
+        x: The clean inputs, an array or tensor (N, ...), floating point, inside ``clip``.
+            Never rescaled or clipped.
+        y: Integer labels (N,), the true classes.
+        eps: The radius: a float, or a sequence of K floats computed in one batched run;
+            each finite and >= 0 (eps = 0 returns ``x``).
+        norm: ``"inf"`` (or ``np.inf``) or ``"l2"`` (or ``2``).
+        steps: Iterations per restart (ART's ``max_iter``), >= 1.
+        restarts: Random starts per example (ART's ``nb_random_init``), >= 1.
+        clip: The valid input range ``(low, high)``; None for unbounded inputs.
+        seed: Seeds the random starts; the same seed (and ``batch_size``) gives the same
+            result. None draws fresh entropy.
+        batch_size: Examples per ART call (None: 512).
+
+    Returns:
+        ``x_adv`` with the dtype and array type of ``x`` (NumPy in, NumPy out; tensor in,
+        tensor out): shaped like ``x`` for a scalar ``eps``, (K, N, ...) for K epsilons (one
+        ART run per epsilon). Inside the eps-ball and inside ``clip``; eps = 0 returns ``x``.
+
+    Raises:
+        TypeError: ``model`` is not callable, ``x`` is not floating point, ``y`` does not
+            hold integers, ``eps`` is not numeric, or ``seed`` is not an int.
+        ValueError: A value named in the message is wrong: NaN in ``x``, ``x`` outside
+            ``clip``, a length mismatch, labels outside the model's classes, negative
+            ``eps``, ``steps``, ``restarts`` or ``batch_size`` < 1, an unknown ``norm``, or
+            a model that returns probabilities.
+        ImportError: The Adversarial Robustness Toolbox is not installed.
+        RuntimeError: ART returned a point outside the ball or ``clip`` by more than float32
+            rounding, or an array of the wrong shape or not finite.
+    """
     return apgd_art(model, x, y, eps=eps, norm=norm, loss="ce", steps=steps, restarts=restarts, clip=clip,
                     seed=seed, batch_size=batch_size)
 
 
 def apgd_dlr_art(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", steps: int = 100, restarts: int = 1,
                  clip: Clip = (0.0, 1.0), seed: int | None = None, batch_size: int | None = None):
-    """APGD-DLR: :func:`apgd_art` with ``loss="dlr"``. Returns ``x_adv``."""
+    """APGD-DLR: :func:`apgd_art` with ``loss="dlr"``.
+
+    Args:
+        model: The attacked model: any callable mapping a float batch to **logits** (N, C),
+            a tf-keras or Keras 3 model, a ``tf.Module`` or a function. Called in inference
+            mode (``training=False``).
+        x: The clean inputs, an array or tensor (N, ...), floating point, inside ``clip``.
+            Never rescaled or clipped.
+        y: Integer labels (N,), the true classes.
+        eps: The radius: a float, or a sequence of K floats computed in one batched run;
+            each finite and >= 0 (eps = 0 returns ``x``).
+        norm: ``"inf"`` (or ``np.inf``) or ``"l2"`` (or ``2``).
+        steps: Iterations per restart (ART's ``max_iter``), >= 1.
+        restarts: Random starts per example (ART's ``nb_random_init``), >= 1.
+        clip: The valid input range ``(low, high)``; None for unbounded inputs.
+        seed: Seeds the random starts; the same seed (and ``batch_size``) gives the same
+            result. None draws fresh entropy.
+        batch_size: Examples per ART call (None: 512).
+
+    Returns:
+        ``x_adv`` with the dtype and array type of ``x`` (NumPy in, NumPy out; tensor in,
+        tensor out): shaped like ``x`` for a scalar ``eps``, (K, N, ...) for K epsilons (one
+        ART run per epsilon). Inside the eps-ball and inside ``clip``; eps = 0 returns ``x``.
+
+    Raises:
+        TypeError: ``model`` is not callable, ``x`` is not floating point, ``y`` does not
+            hold integers, ``eps`` is not numeric, or ``seed`` is not an int.
+        ValueError: A value named in the message is wrong: NaN in ``x``, ``x`` outside
+            ``clip``, a length mismatch, labels outside the model's classes, negative
+            ``eps``, ``steps``, ``restarts`` or ``batch_size`` < 1, a model with fewer than
+            3 classes, an unknown ``norm``, or a model that returns probabilities.
+        ImportError: The Adversarial Robustness Toolbox is not installed.
+        RuntimeError: ART returned a point outside the ball or ``clip`` by more than float32
+            rounding, or an array of the wrong shape or not finite.
+    """
     return apgd_art(model, x, y, eps=eps, norm=norm, loss="dlr", steps=steps, restarts=restarts, clip=clip,
                     seed=seed, batch_size=batch_size)

@@ -58,9 +58,17 @@ class _Static:
 
 
 def better_of(best: tuple, candidate: tuple) -> tuple:
-    """Per example, keep the better of two (x_adv, objective, success) triples.
+    """Per example, keep the better of two ``(x_adv, objective, success)`` triples.
 
     Success beats failure; between equals, the higher objective wins (ties keep ``best``).
+
+    Args:
+        best: The triple kept so far: points (N, ...), objectives (N,), success (N,) bool.
+        candidate: A triple of the same shapes and dtypes.
+
+    Returns:
+        The merged triple ``(x_adv, objective, success)``, tensors of the same shapes; its
+        success is ``best``'s or ``candidate``'s.
     """
     best_x, best_objective, best_success = best
     x_t, objective, success = candidate
@@ -76,8 +84,20 @@ def _clip(x_t: tf.Tensor, clip: tuple[float, float] | None) -> tf.Tensor:
 
 def start_point(x: tf.Tensor, eps: tf.Tensor, *, norm: str, random: bool, seed: tf.Tensor,
                 clip: tuple[float, float] | None) -> tf.Tensor:
-    """The first iterate: ``x`` itself, or a uniform random point of the eps-ball around
-    it (stateless ``seed``), kept inside ``clip``."""
+    """Draw the first iterate of the loop.
+
+    Args:
+        x: The clean inputs, a tensor (N, ...).
+        eps: The per-example radius, a tensor (N,) in the dtype of ``x``.
+        norm: ``"inf"`` or ``"l2"``.
+        random: Start from a uniform random point of the eps-ball instead of ``x``.
+        seed: A stateless seed, an int tensor of shape (2,); the same seed gives the same start.
+        clip: The valid input range ``(low, high)``, or None.
+
+    Returns:
+        ``x`` itself, or a uniform random point of each example's eps-ball around it, kept
+        inside ``clip``: a tensor shaped like ``x``, in its dtype.
+    """
     if not random:
         return x
     delta = norms.random_start(tf.shape(x), eps, norm, seed, x.dtype)
@@ -85,11 +105,19 @@ def start_point(x: tf.Tensor, eps: tf.Tensor, *, norm: str, random: bool, seed: 
 
 
 def segments(steps: int, *, every_end_scored: bool = False) -> list[tuple[int, bool]]:
-    """Split ``steps`` into compiled segments: a list of (steps in it, score its end).
+    """Split ``steps`` into compiled segments.
 
     Segments have ``SEGMENT`` steps (the last one the rest). Only the last segment scores
     the iterate it ends on (the next segment scores it as its first), unless
     ``every_end_scored`` (early stopping needs to know success at every boundary).
+
+    Args:
+        steps: The total number of steps, >= 1.
+        every_end_scored: Score the iterate at the end of every segment.
+
+    Returns:
+        A list of ``(steps in the segment, whether its end is scored)`` pairs whose step
+        counts sum to ``steps``.
     """
     sizes = [SEGMENT] * (steps // SEGMENT) + ([steps % SEGMENT] if steps % SEGMENT else [])
     return [(size, every_end_scored or i == len(sizes) - 1) for i, size in enumerate(sizes)]
@@ -228,15 +256,60 @@ def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any =
         seed: int | None = None, batch_size: int | None = None, compute_dtype: str | None = None):
     """Run the shared gradient loop; the public attacks are presets of this function.
 
-    Returns ``x_adv`` with the dtype and array type of ``x`` (NumPy in, NumPy out; tensor
-    in, tensor out): shaped like ``x`` for a scalar ``eps``, (K, N, ...) for K epsilons.
-    Every ``x_adv`` is within ``eps`` of ``x`` in the chosen norm and inside ``clip``.
-    ``step_size=None`` uses ``rel_step_size * eps / steps`` for each epsilon.
-    ``early_stop`` (needs ``keep_best``) stops iterating on an example once it is
-    misclassified (on target): the same robust accuracy, less work, but the returned
-    point is the first successful one found, not the highest-loss one. ``compute_dtype``
-    (e.g. ``"bfloat16"``) takes gradients with a copy of a Keras model computing in that
-    dtype (:mod:`attacks.precision`). See :func:`attacks.pgd` for the other arguments.
+    See :func:`attacks.pgd` for the arguments the presets share.
+
+    Args:
+        model: The attacked model: any callable mapping a float batch to **logits** (N, C),
+            a tf-keras or Keras 3 model, a ``tf.Module`` or a function. Called in inference
+            mode (``training=False``).
+        x: The clean inputs, an array or tensor (N, ...), floating point, inside ``clip``.
+            Never rescaled or clipped.
+        y: Integer labels (N,); the target classes when ``targeted=True``.
+        eps: The radius: a float, or a sequence of K floats computed in one batched run;
+            each finite and >= 0 (eps = 0 returns ``x``).
+        norm: ``"inf"`` (or ``np.inf``) or ``"l2"`` (or ``2``).
+        steps: Gradient steps per restart (>= 1).
+        step_size: Size of one step; None: ``rel_step_size * eps / steps`` for each epsilon.
+        rel_step_size: The step size relative to ``eps / steps`` when ``step_size`` is None (> 0).
+        random_start: Start from a uniform random point of the eps-ball instead of ``x``.
+        restarts: Random starts per example (>= 1); the best point over all of them is
+            returned.
+        targeted: Move towards the class ``y`` instead of away from it.
+        loss: ``"ce"`` (cross-entropy), ``"margin"`` (C&W logit margin) or a callable
+            ``loss(logits, labels) -> (N,)``.
+        decay: The momentum decay factor in [0, 10]; 0 turns momentum off (PGD), > 0 is MIM.
+        keep_best: Return, per example, the best iterate seen (a successful one first, then the
+            highest objective) rather than the last one.
+        early_stop: Stop iterating on an example once it is misclassified (on target); needs
+            ``keep_best``. The same robust accuracy, less work, but the returned point is
+            the first successful one found, not the highest-loss one.
+        clip: The valid input range ``(low, high)``; None for unbounded inputs.
+        seed: Seeds the random start; the same seed (and ``batch_size``) gives the same
+            result. None draws fresh entropy.
+        batch_size: Examples per compiled call (None: 512); the K*N stacked examples are
+            split into batches of this size.
+        compute_dtype: None (the model as it is) or ``"bfloat16"`` / ``"float16"`` /
+            ``"float32"``: take gradients with a copy of a Keras model computing in that dtype,
+            up to twice as fast on hardware with 16-bit units. ``x_adv`` keeps its guarantees
+            (ball, clip, dtype); success is judged by the copy, so judge results with the
+            original model and report final numbers from float32 attacks. See
+            :mod:`attacks.precision`.
+
+    Returns:
+        ``x_adv`` with the dtype and array type of ``x`` (NumPy in, NumPy out; tensor in,
+        tensor out): shaped like ``x`` for a scalar ``eps``, (K, N, ...) for K epsilons.
+        Every ``x_adv`` is within ``eps`` of ``x`` in the chosen norm and inside ``clip``.
+        An empty batch gives an empty result.
+
+    Raises:
+        TypeError: ``model`` is not callable, ``x`` is not floating point, ``y`` does not
+            hold integers, ``eps`` is not numeric, or ``seed`` is not an int.
+        ValueError: A value named in the message is wrong: NaN in ``x``, ``x`` outside
+            ``clip``, a length mismatch, labels outside the model's classes, negative
+            ``eps``, ``steps``, ``restarts`` or ``batch_size`` < 1, ``step_size`` <= 0,
+            ``decay`` outside [0, 10], ``rel_step_size`` <= 0, ``early_stop`` without
+            ``keep_best``, an unknown ``norm``, ``loss`` or ``compute_dtype``, a model that
+            returns probabilities, or a model that ``compute_dtype`` cannot copy.
     """
     given = validation.attack_input(x, y, eps, norm, clip)
     x_np, y_np, epsilons, norm, clip = given.x, given.y, given.epsilons, given.norm, given.clip
@@ -306,5 +379,13 @@ def run(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any =
 
 
 def trace_count(model: Any) -> int:
-    """How many times the loops compiled for ``model`` have been traced (for tests)."""
+    """Count how many times the loops compiled for ``model`` have been traced (for tests).
+
+    Args:
+        model: A model that has been attacked (or not).
+
+    Returns:
+        The total tracing count of its compiled segments, an int >= 0 (0 for a model never
+        attacked).
+    """
     return sum(fn.experimental_get_tracing_count() for fn in _COMPILED.get(model, {}).values())

@@ -15,14 +15,29 @@ LOSSES: tuple[str, ...] = ("ce", "margin")
 
 
 def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    """Softmax cross-entropy of each example, (N,), >= 0."""
+    """Softmax cross-entropy of each example.
+
+    Args:
+        logits: The model's logits, a float tensor (N, C).
+        labels: Integer class labels (N,), in 0..C-1.
+
+    Returns:
+        A tensor (N,) in the dtype of ``logits``, values >= 0.
+    """
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=logits)
 
 
 def margin(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    """Logit margin (Carlini & Wagner): ``max_{j != y} z_j - z_y``, (N,).
+    """Logit margin (Carlini & Wagner): ``max_{j != y} z_j - z_y``.
 
     Positive exactly when the example is misclassified.
+
+    Args:
+        logits: The model's logits, a float tensor (N, C).
+        labels: Integer class labels (N,), in 0..C-1.
+
+    Returns:
+        A tensor (N,) in the dtype of ``logits``, any sign.
     """
     num_classes = tf.shape(logits)[-1]
     is_label = tf.one_hot(tf.cast(labels, tf.int32), num_classes) > 0.5
@@ -35,7 +50,19 @@ _BY_NAME: dict[str, LossFn] = {"ce": cross_entropy, "margin": margin}
 
 
 def get_loss(loss: Union[str, LossFn]) -> LossFn:
-    """The loss function for a name in LOSSES, or ``loss`` itself if callable."""
+    """Look up a loss by name, or pass a callable through.
+
+    Args:
+        loss: A name in ``LOSSES`` (``"ce"``, ``"margin"``) or a callable
+            ``loss(logits, labels) -> (N,)``.
+
+    Returns:
+        The loss function: :func:`cross_entropy` or :func:`margin` for a name, else
+        ``loss`` itself.
+
+    Raises:
+        ValueError: ``loss`` is neither callable nor a known name; the message lists them.
+    """
     if callable(loss):
         return loss
     if isinstance(loss, str) and loss in _BY_NAME:

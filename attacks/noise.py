@@ -24,11 +24,37 @@ def random_noise(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], no
     """Uniform noise from the eps-ball, ``draws`` tries per example (untargeted).
 
     Per example, the first draw that the model misclassifies is returned, else the last
-    draw. Needs no gradient: only ``draws`` forward passes per example. Returns
-    ``x_adv`` shaped like ``x`` for a scalar ``eps``, (K, N, ...) for K epsilons; NumPy in,
-    NumPy out; tensor in, tensor out. Inside the ball and inside ``clip``. The same
-    ``seed`` (and ``batch_size``) gives the same result. Same input errors as
-    :func:`attacks.pgd`.
+    draw. Needs no gradient: only ``draws`` forward passes per example.
+
+    Args:
+        model: The attacked model: any callable mapping a float batch to **logits** (N, C),
+            a tf-keras or Keras 3 model, a ``tf.Module`` or a function. Called in inference
+            mode (``training=False``).
+        x: The clean inputs, an array or tensor (N, ...), floating point, inside ``clip``.
+            Never rescaled or clipped.
+        y: Integer labels (N,), the true classes.
+        eps: The radius: a float, or a sequence of K floats computed in one batched run;
+            each finite and >= 0 (eps = 0 returns ``x``).
+        norm: ``"inf"`` (or ``np.inf``) or ``"l2"`` (or ``2``).
+        draws: Noise draws per example (>= 1); draw d does not depend on ``draws``, so more
+            draws only add tries.
+        clip: The valid input range ``(low, high)``; None for unbounded inputs.
+        seed: Seeds the draws; the same seed (and ``batch_size``) gives the same result.
+            None draws fresh entropy.
+        batch_size: Examples per model call (None: 512).
+
+    Returns:
+        ``x_adv`` with the dtype and array type of ``x`` (NumPy in, NumPy out; tensor in,
+        tensor out): shaped like ``x`` for a scalar ``eps``, (K, N, ...) for K epsilons.
+        Inside the ball and inside ``clip``. An empty batch gives an empty result.
+
+    Raises:
+        TypeError: ``model`` is not callable, ``x`` is not floating point, ``y`` does not
+            hold integers, ``eps`` is not numeric, or ``seed`` is not an int.
+        ValueError: A value named in the message is wrong: NaN in ``x``, ``x`` outside
+            ``clip``, a length mismatch, labels outside the model's classes, negative
+            ``eps``, ``draws`` or ``batch_size`` < 1, an unknown ``norm``, or a model that
+            returns probabilities.
     """
     given = validation.attack_input(x, y, eps, norm, clip)
     x_np, y_np, epsilons, norm, clip = given.x, given.y, given.epsilons, given.norm, given.clip

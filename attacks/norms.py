@@ -20,9 +20,17 @@ _TINY = 1e-12
 
 
 def canonical_norm(norm: object) -> Norm:
-    """Map ``"inf"``, ``np.inf``, ``"linf"``, ``"l2"``, ``2`` to ``"inf"`` or ``"l2"``.
+    """Map the accepted spellings of a norm to ``"inf"`` or ``"l2"``.
 
-    Raises ValueError naming the value and the choices for anything else.
+    Args:
+        norm: ``"inf"``, ``"linf"``, ``"l_inf"`` (any case) or ``np.inf``; ``"l2"``, ``"2"``
+            or ``2``.
+
+    Returns:
+        ``"inf"`` or ``"l2"``.
+
+    Raises:
+        ValueError: Any other value (bools included); the message lists the choices.
     """
     if isinstance(norm, (int, float, np.integer, np.floating)) and not isinstance(norm, bool):
         if norm == np.inf:
@@ -50,10 +58,15 @@ def _l2(t: tf.Tensor) -> tf.Tensor:
 
 
 def steepest_step(gradient: tf.Tensor, norm: Norm) -> tf.Tensor:
-    """The unit-norm direction of steepest ascent for the norm's ball.
+    """Compute the unit-norm direction of steepest ascent for the norm's ball.
 
-    L-inf: ``sign(gradient)``; L2: ``gradient / ||gradient||_2`` per example (zero where
-    the gradient is zero). Same shape as ``gradient``.
+    Args:
+        gradient: The gradient, a float tensor (N, ...).
+        norm: ``"inf"`` or ``"l2"``.
+
+    Returns:
+        A tensor shaped like ``gradient``. L-inf: ``sign(gradient)``, values in {-1, 0, 1};
+        L2: ``gradient / ||gradient||_2`` per example, L2 norm 1 (0 where the gradient is 0).
     """
     if norm == "inf":
         return tf.sign(gradient)
@@ -62,9 +75,17 @@ def steepest_step(gradient: tf.Tensor, norm: Norm) -> tf.Tensor:
 
 
 def project(delta: tf.Tensor, eps: tf.Tensor, norm: Norm) -> tf.Tensor:
-    """Project each example's perturbation onto its ball of radius ``eps`` (shape (N,)).
+    """Project each example's perturbation onto its ball of radius ``eps``.
 
     L-inf: clip every coordinate to [-eps, eps]; L2: scale down to norm eps if longer.
+
+    Args:
+        delta: The perturbations, a float tensor (N, ...).
+        eps: The per-example radius, a tensor (N,), >= 0.
+        norm: ``"inf"`` or ``"l2"``.
+
+    Returns:
+        A tensor shaped like ``delta``, in its dtype, each example's norm <= its ``eps``.
     """
     radius = _per_example(tf.cast(eps, delta.dtype), delta)
     if norm == "inf":
@@ -76,11 +97,21 @@ def project(delta: tf.Tensor, eps: tf.Tensor, norm: Norm) -> tf.Tensor:
 
 def random_start(shape: tf.Tensor, eps: tf.Tensor, norm: Norm, seed: tf.Tensor,
                  dtype: tf.DType) -> tf.Tensor:
-    """A perturbation drawn uniformly from each example's ball of radius ``eps``.
+    """Draw a perturbation uniformly from each example's ball of radius ``eps``.
 
-    ``seed`` is a stateless seed (shape (2,), int32/int64): the same seed gives the same
-    draw. L-inf: uniform in the cube; L2: uniform in the ball (Gaussian direction,
-    radius eps * u^(1/d)).
+    L-inf: uniform in the cube; L2: uniform in the ball (Gaussian direction, radius
+    ``eps * u^(1/d)``).
+
+    Args:
+        shape: The shape of the batch, an int tensor ``(N, ...)``.
+        eps: The per-example radius, a tensor (N,), >= 0.
+        norm: ``"inf"`` or ``"l2"``.
+        seed: A stateless seed, an int32/int64 tensor of shape (2,): the same seed gives the
+            same draw.
+        dtype: The floating-point dtype of the result.
+
+    Returns:
+        A tensor of ``shape`` and ``dtype``, each example inside its ball.
     """
     radius = _expand(tf.cast(eps, dtype), tf.size(shape))
     if norm == "inf":
@@ -94,11 +125,21 @@ def random_start(shape: tf.Tensor, eps: tf.Tensor, norm: Norm, seed: tf.Tensor,
 
 def ascent_step(x: tf.Tensor, x_t: tf.Tensor, direction: tf.Tensor, step_size: tf.Tensor, eps: tf.Tensor,
                 norm: Norm, clip: tuple[float, float] | None) -> tf.Tensor:
-    """One projected steepest-ascent step from the iterate ``x_t`` around the clean ``x``.
+    """Take one projected steepest-ascent step from the iterate ``x_t`` around the clean ``x``.
 
-    ``direction`` is the gradient (or momentum) at ``x_t``; ``step_size`` is (N, 1, ...)
-    and ``eps`` (N,). Returns ``clip(x + project(x_t - x + step_size *
-    steepest_step(direction)))``, shaped like ``x``: inside each ball and inside ``clip``.
+    Computes ``clip(x + project(x_t - x + step_size * steepest_step(direction)))``.
+
+    Args:
+        x: The clean inputs, a float tensor (N, ...).
+        x_t: The current iterate, shaped like ``x``.
+        direction: The gradient (or momentum) at ``x_t``, shaped like ``x``.
+        step_size: The per-example step size, a tensor (N, 1, ..., 1) broadcasting against ``x``.
+        eps: The per-example radius, a tensor (N,).
+        norm: ``"inf"`` or ``"l2"``.
+        clip: The valid input range ``(low, high)``, or None.
+
+    Returns:
+        The next iterate, a tensor shaped like ``x``: inside each ball and inside ``clip``.
     """
     delta = (x_t - x) + step_size * steepest_step(direction, norm)
     x_next = x + project(delta, eps, norm)

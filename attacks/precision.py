@@ -33,7 +33,18 @@ _COPIES: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDicti
 
 
 def check_compute_dtype(compute_dtype: Any) -> str | None:
-    """``None`` (compute as the model does) or one of :data:`COMPUTE_DTYPES`."""
+    """Check the dtype an attack should take its gradients in.
+
+    Args:
+        compute_dtype: None (compute as the model does), or one of :data:`COMPUTE_DTYPES` as
+            a string or a dtype object with that ``name``.
+
+    Returns:
+        None, or the dtype's name: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+
+    Raises:
+        ValueError: Any other value; the message lists the choices.
+    """
     if compute_dtype is None:
         return None
     name = getattr(compute_dtype, "name", compute_dtype)
@@ -73,11 +84,22 @@ def _copy_in(model: Any, dtype: str):
 
 
 def compute_model(model: Any, compute_dtype: str | None) -> Any:
-    """The model an attack should differentiate: ``model`` itself for ``None`` or the dtype
-    the model already computes in, else its copy computing in ``compute_dtype``, holding
-    the model's current weights.
+    """Choose the model an attack should differentiate.
 
     The copy returns logits in ``compute_dtype``; callers cast them up before the loss.
+    Copies are kept per model and take the model's current weights on every call.
+
+    Args:
+        model: The attacked model.
+        compute_dtype: A name checked by :func:`check_compute_dtype`, or None.
+
+    Returns:
+        ``model`` itself for None or the dtype the model already computes in, else its
+        Keras copy computing in ``compute_dtype``, holding the model's current weights.
+
+    Raises:
+        ValueError: ``model`` is not a Keras model, or cannot be rebuilt from its config
+            (subclassed models, custom layers without a config).
     """
     if compute_dtype is None or getattr(model, "compute_dtype", None) == compute_dtype:
         return model

@@ -22,7 +22,18 @@ ATTACKS: dict[str, Callable[..., Any]] = {"fgsm": fgsm, "bim": bim, "pgd": pgd, 
 
 
 def get_attack(name: str) -> Callable[..., Any]:
-    """The attack function registered under ``name``; ValueError listing the choices."""
+    """Look up an attack by name.
+
+    Args:
+        name: A key of ``ATTACKS``: ``"fgsm"``, ``"bim"``, ``"pgd"``, ``"mim"``,
+            ``"noise"``, ``"apgd_ce_art"`` or ``"apgd_dlr_art"``.
+
+    Returns:
+        The attack function ``attack(model, x, y, *, eps, ...)``.
+
+    Raises:
+        ValueError: ``name`` is not registered; the message lists the choices.
+    """
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; choose one of: {', '.join(ATTACKS)}")
     return ATTACKS[name]
@@ -30,7 +41,17 @@ def get_attack(name: str) -> Callable[..., Any]:
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """An attack name and its keyword parameters (everything except model, x, y, eps)."""
+    """An attack name and its keyword parameters (everything except model, x, y, eps).
+
+    Attributes:
+        name: A key of ``ATTACKS``.
+        params: Keyword arguments of that attack, JSON-serializable.
+
+    Raises:
+        ValueError: ``name`` is unknown, or ``params`` names a parameter the attack does not
+            take (the message lists those it takes).
+        TypeError: ``params`` is not JSON-serializable.
+    """
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -45,20 +66,64 @@ class AttackSpec:
         json.dumps(self.params)  # must be serializable: a TypeError here names the bad value
 
     def __call__(self, model: Any, x: Any, y: Any, *, eps: Any) -> Any:
-        """Run the attack; returns what the attack function returns."""
+        """Run the attack on a batch.
+
+        Args:
+            model: The attacked model (logits).
+            x: The clean inputs (N, ...).
+            y: Integer labels (N,).
+            eps: A radius or a sequence of K radii.
+
+        Returns:
+            What the attack function returns: ``x_adv`` shaped like ``x``, or (K, N, ...).
+        """
         return get_attack(self.name)(model, x, y, eps=eps, **self.params)
 
     def to_dict(self) -> dict[str, Any]:
+        """Describe the spec as plain data.
+
+        Returns:
+            ``{"name": name, "params": a copy of params}``.
+        """
         return {"name": self.name, "params": dict(self.params)}
 
     def to_json(self) -> str:
-        """Canonical JSON (sorted keys): equal specs give equal strings."""
+        """Serialize the spec as canonical JSON.
+
+        Returns:
+            JSON text with sorted keys: equal specs give equal strings.
+        """
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AttackSpec":
+        """Rebuild a spec from :meth:`to_dict`'s output.
+
+        Args:
+            data: A mapping with ``"name"`` and optionally ``"params"``.
+
+        Returns:
+            The :class:`AttackSpec`, validated.
+
+        Raises:
+            KeyError: ``data`` has no ``"name"``.
+            ValueError: The name or a parameter is unknown.
+        """
         return cls(name=data["name"], params=dict(data.get("params", {})))
 
     @classmethod
     def from_json(cls, text: str) -> "AttackSpec":
+        """Rebuild a spec from :meth:`to_json`'s output.
+
+        Args:
+            text: JSON text of an object with ``"name"`` and optionally ``"params"``.
+
+        Returns:
+            The :class:`AttackSpec`, validated.
+
+        Raises:
+            json.JSONDecodeError: ``text`` is not JSON (a ValueError).
+            KeyError: The object has no ``"name"``.
+            ValueError: The name or a parameter is unknown.
+        """
         return cls.from_dict(json.loads(text))

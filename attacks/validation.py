@@ -18,7 +18,19 @@ PROBE_SIZE = 16  # examples run through the model once to learn its classes and 
 
 
 def as_array(value: Any, name: str) -> np.ndarray:
-    """``value`` (array, tensor, list) as a NumPy array, without copying dtype changes."""
+    """Convert an array, tensor or list to a NumPy array, keeping its dtype.
+
+    Args:
+        value: A NumPy array, ``tf.Tensor``, ``tf.Variable`` or anything ``np.asarray`` takes.
+        name: The argument's name, used in the error message.
+
+    Returns:
+        ``value`` as an ``np.ndarray`` of the same shape and dtype (tensors are read with
+        ``.numpy()``; nothing is cast).
+
+    Raises:
+        TypeError: ``value`` cannot be turned into an array (e.g. a ragged list).
+    """
     if isinstance(value, (tf.Tensor, tf.Variable)):
         return value.numpy()
     try:
@@ -28,7 +40,18 @@ def as_array(value: Any, name: str) -> np.ndarray:
 
 
 def check_clip(clip: tuple[float, float] | None) -> tuple[float, float] | None:
-    """``clip`` as a (low, high) pair of finite floats with low < high, or None."""
+    """Check the valid input range of an attack.
+
+    Args:
+        clip: A ``(low, high)`` pair of numbers, or None for unbounded inputs.
+
+    Returns:
+        None for ``clip=None``, else ``(low, high)`` as Python floats, finite, with
+        ``low < high``.
+
+    Raises:
+        ValueError: ``clip`` is not a pair of numbers, is not finite, or has ``low >= high``.
+    """
     if clip is None:
         return None
     try:
@@ -41,7 +64,20 @@ def check_clip(clip: tuple[float, float] | None) -> tuple[float, float] | None:
 
 
 def check_x(x: np.ndarray, clip: tuple[float, float] | None) -> None:
-    """x must be floating point, (N, ...) with N >= 0, finite, and inside ``clip``."""
+    """Check the inputs of an attack; nothing is changed.
+
+    An empty batch (N = 0) passes after the dtype and rank checks.
+
+    Args:
+        x: The inputs, an array of shape (N, ...).
+        clip: The valid input range ``(low, high)`` from :func:`check_clip`, or None.
+
+    Raises:
+        TypeError: ``x`` is not floating point (the message suggests ``x / 255`` for
+            integer images).
+        ValueError: ``x`` has fewer than 2 dimensions, holds NaN or infinite values, or
+            has values outside ``clip`` (the message points out 0-255 images).
+    """
     if not np.issubdtype(x.dtype, np.floating):
         hint = " (8-bit images: convert to float and rescale into the clip range, e.g. x / 255)" \
             if np.issubdtype(x.dtype, np.integer) else ""
@@ -63,7 +99,20 @@ def check_x(x: np.ndarray, clip: tuple[float, float] | None) -> None:
 
 
 def check_labels(y: Any, n: int) -> np.ndarray:
-    """y as an int64 array of shape (n,) with values >= 0."""
+    """Check integer class labels for a batch of ``n`` examples.
+
+    Args:
+        y: The labels: an array, tensor or list of shape (n,).
+        n: The number of examples in ``x``.
+
+    Returns:
+        ``y`` as an int64 array of shape (n,), values >= 0.
+
+    Raises:
+        TypeError: ``y`` cannot be turned into an array or does not hold integers (bool
+            labels included).
+        ValueError: ``y`` does not have shape (n,), or holds a negative label.
+    """
     y = as_array(y, "y")
     if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
         raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
@@ -75,9 +124,20 @@ def check_labels(y: Any, n: int) -> np.ndarray:
 
 
 def check_eps(eps: float | Sequence[float]) -> tuple[np.ndarray, bool]:
-    """Epsilons as a float64 array (K,), and whether one scalar was given.
+    """Check the attack radii: one epsilon or a list of them.
 
-    Each must be finite and >= 0.
+    Args:
+        eps: A number or a sequence of numbers, each finite and >= 0.
+
+    Returns:
+        ``(epsilons, scalar)``: the radii as a float64 array of shape (K,), K >= 1, and
+        whether ``eps`` was a single number (then K = 1 and the attack returns one batch,
+        not K).
+
+    Raises:
+        TypeError: ``eps`` is neither a number nor a sequence of numbers.
+        ValueError: ``eps`` is an empty or nested sequence, or holds a value that is not
+            finite or is negative.
     """
     scalar = np.ndim(eps) == 0
     try:
@@ -92,14 +152,37 @@ def check_eps(eps: float | Sequence[float]) -> tuple[np.ndarray, bool]:
 
 
 def check_positive_int(value: Any, name: str) -> int:
-    """``value`` as an int >= 1."""
+    """Check a count such as ``steps`` or ``restarts``.
+
+    Args:
+        value: The value to check; Python and NumPy integers are accepted, bools are not.
+        name: The argument's name, used in the error message.
+
+    Returns:
+        ``value`` as a Python int >= 1.
+
+    Raises:
+        ValueError: ``value`` is not an integer (or is a bool), or is < 1.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
 
 
 def check_positive_float(value: Any, name: str) -> float:
-    """``value`` as a finite float > 0."""
+    """Check a positive real parameter such as ``step_size``.
+
+    Args:
+        value: The value to check: anything ``float()`` accepts.
+        name: The argument's name, used in the error message.
+
+    Returns:
+        ``value`` as a Python float, finite and > 0.
+
+    Raises:
+        TypeError: ``value`` is not a number.
+        ValueError: ``value`` is not finite, or is <= 0.
+    """
     try:
         number = float(value)
     except (TypeError, ValueError) as error:
@@ -110,10 +193,20 @@ def check_positive_float(value: Any, name: str) -> float:
 
 
 def inference_fn(model: Any) -> Callable[[tf.Tensor], tf.Tensor]:
-    """A function x -> logits that calls ``model`` in inference mode.
+    """Wrap ``model`` as a function from inputs to logits, called in inference mode.
 
     Keras models (Keras 2 and 3) and any callable that takes a ``training`` argument are
     called with ``training=False``, so Dropout and BatchNorm act as at test time.
+
+    Args:
+        model: A Keras model, ``tf.Module`` or function mapping a batch (N, ...) to logits.
+
+    Returns:
+        A callable ``x -> logits``: ``model`` itself when it takes no ``training``
+        argument, else a function calling ``model(x, training=False)``.
+
+    Raises:
+        TypeError: ``model`` is not callable.
     """
     if not callable(model):
         raise TypeError(f"model must be callable (a Keras model, tf.Module or function), got {type(model).__name__}")
@@ -134,11 +227,21 @@ def _accepts_training(fn: Any) -> bool:
 
 
 def check_model_output(logits: Any, n: int) -> int:
-    """Check the probe output of the model; returns the number of classes.
+    """Check the model's output on a probe batch and count its classes.
 
-    Raises ValueError when the output is not (n, C) with C >= 2, is not finite, or looks
-    like probabilities (every row in [0, 1] summing to 1): gradient attacks need logits,
-    and softmax outputs saturate and mask gradients.
+    Gradient attacks need logits: softmax outputs saturate and mask gradients, so outputs
+    that look like probabilities are refused rather than attacked.
+
+    Args:
+        logits: The model's output for ``n`` probe inputs (array or tensor).
+        n: The number of probe inputs.
+
+    Returns:
+        The number of classes C >= 2 (the output's second dimension).
+
+    Raises:
+        ValueError: The output is not of shape (n, C) with C >= 2, is not finite, or looks
+            like probabilities (every row in [0, 1] and summing to 1).
     """
     out = np.asarray(logits)
     if out.ndim != 2 or out.shape[0] != n or out.shape[1] < 2:
@@ -155,7 +258,20 @@ def check_model_output(logits: Any, n: int) -> int:
 
 @dataclass(frozen=True)
 class AttackInput:
-    """The validated (x, y, eps, norm, clip) of one attack call, and how to shape its output."""
+    """The validated ``(x, y, eps, norm, clip)`` of one attack call, and how to shape its output.
+
+    Made by :func:`attack_input`; attacks work on these NumPy values and hand their
+    (K, N, ...) result to :meth:`output`.
+
+    Attributes:
+        x: The inputs, (N, ...) floating point, inside ``clip``.
+        y: The labels, (N,) int64 >= 0.
+        epsilons: The radii, (K,) float64 >= 0.
+        scalar_eps: Whether the caller passed a single epsilon.
+        norm: ``"inf"`` or ``"l2"``.
+        clip: ``(low, high)`` or None.
+        is_tensor: Whether the caller passed ``x`` as a TensorFlow tensor or variable.
+    """
 
     x: np.ndarray  # (N, ...) floating point, inside clip
     y: np.ndarray  # (N,) int64 >= 0
@@ -166,14 +282,42 @@ class AttackInput:
     is_tensor: bool
 
     def output(self, adversarial: np.ndarray) -> Any:
-        """(K, N, ...) results as the caller expects them: (N, ...) for a scalar eps; a
-        tensor if x was a tensor, else a NumPy array."""
+        """Shape an attack's result as the caller expects it.
+
+        Args:
+            adversarial: The adversarial examples for every epsilon, an array (K, N, ...).
+
+        Returns:
+            (N, ...) for a scalar eps, else (K, N, ...); a ``tf.Tensor`` if ``x`` was a tensor,
+            else a NumPy array. The dtype is that of ``adversarial``.
+        """
         result = adversarial[0] if self.scalar_eps else adversarial
         return tf.constant(result) if self.is_tensor else result
 
 
 def attack_input(x: Any, y: Any, eps: Any, norm: Any, clip: Any) -> AttackInput:
-    """Validate the data arguments every attack shares (see :func:`check_x` and friends)."""
+    """Validate the data arguments every attack shares.
+
+    The checks are :func:`check_clip`, :func:`check_x`, :func:`check_labels`,
+    :func:`check_eps` and :func:`attacks.norms.canonical_norm`; nothing is changed.
+
+    Args:
+        x: The inputs (N, ...), array or tensor, floating point, inside ``clip``.
+        y: The integer labels (N,).
+        eps: A radius or a sequence of radii, each finite and >= 0.
+        norm: ``"inf"`` (or ``np.inf``, ``"linf"``) or ``"l2"`` (or ``2``).
+        clip: The valid input range ``(low, high)``, or None.
+
+    Returns:
+        The validated call as an :class:`AttackInput`.
+
+    Raises:
+        TypeError: ``x`` is not a floating-point array, ``y`` does not hold integers, or
+            ``eps`` is not numeric.
+        ValueError: A value is out of range: ``clip`` malformed, ``x`` not (N, ...) or not
+            finite or outside ``clip``, ``y`` of the wrong shape or negative, ``eps`` negative
+            or not finite, or an unknown ``norm``.
+    """
     from attacks.norms import canonical_norm
 
     clip = check_clip(clip)
@@ -186,16 +330,34 @@ def attack_input(x: Any, y: Any, eps: Any, norm: Any, clip: Any) -> AttackInput:
 
 
 def check_seed(seed: Any) -> None:
-    """``seed`` must be an int or None."""
+    """Check a random seed.
+
+    Args:
+        seed: An int (Python or NumPy), or None for fresh entropy.
+
+    Raises:
+        TypeError: ``seed`` is neither an int nor None (bools are refused).
+    """
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise TypeError(f"seed must be an int or None, got {seed!r}")
 
 
 def model_classes(logits_fn: Callable[[tf.Tensor], tf.Tensor], x: np.ndarray, y: np.ndarray) -> int:
-    """Probe the model on the first examples of ``x`` (N >= 1); returns its class count.
+    """Probe the model on the first examples of ``x`` and count its classes.
 
-    Raises ValueError for outputs that are not logits (see :func:`check_model_output`) or
-    labels outside the model's classes.
+    Only the first ``PROBE_SIZE`` (16) examples are run through the model.
+
+    Args:
+        logits_fn: The model as a function ``x -> logits`` (see :func:`inference_fn`).
+        x: The inputs, (N, ...) with N >= 1.
+        y: The labels, (N,) int64 >= 0.
+
+    Returns:
+        The number of classes of the model, an int >= 2.
+
+    Raises:
+        ValueError: The outputs are not logits (see :func:`check_model_output`), or a
+            label is outside the model's classes.
     """
     num_classes = check_model_output(logits_fn(tf.constant(x[:PROBE_SIZE])), min(len(x), PROBE_SIZE))
     if y.max() >= num_classes:

@@ -45,7 +45,19 @@ DEFENSES: tuple[str, ...] = ("none", "nsl", "pgd_at", "trades", "fgsm_rs")
 
 
 def check_nonnegative(value: Any, name: str, *, strict: bool = False) -> float:
-    """``value`` as a finite float >= 0 (> 0 with ``strict``); ValueError naming it otherwise."""
+    """Check a real hyperparameter such as ``beta`` or ``multiplier``.
+
+    Args:
+        value: The value to check: a Python or NumPy number (bools are refused).
+        name: The argument's name, used in the error message.
+        strict: Require ``value > 0`` instead of ``>= 0``.
+
+    Returns:
+        ``value`` as a Python float, finite and >= 0 (> 0 with ``strict``).
+
+    Raises:
+        ValueError: ``value`` is not a number, is not finite, or is out of range.
+    """
     bound = "> 0" if strict else ">= 0"
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not np.isfinite(value) or value < 0 or (strict and value == 0):
@@ -53,11 +65,26 @@ def check_nonnegative(value: Any, name: str, *, strict: bool = False) -> float:
     return float(value)
 
 
-def check_eps(eps: Any, norm: str, clip: tuple[float, float] | None, *, allow_none: bool = False) -> float | None:
-    """``eps`` as a float if it is a usable radius for ``norm`` and ``clip``, else ValueError.
+def check_radius(eps: Any, norm: str, clip: tuple[float, float] | None, *, allow_none: bool = False) -> float | None:
+    """Check the radius a defense trains for.
 
-    L-inf: ``0 < eps <= high - low`` of ``clip``, i.e. (0, 1] for [0, 1] images (a larger
-    cube contains every image). L2: ``eps > 0``.
+    Not :func:`attacks.validation.check_eps`, which checks the (list of) radii an attack
+    runs at: a training radius is one positive number, and an L-inf one larger than the
+    clip range would contain every image.
+
+    Args:
+        eps: The radius: a Python or NumPy number, or None when ``allow_none``.
+        norm: ``"inf"`` or ``"l2"`` (already canonical).
+        clip: The valid input range ``(low, high)``, or None.
+        allow_none: Accept None (NSL's "no projection").
+
+    Returns:
+        ``eps`` as a Python float: in ``(0, high - low]`` for L-inf with ``clip`` (i.e.
+        (0, 1] for [0, 1] images), > 0 otherwise; None if ``eps`` is None and ``allow_none``.
+
+    Raises:
+        ValueError: ``eps`` is None (without ``allow_none``), not a finite number, <= 0, or
+            an L-inf radius larger than the clip range.
     """
     if eps is None:
         if allow_none:
@@ -74,7 +101,17 @@ def check_eps(eps: Any, norm: str, clip: tuple[float, float] | None, *, allow_no
 
 
 def presets(defense: str) -> tuple[str, ...]:
-    """The preset names of ``defense`` (empty for ``"none"``)."""
+    """List the presets of a defense.
+
+    Args:
+        defense: One of ``DEFENSES``.
+
+    Returns:
+        The preset names, e.g. ``("mnist", "fashion_mnist", "quick")``; empty for ``"none"``.
+
+    Raises:
+        ValueError: ``defense`` is unknown; the message lists the choices.
+    """
     _check_defense(defense)
     if defense == "none":
         return ()
@@ -87,14 +124,28 @@ def presets(defense: str) -> tuple[str, ...]:
 
 def resolve(defense: str, *, dataset: str | None = None, preset: str | None = None, eps: float | None = None,
             params: dict[str, Any] | None = None):
-    """The complete config of ``defense``, checked; ``None`` for ``"none"``.
+    """Build the complete, checked config of a defense.
 
-    ``preset=None`` uses the preset named after ``dataset`` (``"mnist"`` or
-    ``"fashion_mnist"``). ``eps`` replaces the preset's radius; ``params`` any other
-    field (see ``defenses.nsl.PARAMS`` and ``defenses.adversarial_training.PARAMS``).
-    Returns an ``NSLConfig`` or an ``AdversarialTrainingConfig``. Raises ValueError
-    naming the bad value and the choices: unknown defense, preset or parameter, eps out
-    of range, negative multiplier or beta, iterations < 1.
+    ``preset=None`` uses the preset named after ``dataset``. ``params`` override the
+    preset's fields, and ``eps`` overrides both.
+
+    Args:
+        defense: One of ``DEFENSES``: ``"none"``, ``"nsl"``, ``"pgd_at"``, ``"trades"`` or
+            ``"fgsm_rs"``.
+        dataset: ``"mnist"`` or ``"fashion_mnist"``, used only when ``preset`` is None.
+        preset: A preset name of the defense (see :func:`presets`), or None.
+        eps: Replaces the preset's radius; None keeps it.
+        params: Any other field (see ``defenses.nsl.PARAMS`` and
+            ``defenses.adversarial_training.PARAMS``); None for none.
+
+    Returns:
+        An ``NSLConfig`` or an ``AdversarialTrainingConfig``; None for ``"none"``.
+
+    Raises:
+        ValueError: Naming the bad value and the choices: unknown defense, preset or
+            parameter; a preset, eps or parameters given with ``"none"``; no preset and a
+            dataset without a default one; eps out of range; negative multiplier or beta;
+            iterations < 1.
     """
     _check_defense(defense)
     params = dict(params or {})
@@ -119,9 +170,28 @@ def fit(config, base_model, train, validation=None, *, epochs: int, learning_rat
         callbacks=None, verbose: int | str = "auto", steps_per_epoch: int | None = None):
     """Train ``base_model`` in place with the defense ``config`` (from :func:`resolve`).
 
-    ``train``/``validation`` are batched ``(x, y)`` datasets. ``steps_per_epoch`` (batches
-    per epoch) is needed only for adversarial training with an eps warm-up. Returns the
-    Keras History; ``base_model`` stays a plain logits model.
+    ``base_model`` stays a plain logits model; save or attack it as usual afterwards.
+
+    Args:
+        config: An ``NSLConfig`` or an ``AdversarialTrainingConfig``.
+        base_model: The Keras 2 logits model to train (built inside a strategy's scope to
+            train distributed).
+        train: A batched ``(x, y)`` dataset, x inside ``config.clip``, integer labels.
+        validation: A batched ``(x, y)`` dataset for Keras's validation, or None.
+        epochs: Epochs to train, >= 1.
+        learning_rate: Adam's learning rate.
+        callbacks: Keras callbacks, or None; they see the training wrapper as ``self.model``.
+        verbose: Keras's ``verbose`` for ``fit``.
+        steps_per_epoch: Batches per epoch; needed only for adversarial training with an
+            eps warm-up when the dataset's cardinality is unknown.
+
+    Returns:
+        The Keras ``History`` of the training wrapper.
+
+    Raises:
+        TypeError: ``config`` is neither config type.
+        ValueError: ``epochs`` < 1, the warm-up's batches per epoch cannot be known, or
+            (NSL) ``base_model`` does not have exactly one named input.
     """
     from defenses import adversarial_training, nsl
 

@@ -65,7 +65,7 @@ from typing import Any, Callable
 from attacks import losses, norms
 from attacks.backend import keras, tf
 from attacks.loop import start_point
-from defenses import check_clip, check_eps, check_iterations, check_nonnegative, distribute
+from defenses import check_clip, check_iterations, check_nonnegative, check_radius, distribute
 
 METHODS: tuple[str, ...] = ("pgd_at", "trades", "fgsm_rs")
 REL_STEP_SIZE = {"pgd_at": 2.5, "trades": 2.5, "fgsm_rs": 1.25}  # step = rel * eps / steps
@@ -100,12 +100,29 @@ PARAMS: tuple[str, ...] = ("norm", "steps", "step_size", "random_start", "beta",
 class AdversarialTrainingConfig:
     """One adversarial-training method with its attack settings.
 
-    ``eps``: the radius trained for. ``step_size=None``: ``2.5 * eps / steps`` (pgd_at,
-    trades) or ``1.25 * eps`` (fgsm_rs). ``random_start`` applies to pgd_at (trades and
-    fgsm_rs always use their papers' starts). ``beta``: the TRADES trade-off (ignored
-    otherwise). ``warmup_epochs``: epochs over which eps grows linearly to its value.
-    ``awp_gamma``: the relative size of the adversarial weight perturbation (0: none; see
-    the module docstring), pgd_at and trades only.
+    Checked on construction; ``norm`` is stored canonical (``"inf"`` or ``"l2"``) and
+    ``clip`` as a float pair.
+
+    Attributes:
+        method: ``"pgd_at"``, ``"trades"`` or ``"fgsm_rs"``.
+        eps: The radius trained for (see :func:`defenses.check_radius`).
+        norm: ``"inf"`` or ``"l2"`` (aliases as in :func:`attacks.norms.canonical_norm`).
+        steps: Attack steps per batch, >= 1; exactly 1 for fgsm_rs.
+        step_size: The attack's step; None: ``2.5 * eps / steps`` (pgd_at, trades) or
+            ``1.25 * eps`` (fgsm_rs).
+        random_start: Start pgd_at from a uniform random point of the ball (trades and
+            fgsm_rs always use their papers' starts).
+        beta: The TRADES trade-off, >= 0 (ignored otherwise).
+        warmup_epochs: Epochs over which eps grows linearly to its value, >= 0.
+        clip: The valid input range ``(low, high)``, or None.
+        seed: Seeds the random starts (stateless, with the optimizer step and the replica).
+        awp_gamma: The relative size of the adversarial weight perturbation, >= 0 (0: none;
+            see the module docstring); pgd_at and trades only.
+
+    Raises:
+        ValueError: An unknown method or norm, a bad clip or eps, ``steps`` < 1,
+            ``steps != 1`` for fgsm_rs, ``step_size`` <= 0, a negative ``beta``,
+            ``warmup_epochs`` or ``awp_gamma``, or ``awp_gamma > 0`` for fgsm_rs.
     """
 
     method: str
@@ -126,7 +143,7 @@ class AdversarialTrainingConfig:
                              f"{', '.join(METHODS)}")
         object.__setattr__(self, "norm", norms.canonical_norm(self.norm))
         object.__setattr__(self, "clip", check_clip(self.clip))
-        check_eps(self.eps, self.norm, self.clip)
+        check_radius(self.eps, self.norm, self.clip)
         check_iterations(self.steps, "steps")
         if self.method == "fgsm_rs" and self.steps != 1:
             raise ValueError(f"fgsm_rs takes exactly one step, got steps={self.steps}; use pgd_at for more")
@@ -140,13 +157,18 @@ class AdversarialTrainingConfig:
 
     @property
     def relative_step_size(self) -> float:
-        """The step size as a multiple of ``eps / steps`` (what it is during warm-up)."""
+        """The step size as a multiple of ``eps / steps`` (what it is during warm-up), a float > 0."""
         if self.step_size is None:
             return REL_STEP_SIZE[self.method]
         return self.step_size * self.steps / self.eps
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready record of the settings, with the step size resolved."""
+        """Describe the settings as a JSON-ready record, with the step size resolved.
+
+        Returns:
+            ``{"defense": method, **fields}`` with ``clip`` as a list (or None) and
+            ``step_size`` the absolute step at full ``eps``.
+        """
         record = asdict(self)
         record["clip"] = None if self.clip is None else list(self.clip)
         record["step_size"] = self.relative_step_size * self.eps / self.steps
@@ -154,10 +176,21 @@ class AdversarialTrainingConfig:
 
 
 def preset(method: str, name: str, *, eps: float | None = None, **overrides: Any) -> AdversarialTrainingConfig:
-    """The config of preset ``name`` for ``method`` (see PRESETS), optionally changed.
+    """Build the config of a preset, optionally changed.
 
-    ``eps`` replaces the preset's radius; ``overrides`` may set any of PARAMS. Raises
-    ValueError naming an unknown method, preset or parameter, or a bad value.
+    Args:
+        method: ``"pgd_at"``, ``"trades"`` or ``"fgsm_rs"``.
+        name: A preset of ``method`` in ``PRESETS``: ``"mnist"``, ``"fashion_mnist"`` or
+            ``"quick"``.
+        eps: Replaces the preset's radius; None keeps it.
+        **overrides: Any of ``PARAMS``.
+
+    Returns:
+        The checked :class:`AdversarialTrainingConfig`.
+
+    Raises:
+        ValueError: An unknown method, preset or parameter, or a bad value (see
+            :class:`AdversarialTrainingConfig`).
     """
     if method not in METHODS:
         raise ValueError(f"unknown adversarial-training method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -175,21 +208,35 @@ def preset(method: str, name: str, *, eps: float | None = None, **overrides: Any
 def perturb(model: Callable, x: tf.Tensor, objective: Callable[[tf.Tensor], tf.Tensor], *, eps: tf.Tensor,
             norm: str, steps: int, step_size: tf.Tensor, start: tf.Tensor, clip: tuple[float, float] | None
             ) -> tf.Tensor:
-    """``steps`` steps of projected gradient ascent on ``objective(model(x_t))``.
+    """Craft adversarial examples by ``steps`` steps of projected gradient ascent.
 
-    ``model`` is called as given (pass an inference-mode function); ``objective`` maps
-    logits (N, C) to per-example values (N,). ``eps`` and ``step_size`` are scalars or
-    per-example (N,) tensors; ``start`` is the first iterate (inside the ball and
-    ``clip``); ``steps`` is a Python int >= 1. Each step: ``x_t <- clip(x + project(x_t +
-    step_size * steepest_step(g) - x))``, with the per-norm pieces of ``attacks.norms``.
-    Returns the last iterate, shaped like ``x``, with no gradient path to ``x`` or the
-    model. Works eagerly and inside ``tf.function``. The step is
-    :func:`attacks.norms.ascent_step`, the one the attacks use.
+    Each step: ``x_t <- clip(x + project(x_t + step_size * steepest_step(g) - x))``, with
+    ``g`` the gradient of ``objective(model(x_t))``; the step is
+    :func:`attacks.norms.ascent_step`, the one the attacks use. Works eagerly and inside
+    ``tf.function``.
 
     The steps are unrolled (a Python loop), not a ``tf.while_loop``: with oneDNN on CPU a
     traced while loop around MaxPool falls back to Eigen's slower pooling gradient in some
     traces (see ``attacks.loop._build``). Training crafts with few steps (10 for the
     presets), so the unrolled graph stays small.
+
+    Args:
+        model: The model, called as given (pass an inference-mode function).
+        x: The clean inputs, a float tensor (N, ...).
+        objective: Maps logits (N, C) to the per-example values (N,) to ascend.
+        eps: The radius, a scalar or a per-example (N,) tensor.
+        norm: ``"inf"`` or ``"l2"``.
+        steps: The number of steps, a Python int >= 1.
+        step_size: The step, a scalar or a per-example (N,) tensor.
+        start: The first iterate, shaped like ``x``, inside the ball and ``clip``.
+        clip: The valid input range ``(low, high)``, or None.
+
+    Returns:
+        The last iterate, a tensor shaped like ``x`` in its dtype, inside each ball and
+        ``clip``, with no gradient path to ``x`` or the model.
+
+    Raises:
+        ValueError: ``steps`` is not an int >= 1.
     """
     steps = check_iterations(steps, "steps")
     n = tf.shape(x)[0]
@@ -206,24 +253,41 @@ def perturb(model: Callable, x: tf.Tensor, objective: Callable[[tf.Tensor], tf.T
 
 
 def kl_divergence(clean_logits: tf.Tensor, adv_logits: tf.Tensor) -> tf.Tensor:
-    """``KL(softmax(clean) || softmax(adv))`` per example, summed over classes: (N,), >= 0."""
+    """Compute ``KL(softmax(clean) || softmax(adv))`` per example, summed over classes.
+
+    Args:
+        clean_logits: Logits on the clean inputs, a float tensor (N, C).
+        adv_logits: Logits on the adversarial inputs, (N, C).
+
+    Returns:
+        A tensor (N,) in the logits' dtype, values >= 0.
+    """
     clean_log_p = tf.nn.log_softmax(clean_logits, axis=-1)
     adv_log_p = tf.nn.log_softmax(adv_logits, axis=-1)
     return tf.reduce_sum(tf.exp(clean_log_p) * (clean_log_p - adv_log_p), axis=-1)
 
 
 def trades_loss(clean_logits: tf.Tensor, adv_logits: tf.Tensor, labels: tf.Tensor, *, beta: float) -> tf.Tensor:
-    """The TRADES loss per example, (N,): ``CE(y, clean) + beta * KL(p(clean) || p(adv))``.
+    """Compute the TRADES loss per example: ``CE(y, clean) + beta * KL(p(clean) || p(adv))``.
 
     As in the authors' code (``nn.KLDivLoss(size_average=False) / batch_size``), the KL
     is summed over classes; gradients flow through both terms. Average over the batch
     for the training loss.
+
+    Args:
+        clean_logits: Logits on the clean inputs, a float tensor (N, C).
+        adv_logits: Logits on the adversarial inputs, (N, C).
+        labels: Integer labels (N,).
+        beta: The weight of the KL term, >= 0.
+
+    Returns:
+        A tensor (N,) in the logits' dtype, values >= 0.
     """
     return losses.cross_entropy(clean_logits, labels) + beta * kl_divergence(clean_logits, adv_logits)
 
 
 class AdversarialTrainer(keras.Model):
-    """Trains ``base_model`` adversarially in ``fit``; otherwise behaves as ``base_model``.
+    """Train ``base_model`` adversarially in ``fit``; otherwise behave as ``base_model``.
 
     ``fit`` logs ``loss`` (the training objective), ``adv_accuracy`` (accuracy on the
     crafted examples, training mode), ``eps`` (the radius used, < config.eps during
@@ -231,7 +295,15 @@ class AdversarialTrainer(keras.Model):
     the clean ``loss`` and ``accuracy``. With ``awp_gamma > 0`` the logged training
     ``loss`` and accuracies are those at the perturbed weights the gradient is taken at.
     ``save`` saves the plain base model.
-    ``steps_per_epoch`` (optimizer steps per epoch) is required with ``warmup_epochs``.
+
+    Args:
+        base_model: The Keras 2 logits model, trained in place.
+        config: The method and its settings.
+        steps_per_epoch: Optimizer steps per epoch; required with ``warmup_epochs > 0``.
+
+    Raises:
+        ValueError: ``warmup_epochs > 0`` without ``steps_per_epoch``, or
+            ``steps_per_epoch`` < 1.
     """
 
     def __init__(self, base_model: keras.Model, config: AdversarialTrainingConfig, *,
@@ -259,7 +331,11 @@ class AdversarialTrainer(keras.Model):
         return [self._loss_tracker, self._accuracy, self._adv_accuracy, self._eps_tracker]
 
     def current_eps(self) -> tf.Tensor:
-        """The radius for the next optimizer step (warm-up included), a scalar float32."""
+        """Compute the radius for the next optimizer step (warm-up included).
+
+        Returns:
+            A scalar float32 tensor in (0, config.eps].
+        """
         eps = tf.constant(self.config.eps, tf.float32)
         if self._warmup_steps <= 0:
             return eps
@@ -274,7 +350,18 @@ class AdversarialTrainer(keras.Model):
         return tf.stack([tf.constant(self.config.seed, tf.int64), counter])
 
     def craft(self, x: tf.Tensor, y: tf.Tensor, eps: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        """The training-time adversarial examples of the configured method, in inference mode."""
+        """Craft the training-time adversarial examples of the configured method, in inference mode.
+
+        Args:
+            x: The clean batch, a float tensor (N, ...).
+            y: Integer labels (N,).
+            eps: The radius for this step, a scalar tensor.
+            seed: A stateless seed, an int64 tensor of shape (2,), for the random start.
+
+        Returns:
+            ``x_adv``, a tensor shaped like ``x``, inside the eps-ball and ``config.clip``, with
+            no gradient path to ``x`` or the model.
+        """
         config = self.config
         x = tf.convert_to_tensor(x)
         step_size = config.relative_step_size * eps / config.steps
@@ -294,8 +381,18 @@ class AdversarialTrainer(keras.Model):
                        step_size=step_size, start=start, clip=config.clip)
 
     def training_loss(self, x: tf.Tensor, y: tf.Tensor, x_adv: tf.Tensor):
-        """The batch's training objective in training mode: (mean loss, adv logits, clean
-        logits or None). The mean loss includes the base model's own losses."""
+        """Compute the batch's training objective in training mode.
+
+        Args:
+            x: The clean batch (N, ...).
+            y: Integer labels (N,).
+            x_adv: The crafted examples, shaped like ``x``.
+
+        Returns:
+            ``(loss, adv_logits, clean_logits)``: the mean loss, a scalar including the base
+            model's own losses (regularizers); the logits (N, C) on ``x_adv``; the clean logits
+            (N, C) for TRADES, else None.
+        """
         adv_logits = self.base_model(x_adv, training=True)
         clean_logits = None
         if self.config.method == "trades":
@@ -309,9 +406,20 @@ class AdversarialTrainer(keras.Model):
         return loss, adv_logits, clean_logits
 
     def weight_perturbation(self, x: tf.Tensor, y: tf.Tensor, x_adv: tf.Tensor):
-        """The adversarial weight perturbation for this batch: (variables, deltas), each
-        delta ``awp_gamma * ||w|| * g / ||g||`` for its variable ``w`` (rank >= 2), ``g``
-        the gradient of :meth:`training_loss` averaged over replicas."""
+        """Compute the adversarial weight perturbation for this batch.
+
+        Each delta is ``awp_gamma * ||w|| * g / ||g||`` for its variable ``w`` (rank >= 2),
+        ``g`` the gradient of :meth:`training_loss`, averaged over replicas.
+
+        Args:
+            x: The clean batch (N, ...).
+            y: Integer labels (N,).
+            x_adv: The crafted examples, shaped like ``x``.
+
+        Returns:
+            ``(variables, deltas)``: the trainable variables of rank >= 2 that have a gradient,
+            and one tensor per variable, of its shape.
+        """
         variables = [v for v in self.base_model.trainable_variables if v.shape.rank >= 2]
         with tf.GradientTape() as tape:
             loss = self.training_loss(x, y, x_adv)[0]
@@ -380,12 +488,29 @@ def fit(base_model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dat
         config: AdversarialTrainingConfig, epochs: int, learning_rate: float = 1e-3,
         callbacks: list[keras.callbacks.Callback] | None = None, verbose: int | str = "auto",
         steps_per_epoch: int | None = None) -> keras.callbacks.History:
-    """Train ``base_model`` in place with ``config``'s adversarial training; returns History.
+    """Train ``base_model`` in place with ``config``'s adversarial training.
 
-    ``train``/``validation`` are batched ``(x, y)`` datasets with x inside
-    ``config.clip``. Build ``base_model`` inside a strategy's scope to train
-    distributed. ``steps_per_epoch`` defaults to the dataset's cardinality (needed for
-    the eps warm-up). Callbacks see the :class:`AdversarialTrainer` as ``self.model``.
+    Build ``base_model`` inside a strategy's scope to train distributed. Callbacks see the
+    :class:`AdversarialTrainer` as ``self.model``.
+
+    Args:
+        base_model: The Keras 2 logits model to train.
+        train: A batched ``(x, y)`` dataset with x inside ``config.clip``.
+        validation: A batched ``(x, y)`` dataset for Keras's validation, or None.
+        config: The method and its settings.
+        epochs: Epochs to train, >= 1.
+        learning_rate: Adam's learning rate.
+        callbacks: Keras callbacks, or None.
+        verbose: Keras's ``verbose`` for ``fit``.
+        steps_per_epoch: Batches per epoch, for the eps warm-up; None: the dataset's
+            cardinality.
+
+    Returns:
+        The Keras ``History`` of the trainer.
+
+    Raises:
+        ValueError: ``epochs`` < 1, or a warm-up with neither ``steps_per_epoch`` nor a
+            known dataset cardinality.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")

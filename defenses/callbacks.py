@@ -52,7 +52,18 @@ class CatastrophicOverfittingWarning(UserWarning):
 
 
 def robust_accuracy(model: Any, x: np.ndarray, y: np.ndarray, x_adv: np.ndarray, *, batch_size: int = 512) -> float:
-    """Fraction of examples classified correctly both clean and adversarial; in [0, 1]."""
+    """Measure the fraction of examples classified correctly both clean and adversarial.
+
+    Args:
+        model: A callable ``model(x, training=False) -> logits`` (a Keras model).
+        x: The clean inputs (N, ...).
+        y: Integer labels (N,).
+        x_adv: The adversarial inputs, shaped like ``x``.
+        batch_size: Examples per model call.
+
+    Returns:
+        The robust accuracy, a float in [0, 1] (NaN for N = 0).
+    """
     clean = _predict(model, x, batch_size)
     adversarial = _predict(model, x_adv, batch_size)
     return float(np.mean((clean == y) & (adversarial == y)))
@@ -80,14 +91,6 @@ def _check_subset(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
 class RobustEarlyStopping(keras.callbacks.Callback):
     """Track PGD robust accuracy on ``(x, y)`` per epoch; keep the best-robust weights.
 
-    ``eps``, ``norm``, ``steps``, ``step_size``, ``restarts``, ``clip`` and ``seed`` go to
-    ``attacks.pgd`` (the same seed every epoch, so epochs are compared on equal terms).
-    ``filepath``: where to save the attacked model (a plain ``.keras`` logits model) each
-    time robust accuracy improves by more than ``min_delta``. ``patience``: stop once
-    this many epochs in a row brought no improvement, as Keras's EarlyStopping
-    (``None``: never stop). ``restore_best_weights``:
-    at the end of training, load the best epoch's weights into the model.
-
     After training: ``history`` (robust accuracy per epoch), ``best`` (its maximum),
     ``best_epoch`` (0-based) and ``stopped_epoch`` (``None`` if not stopped early).
 
@@ -96,6 +99,33 @@ class RobustEarlyStopping(keras.callbacks.Callback):
     begins at epoch k takes the first k epochs' values and best from it, so an epoch after
     the restart replaces the saved best only by beating it, and the best weights restored
     at the end are read back from ``filepath`` when the best epoch came before the restart.
+
+    Args:
+        x: The held-out inputs attacked every epoch (N, ...), N >= 1.
+        y: Their integer labels (N,).
+        eps: The PGD radius.
+        norm: The PGD norm.
+        steps: PGD steps.
+        step_size: The PGD step; None for ``attacks.pgd``'s default.
+        restarts: PGD restarts.
+        clip: The valid input range, or None.
+        seed: The PGD seed, the same every epoch so epochs are compared on equal terms.
+        model: The model attacked, checkpointed and restored; None: the trained model's
+            ``base_model`` if it has one, else the trained model.
+        filepath: Where to save the attacked model (a plain ``.keras`` logits model) each
+            time robust accuracy improves by more than ``min_delta``; None: not saved.
+        patience: Stop once this many epochs in a row brought no improvement, as Keras's
+            EarlyStopping; None: never stop.
+        min_delta: The least increase that counts as an improvement.
+        restore_best_weights: At the end of training, load the best epoch's weights into the
+            model.
+        log_dir: A TensorBoard folder to write the scalar ``robust_accuracy`` to, or None.
+        name: The key of the value in the epoch's ``logs``.
+        verbose: Print the value every epoch when > 0.
+
+    Raises:
+        ValueError: ``x`` is empty or its length differs from ``y``'s, ``patience`` < 0,
+            or ``filepath`` does not end in ``.keras``.
     """
 
     def __init__(self, x: Any, y: Any, *, eps: float, norm: str = "inf", steps: int = 10,
@@ -136,7 +166,11 @@ class RobustEarlyStopping(keras.callbacks.Callback):
         return _target(self._explicit_model, self.model)
 
     def measure(self) -> float:
-        """PGD robust accuracy of the target on the subset now; in [0, 1]."""
+        """Measure the PGD robust accuracy of the target on the subset now.
+
+        Returns:
+            A float in [0, 1].
+        """
         x_adv = pgd(self.target, self.x, self.y, **self.attack)
         return robust_accuracy(self.target, self.x, self.y, x_adv)
 
@@ -213,7 +247,13 @@ class RobustEarlyStopping(keras.callbacks.Callback):
             self._writer = None
 
     def record(self) -> dict[str, Any]:
-        """JSON-ready summary: the attack, the per-epoch values and the best epoch."""
+        """Summarize the attack, the per-epoch values and the best epoch.
+
+        Returns:
+            A JSON-ready dict: the attack settings (without ``clip``), ``examples``,
+            ``per_epoch`` (values in [0, 1]), ``best_robust_accuracy``, ``best_epoch`` and
+            ``stopped_early_at_epoch`` (1-based, or None).
+        """
         return {"attack": "pgd", **{k: v for k, v in self.attack.items() if k != "clip"},
                 "examples": int(len(self.x)), "per_epoch": [float(v) for v in self.history],
                 "best_robust_accuracy": None if self.best_epoch is None else float(self.best),
@@ -222,7 +262,16 @@ class RobustEarlyStopping(keras.callbacks.Callback):
 
 
 def check_decay(decay: Any, name: str = "decay", *, optional: bool = False) -> None:
-    """Raise ValueError unless ``decay`` is a number in (0, 1) (or None, if ``optional``)."""
+    """Check the decay of an exponential moving average.
+
+    Args:
+        decay: A number in (0, 1) (bools are refused).
+        name: The argument's name, used in the error message.
+        optional: Accept None as well.
+
+    Raises:
+        ValueError: ``decay`` is not a number in (0, 1) (or None, if ``optional``).
+    """
     if optional and decay is None:
         return
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
@@ -230,7 +279,7 @@ def check_decay(decay: Any, name: str = "decay", *, optional: bool = False) -> N
 
 
 class WeightAveraging(keras.callbacks.Callback):
-    """Exponential moving average of ``model``'s weights over training steps.
+    """Keep an exponential moving average of ``model``'s weights over training steps.
 
     ``averaged`` (a clone of ``model``, made at construction, under the model's
     distribution strategy) starts with ``model``'s weights; after training step t = 1, 2, ...
@@ -238,20 +287,26 @@ class WeightAveraging(keras.callbacks.Callback):
     ``d_t = min(decay, (1 + t) / (10 + t))``: TensorFlow's ExponentialMovingAverage with
     ``num_updates``, whose warm-up keeps the random initial weights from dominating the
     early averages. All weights are averaged, BatchNorm statistics included.
-    ``decay`` in (0, 1): past the warm-up the average spans about ``1 / (1 - decay)``
-    steps. The warm-up lasts until step ``(10 decay - 1) / (1 - decay)`` (8990 steps for
-    0.999, about 21 Fashion-MNIST epochs at batch 128); during it, step s counts at step t
-    about as ``(s / t)^8``, so the average puts 87% of its weight on the last fifth of
-    the steps so far.
+    Past the warm-up the average spans about ``1 / (1 - decay)`` steps. The warm-up lasts
+    until step ``(10 decay - 1) / (1 - decay)`` (8990 steps for 0.999, about 21
+    Fashion-MNIST epochs at batch 128); during it, step s counts at step t about as
+    ``(s / t)^8``, so the average puts 87% of its weight on the last fifth of the steps so
+    far.
 
-    Resuming: with ``state_path`` (a ``.npz`` file) the averages and the step count are
-    written there atomically after every epoch. A training that begins at epoch k > 0 (Keras
+    Resuming: with ``state_path`` the averages and the step count are written there
+    atomically after every epoch. A training that begins at epoch k > 0 (Keras
     BackupAndRestore) reads them back when the file holds exactly k finished epochs; else it
     warns and starts averaging afresh from the restored weights (``restarts`` counts that).
     The file is removed when training ends.
 
-    ``model`` is the model whose weights are averaged: the trained model itself, or the
-    base model inside a wrapper (NSL's AdversarialRegularization).
+    Args:
+        model: The model whose weights are averaged: the trained model itself, or the base
+            model inside a wrapper (NSL's AdversarialRegularization).
+        decay: The decay, in (0, 1).
+        state_path: A ``.npz`` file for the resumable state, or None.
+
+    Raises:
+        ValueError: ``decay`` is not in (0, 1), or ``state_path`` does not end in ``.npz``.
     """
 
     def __init__(self, model: keras.Model, *, decay: float = 0.999, state_path: str | Path | None = None):
@@ -278,7 +333,14 @@ class WeightAveraging(keras.callbacks.Callback):
         self._epochs_done = 0
 
     def decay_at(self, step: int) -> float:
-        """The decay applied at training step ``step`` (1-based)."""
+        """Compute the decay applied at a training step.
+
+        Args:
+            step: The training step, 1-based.
+
+        Returns:
+            ``min(decay, (1 + step) / (10 + step))``, a float in (0, 1).
+        """
         return min(self.decay, (1.0 + step) / (10.0 + step))
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -321,7 +383,12 @@ class WeightAveraging(keras.callbacks.Callback):
             self.state_path.unlink(missing_ok=True)
 
     def record(self) -> dict[str, Any]:
-        """JSON-ready summary: the decay, its warm-up, the steps averaged and the restarts."""
+        """Summarize the decay, its warm-up, the steps averaged and the restarts.
+
+        Returns:
+            A JSON-ready dict: ``method`` ("ema"), ``decay``, ``warmup`` (the formula),
+            ``steps`` and ``restarts_without_state``.
+        """
         return {"method": "ema", "decay": self.decay, "warmup": "min(decay, (1 + t) / (10 + t))",
                 "steps": self.steps, "restarts_without_state": self.restarts}
 
@@ -332,11 +399,29 @@ class CatastrophicOverfittingMonitor(keras.callbacks.Callback):
     Every epoch end (and, with ``every_batches``, every that many batches) it measures
     robust accuracy under ``attacks.pgd`` (``pgd_steps`` steps, fixed ``seed``) and
     ``attacks.fgsm`` at ``eps``. Detection rule and actions: see the module docstring.
-    ``action``: ``"stop"`` (warn, stop, restore the best-PGD weights) or ``"warn"``.
 
     After training: ``checks`` (one dict per measurement: epoch, batch, pgd_accuracy,
     fgsm_accuracy), ``events`` (the checks that detected it) and ``detected``. Epoch
     logs gain ``co_pgd_accuracy`` and ``co_fgsm_accuracy``.
+
+    Args:
+        x: The fixed batch of inputs (N, ...), N >= 1.
+        y: Their integer labels (N,).
+        eps: The radius of both attacks.
+        norm: The norm of both attacks.
+        pgd_steps: PGD steps.
+        clip: The valid input range, or None.
+        drop: The fall of PGD accuracy below its best that counts, in (0, 1].
+        gap: The excess of FGSM over PGD accuracy that counts, in (0, 1].
+        every_batches: Also check every that many batches (>= 1); None: at epoch ends only.
+        action: ``"stop"`` (warn, stop, restore the best-PGD weights) or ``"warn"``.
+        model: The model attacked; None: the trained model's ``base_model`` if it has one,
+            else the trained model.
+        seed: The PGD seed.
+
+    Raises:
+        ValueError: ``x`` is empty or its length differs from ``y``'s, an unknown
+            ``action``, ``drop`` or ``gap`` outside (0, 1], or ``every_batches`` < 1.
     """
 
     def __init__(self, x: Any, y: Any, *, eps: float, norm: str = "inf", pgd_steps: int = 10,
@@ -366,14 +451,28 @@ class CatastrophicOverfittingMonitor(keras.callbacks.Callback):
 
     @property
     def detected(self) -> bool:
+        """Whether catastrophic overfitting was detected at least once."""
         return bool(self.events)
 
     @property
     def target(self) -> keras.Model:
+        """The model attacked (and restored on detection)."""
         return _target(self._explicit_model, self.model)
 
     def check(self, *, epoch: int, batch: int | None) -> dict[str, Any]:
-        """Measure both accuracies now, apply the rule, act; returns the check's record."""
+        """Measure both accuracies now, apply the rule and act on it.
+
+        Warns with :class:`CatastrophicOverfittingWarning` on detection; with
+        ``action="stop"`` also stops training and restores the best-PGD weights.
+
+        Args:
+            epoch: The current epoch, 0-based.
+            batch: Batches seen in this epoch, or None at the epoch's end.
+
+        Returns:
+            The check's record: ``epoch`` (1-based), ``batch``, ``pgd_accuracy`` and
+            ``fgsm_accuracy`` (floats in [0, 1]).
+        """
         model = self.target
         x_pgd = pgd(model, self.x, self.y, eps=self.eps, norm=self.norm, steps=self.pgd_steps, clip=self.clip,
                     seed=self.seed)
@@ -424,7 +523,12 @@ class CatastrophicOverfittingMonitor(keras.callbacks.Callback):
             logs["co_fgsm_accuracy"] = record["fgsm_accuracy"]
 
     def record(self) -> dict[str, Any]:
-        """JSON-ready summary of the settings, every check and the detections."""
+        """Summarize the settings, every check and the detections.
+
+        Returns:
+            A JSON-ready dict: ``eps``, ``norm``, ``pgd_steps``, ``examples``, ``drop``,
+            ``gap``, ``action``, ``detected``, ``events`` and ``checks``.
+        """
         return {"eps": self.eps, "norm": self.norm, "pgd_steps": self.pgd_steps, "examples": int(len(self.x)),
                 "drop": self.drop, "gap": self.gap, "action": self.action, "detected": self.detected,
                 "events": self.events, "checks": self.checks}

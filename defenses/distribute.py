@@ -63,11 +63,21 @@ def _workers_in_tf_config() -> int:
 
 
 def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
-    """The ``tf.distribute`` strategy called ``name`` (one of STRATEGIES).
+    """Get the ``tf.distribute`` strategy called ``name``.
 
     ``mirrored`` and ``multi_worker`` are created on first use and then reused for the
-    rest of the process. Raises ValueError listing the choices for an unknown name, and for ``multi_worker``
-    without a ``TF_CONFIG`` cluster.
+    rest of the process.
+
+    Args:
+        name: One of ``STRATEGIES``: ``"auto"``, ``"default"``, ``"mirrored"`` or
+            ``"multi_worker"`` (see the module docstring).
+
+    Returns:
+        The ``tf.distribute.Strategy``.
+
+    Raises:
+        ValueError: An unknown name (the message lists the choices), ``TF_CONFIG`` that is
+            not valid JSON, or ``multi_worker`` without a ``TF_CONFIG`` cluster.
     """
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
@@ -93,7 +103,15 @@ def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Whether this process writes the outputs: always, except on non-chief workers."""
+    """Tell whether this process writes the outputs: always, except on non-chief workers.
+
+    Args:
+        strategy: The strategy in use.
+
+    Returns:
+        True on one machine, on the chief, or on worker 0 of a cluster without a chief;
+        False on the other workers.
+    """
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not getattr(resolver, "task_type", None) or resolver.task_type == "chief":
         return True
@@ -102,7 +120,15 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 def output_dir(out_dir: str | Path, strategy: tf.distribute.Strategy) -> Path:
-    """``out_dir`` on the chief; ``out_dir/.worker-<task id>`` on the other workers."""
+    """Choose this process's output folder.
+
+    Args:
+        out_dir: The run's output folder.
+        strategy: The strategy in use.
+
+    Returns:
+        ``out_dir`` on the chief; ``out_dir/.worker-<task id>`` on the other workers.
+    """
     out_dir = Path(out_dir)
     if is_chief(strategy):
         return out_dir
@@ -118,5 +144,8 @@ def report_global_metrics(model) -> None:
     is twice the true one. "first" passes merged values through unchanged (and would take
     the first replica's value of a raw per-replica output; our train and test steps
     return only metric results). Harmless on one device.
+
+    Args:
+        model: The Keras model about to be fitted or evaluated; changed in place.
     """
     model.distribute_reduction_method = "first"

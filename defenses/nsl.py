@@ -83,7 +83,7 @@ from typing import Any
 
 from attacks.backend import keras, tf
 from attacks.norms import canonical_norm
-from defenses import check_clip, check_eps, check_iterations, check_nonnegative, distribute
+from defenses import check_clip, check_iterations, check_nonnegative, check_radius, distribute
 from defenses.nsl_compat import import_nsl
 
 REL_STEP_SIZE = 2.5  # step = 2.5 * eps / iterations when a preset gives no explicit step
@@ -110,9 +110,22 @@ PARAMS: tuple[str, ...] = ("multiplier", "norm", "step_size", "pgd_iterations", 
 class NSLConfig:
     """NSL adversarial-regularization settings under explicit names (see module docstring).
 
-    ``eps`` is the perturbation radius (``pgd_epsilon``), ``None`` for no projection;
-    ``step_size`` the length of one step (``adv_step_size``). The defaults are NSL's own
-    (L2, 0.001, one step), which give almost no robustness: use :func:`preset`.
+    The defaults are NSL's own (L2, 0.001, one step), which give almost no robustness: use
+    :func:`preset`. Checked on construction; ``norm`` is stored canonical and ``clip`` as a
+    float pair.
+
+    Attributes:
+        multiplier: The weight of the adversarial loss term, >= 0.
+        norm: ``"inf"`` or ``"l2"`` (NSL's ``adv_grad_norm``).
+        eps: The perturbation radius (``pgd_epsilon``); None for no projection.
+        step_size: The length of one step (``adv_step_size``), > 0.
+        pgd_iterations: The number of steps, >= 1.
+        clip: The valid input range ``(low, high)``, applied after every step, or None.
+        random_init: Start from a uniform point of the eps-ball (needs ``eps``).
+
+    Raises:
+        ValueError: An unknown norm, a negative multiplier, ``step_size`` <= 0,
+            ``pgd_iterations`` < 1, a bad clip or eps, or ``random_init`` without ``eps``.
     """
 
     multiplier: float = 0.2
@@ -129,12 +142,19 @@ class NSLConfig:
         check_nonnegative(self.step_size, "step_size", strict=True)
         check_iterations(self.pgd_iterations, "pgd_iterations")
         object.__setattr__(self, "clip", check_clip(self.clip))
-        check_eps(self.eps, self.norm, self.clip, allow_none=True)
+        check_radius(self.eps, self.norm, self.clip, allow_none=True)
         if self.random_init and self.eps is None:
             raise ValueError("random_init=True needs eps (the ball to draw the start from)")
 
     def make_adv_reg_config_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments for ``nsl.configs.make_adv_reg_config`` (plain values)."""
+        """Translate the config into NSL's names.
+
+        Returns:
+            The keyword arguments for ``nsl.configs.make_adv_reg_config``, plain Python values:
+            ``multiplier``, ``adv_step_size``, ``adv_grad_norm`` (``"infinity"`` or ``"l2"``),
+            ``pgd_iterations``, ``pgd_epsilon``, ``clip_value_min``, ``clip_value_max`` and
+            ``random_init``.
+        """
         return {
             "multiplier": float(self.multiplier),
             "adv_step_size": float(self.step_size),
@@ -147,25 +167,48 @@ class NSLConfig:
         }
 
     def to_nsl(self):
-        """This config as an ``nsl.configs.AdvRegConfig`` (imports NSL)."""
+        """Build NSL's own config object (imports NSL).
+
+        Returns:
+            An ``nsl.configs.AdvRegConfig``.
+
+        Raises:
+            KerasVersionError: ``tf.keras`` is Keras 3 in this process.
+        """
         nsl = import_nsl()
         return nsl.configs.make_adv_reg_config(**self.make_adv_reg_config_kwargs())
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready record: the fields and the NSL arguments they map to."""
+        """Describe the config as a JSON-ready record.
+
+        Returns:
+            ``{"defense": "nsl", **fields, "nsl_make_adv_reg_config": ...}``, with ``clip`` as a
+            list (or None) and the NSL arguments the fields map to.
+        """
         record = asdict(self)
         record["clip"] = None if self.clip is None else list(self.clip)
         return {"defense": "nsl", **record, "nsl_make_adv_reg_config": self.make_adv_reg_config_kwargs()}
 
 
 def preset(name: str, *, eps: float | None = None, **overrides: Any) -> NSLConfig:
-    """The NSLConfig of preset ``name`` (one of PRESETS), optionally changed.
+    """Build the NSLConfig of a preset, optionally changed.
 
-    ``eps`` replaces the preset's radius. Step size: the preset's explicit one (only
-    ``lecture`` has one), else ``overrides["step_size"]``, else
-    ``2.5 * eps / pgd_iterations`` (recomputed for the final eps and iterations).
-    ``overrides`` may set any of PARAMS. Raises ValueError naming an unknown preset or
-    parameter, or a bad value.
+    Step size: ``overrides["step_size"]``, else the preset's explicit one (only
+    ``lecture`` has one), else ``2.5 * eps / pgd_iterations`` (computed for the final eps
+    and iterations).
+
+    Args:
+        name: One of ``PRESETS``: ``"lecture"``, ``"mnist"``, ``"fashion_mnist"`` or
+            ``"quick"``.
+        eps: Replaces the preset's radius; None keeps it.
+        **overrides: Any of ``PARAMS``.
+
+    Returns:
+        The checked :class:`NSLConfig`.
+
+    Raises:
+        ValueError: An unknown preset or parameter, ``eps=None`` without a step size, or a
+            bad value (see :class:`NSLConfig`).
     """
     if name not in PRESETS:
         raise ValueError(f"unknown NSL preset {name!r}; choose one of: {', '.join(PRESETS)}")
@@ -179,13 +222,23 @@ def preset(name: str, *, eps: float | None = None, **overrides: Any) -> NSLConfi
         if fields.get("eps") is None:
             raise ValueError(f"NSL preset {name!r} with eps=None needs an explicit step_size")
         iterations = check_iterations(fields["pgd_iterations"], "pgd_iterations")
-        check_eps(fields["eps"], canonical_norm(fields["norm"]), fields.get("clip", (0.0, 1.0)))
+        check_radius(fields["eps"], canonical_norm(fields["norm"]), fields.get("clip", (0.0, 1.0)))
         fields["step_size"] = REL_STEP_SIZE * float(fields["eps"]) / iterations
     return NSLConfig(**fields)
 
 
 def feature_key(base_model: keras.Model) -> str:
-    """The dict key NSL feeds the base model's single input by (its Input name)."""
+    """Find the dict key NSL feeds the base model's single input by (its Input name).
+
+    Args:
+        base_model: A Keras functional model.
+
+    Returns:
+        The name of its one input, e.g. ``"image"`` for advrobust models.
+
+    Raises:
+        ValueError: The model does not have exactly one named input.
+    """
     names = list(getattr(base_model, "input_names", None) or [])
     if len(names) != 1:
         raise ValueError(f"NSL wrapping needs a model with exactly one named input, got inputs {names}")
@@ -196,7 +249,20 @@ def as_nsl_dataset(dataset: tf.data.Dataset, base_model: keras.Model, *, label_k
                    static_batch: bool = False) -> tf.data.Dataset:
     """Map a batched ``(x, y)`` dataset to NSL's ``{input_name: x, label_key: y}`` batches.
 
-    ``static_batch`` drops a final partial batch (needed for NSL's ``random_init``).
+    Args:
+        dataset: A batched ``(x, y)`` dataset.
+        base_model: The model NSL wraps; its input name is the features' key.
+        label_key: The labels' key.
+        static_batch: Drop a final partial batch, so every batch has a static shape (needed
+            for NSL's ``random_init``).
+
+    Returns:
+        A ``tf.data.Dataset`` of dicts with the same batches (the last partial one dropped
+        with ``static_batch``).
+
+    Raises:
+        ValueError: The model does not have exactly one named input, or the dataset is
+            empty (with ``static_batch``).
     """
     key = feature_key(base_model)
     if static_batch:
@@ -216,12 +282,24 @@ def _batch_size(dataset: tf.data.Dataset) -> int:
 
 
 def wrap(base_model: keras.Model, config: NSLConfig, *, learning_rate: float = 1e-3, label_key: str = "label"):
-    """``nsl.keras.AdversarialRegularization`` around ``base_model``, compiled.
+    """Wrap ``base_model`` in ``nsl.keras.AdversarialRegularization``, compiled.
 
     Compiled with Adam(``learning_rate``), sparse cross-entropy on logits and an
     accuracy metric named ``accuracy``. Build and wrap inside a ``tf.distribute``
-    strategy's scope to train distributed. Returns the wrapper (its ``base_model`` is
-    ``base_model``).
+    strategy's scope to train distributed.
+
+    Args:
+        base_model: The Keras 2 logits model with one named input.
+        config: The NSL settings.
+        learning_rate: Adam's learning rate.
+        label_key: The labels' key in the dict batches.
+
+    Returns:
+        The compiled wrapper; its ``base_model`` is ``base_model``.
+
+    Raises:
+        ValueError: The model does not have exactly one named input.
+        KerasVersionError: ``tf.keras`` is Keras 3 in this process.
     """
     nsl = import_nsl()
     feature_key(base_model)
@@ -239,10 +317,26 @@ def fit(base_model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dat
         verbose: int | str = "auto") -> keras.callbacks.History:
     """Train ``base_model`` in place with NSL adversarial regularization.
 
-    ``train`` and ``validation`` are batched ``(x, y)`` datasets (x in ``config.clip``,
-    integer labels). Callbacks see the wrapper as ``self.model``; attack
-    ``base_model`` from them. Returns the Keras History (``loss``, ``accuracy``,
-    ``sparse_categorical_crossentropy``, ``scaled_adversarial_loss`` and ``val_*``).
+    Callbacks see the wrapper as ``self.model``; attack ``base_model`` from them.
+
+    Args:
+        base_model: The Keras 2 logits model with one named input.
+        train: A batched ``(x, y)`` dataset, x in ``config.clip``, integer labels.
+        validation: A batched ``(x, y)`` dataset for Keras's validation, or None.
+        config: The NSL settings.
+        epochs: Epochs to train, >= 1.
+        learning_rate: Adam's learning rate.
+        callbacks: Keras callbacks, or None.
+        verbose: Keras's ``verbose`` for ``fit``.
+
+    Returns:
+        The Keras ``History`` (``loss``, ``accuracy``, ``sparse_categorical_crossentropy``,
+        ``scaled_adversarial_loss`` and ``val_*``).
+
+    Raises:
+        ValueError: ``epochs`` < 1, a model without exactly one named input, or an empty
+            dataset with ``random_init``.
+        KerasVersionError: ``tf.keras`` is Keras 3 in this process.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")

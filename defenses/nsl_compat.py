@@ -89,7 +89,10 @@ def _estimator_stand_in() -> types.ModuleType:
 
 
 def install_estimator_stand_in() -> None:
-    """Put the ``tensorflow.estimator`` stand-in in ``sys.modules`` unless a real one exists."""
+    """Put the ``tensorflow.estimator`` stand-in in ``sys.modules`` unless a real one exists.
+
+    Idempotent: a second call changes nothing.
+    """
     if "tensorflow.estimator" not in sys.modules and not hasattr(tf, "estimator"):
         sys.modules["tensorflow.estimator"] = _estimator_stand_in()
 

@@ -18,7 +18,16 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
 
 
 def class_name(dataset: str, label: int) -> str:
-    """The name of class ``label`` in ``dataset`` (the label itself as text if unknown)."""
+    """Name a class of a dataset.
+
+    Args:
+        dataset: A dataset name, e.g. ``"fashion_mnist"``.
+        label: The class label.
+
+    Returns:
+        The class's name (e.g. ``"Trouser"``), or the label itself as text if the dataset
+        or the label is unknown.
+    """
     names = CLASS_NAMES.get(dataset, ())
     return names[label] if 0 <= label < len(names) else str(label)
 

@@ -25,10 +25,17 @@ class DataFileError(ValueError):
 def read_idx(path: str | Path, *, expected_magic: int) -> np.ndarray:
     """Read one gzipped IDX file.
 
-    Returns a uint8 array whose shape is the one the header declares: (N, rows, cols)
-    for images, (N,) for labels. Raises DataFileError naming the file when the gzip
-    stream is broken, the magic number is wrong or the data is shorter or longer than
-    the header says.
+    Args:
+        path: The ``.gz`` file.
+        expected_magic: ``IMAGES_MAGIC`` (2051) or ``LABELS_MAGIC`` (2049).
+
+    Returns:
+        A read-only uint8 array whose shape is the one the header declares: (N, rows, cols)
+        for images, (N,) for labels.
+
+    Raises:
+        DataFileError: Naming the file, when it cannot be opened or decompressed, the magic
+            number is wrong, or the data is shorter or longer than the header says.
     """
     path = Path(path)
     try:
@@ -58,7 +65,18 @@ def read_idx(path: str | Path, *, expected_magic: int) -> np.ndarray:
 
 
 def read_images(path: str | Path) -> np.ndarray:
-    """Images as uint8 (N, 28, 28); DataFileError if the file is not a 28x28 image file."""
+    """Read a gzipped IDX file of 28x28 images.
+
+    Args:
+        path: The ``*-images-idx3-ubyte.gz`` file.
+
+    Returns:
+        A read-only uint8 array (N, 28, 28), values 0..255.
+
+    Raises:
+        DataFileError: The file is unreadable or corrupt (see :func:`read_idx`), or does not
+            hold 28x28 images.
+    """
     images = read_idx(path, expected_magic=IMAGES_MAGIC)
     if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise DataFileError(f"{path}: images of shape {images.shape[1:]}, expected (28, 28).")
@@ -66,7 +84,19 @@ def read_images(path: str | Path) -> np.ndarray:
 
 
 def read_labels(path: str | Path, *, num_classes: int = 10) -> np.ndarray:
-    """Labels as uint8 (N,) in 0..num_classes-1; DataFileError otherwise."""
+    """Read a gzipped IDX file of class labels.
+
+    Args:
+        path: The ``*-labels-idx1-ubyte.gz`` file.
+        num_classes: The number of classes the labels must fall in.
+
+    Returns:
+        A read-only uint8 array (N,), values in 0..num_classes-1.
+
+    Raises:
+        DataFileError: The file is unreadable or corrupt (see :func:`read_idx`), or holds a
+            label >= ``num_classes``.
+    """
     labels = read_idx(path, expected_magic=LABELS_MAGIC)
     if labels.size and labels.max() >= num_classes:
         raise DataFileError(f"{path}: label {labels.max()} outside 0..{num_classes - 1}.")

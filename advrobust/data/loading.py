@@ -123,7 +123,24 @@ def _read(found: _Found, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def locate(name: DatasetName, split: Split = "train", data_dir: str | Path | None = None,
            *, download: bool = True) -> Path:
-    """Path of the images file (or mnist.npz) that :func:`load` would read."""
+    """Find the file that :func:`load` would read.
+
+    Args:
+        name: ``"mnist"`` or ``"fashion_mnist"``.
+        split: ``"train"`` or ``"test"``.
+        data_dir: A folder to look in first, or None (see the module docstring for the
+            places searched after it).
+        download: Try the standard Keras download when no local copy is found.
+
+    Returns:
+        The path of the split's images file, or of Keras's ``mnist.npz``.
+
+    Raises:
+        ValueError: An unknown name or split.
+        FileNotFoundError: ``data_dir`` does not exist or is not a folder.
+        DataNotFoundError: No copy was found; the message lists every place searched and
+            how to get the data.
+    """
     return _locate(name, split, data_dir, download=download).images
 
 
@@ -156,12 +173,22 @@ def load(name: DatasetName, split: Split = "train", data_dir: str | Path | None 
          *, download: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Load one split of MNIST or Fashion-MNIST.
 
-    Returns ``(x, y)``: x float32 of shape (N, 28, 28, 1) with values in [0, 1]
-    (pixel / 255), y int64 of shape (N,) with values in 0..9. N is 60000 for train,
-    10000 for test. Raises ValueError for an unknown name or split, FileNotFoundError
-    for a ``data_dir`` that does not exist, DataFileError (a ValueError) naming the
-    file for a truncated or corrupt file, and DataNotFoundError listing every place
-    searched when no copy exists.
+    Args:
+        name: ``"mnist"`` or ``"fashion_mnist"``.
+        split: ``"train"`` or ``"test"``.
+        data_dir: A folder to look in first, or None (see the module docstring for the
+            places searched after it).
+        download: Try the standard Keras download when no local copy is found.
+
+    Returns:
+        ``(x, y)``: x float32 of shape (N, 28, 28, 1) with values in [0, 1] (pixel / 255),
+        y int64 of shape (N,) with values in 0..9. N is 60000 for train, 10000 for test.
+
+    Raises:
+        ValueError: An unknown name or split.
+        FileNotFoundError: ``data_dir`` does not exist or is not a folder.
+        DataFileError: Naming the file, when it is truncated or corrupt (a ValueError).
+        DataNotFoundError: No copy was found; the message lists every place searched.
     """
     found = _locate(name, split, data_dir, download=download)
     images, labels = _read(found, split)

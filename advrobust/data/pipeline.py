@@ -12,8 +12,21 @@ def train_val_split(x: np.ndarray, y: np.ndarray, *, val_fraction: float = 0.1,
                     seed: int = 0) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Split off a seeded, class-stratified validation set.
 
-    Returns ``((x_train, y_train), (x_val, y_val))``; the same seed gives the same split.
-    Each class contributes ``round(val_fraction * count)`` examples to validation.
+    Each class contributes ``round(val_fraction * count)`` examples to validation; the
+    order within each part is that of ``x``.
+
+    Args:
+        x: The examples (N, ...).
+        y: Their integer labels (N,).
+        val_fraction: The share of each class that goes to validation, in (0, 1).
+        seed: The same seed gives the same split.
+
+    Returns:
+        ``((x_train, y_train), (x_val, y_val))``, arrays of the dtypes of ``x`` and ``y``
+        that together hold every example once.
+
+    Raises:
+        ValueError: ``val_fraction`` is not in (0, 1), or ``x`` and ``y`` differ in length.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
@@ -34,7 +47,19 @@ MAX_SHIFT = 2
 
 
 def check_augmentation(augment: str, dataset: str) -> str:
-    """Return ``augment`` if it is an augmentation that keeps ``dataset``'s labels."""
+    """Check that an augmentation exists and keeps the dataset's labels.
+
+    Args:
+        augment: One of ``AUGMENTATIONS``: ``"none"``, ``"shift"`` or ``"flip_shift"``.
+        dataset: The dataset name.
+
+    Returns:
+        ``augment``, unchanged.
+
+    Raises:
+        ValueError: An unknown augmentation, or ``"flip_shift"`` on MNIST (mirrored digits
+            change their meaning).
+    """
     check_choice(augment, AUGMENTATIONS, "augmentation")
     if augment == "flip_shift" and dataset == "mnist":
         raise ValueError("augmentation 'flip_shift' mirrors images, which changes digits (MNIST); use 'shift'")
@@ -42,14 +67,23 @@ def check_augmentation(augment: str, dataset: str) -> str:
 
 
 def augmenter(augment: str):
-    """A function of ``(images, seed)`` returning the batch ``images`` (B, H, W, C)
-    augmented as ``augment`` says (see AUGMENTATIONS), or None for "none".
+    """Build the batch augmentation function of ``augment``.
 
-    ``seed`` is a stateless-RNG seed, an integer tensor of shape (2,): the same seed gives
-    the same augmentations, whatever else has drawn random numbers before. Pixels are
-    moved, never changed: every output value is an input value or 0. Each image gets its
-    own mirror coin and its own whole-pixel shift, uniform in [-MAX_SHIFT, MAX_SHIFT] on
-    each axis.
+    ``seed`` of the returned function is a stateless-RNG seed: the same seed gives the same
+    augmentations, whatever else has drawn random numbers before. Pixels are moved, never
+    changed: every output value is an input value or 0. Each image gets its own mirror coin
+    and its own whole-pixel shift, uniform in [-MAX_SHIFT, MAX_SHIFT] on each axis.
+
+    Args:
+        augment: One of ``AUGMENTATIONS``: ``"none"``, ``"shift"`` or ``"flip_shift"``.
+
+    Returns:
+        None for ``"none"``, else a function ``(images, seed) -> images`` that takes a batch
+        (B, H, W, C) and an integer tensor of shape (2,) and returns the augmented batch,
+        of the same shape and dtype.
+
+    Raises:
+        ValueError: An unknown augmentation; the message lists the choices.
     """
     check_choice(augment, AUGMENTATIONS, "augmentation")
     if augment == "none":
@@ -76,13 +110,28 @@ def augmenter(augment: str):
 
 def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int = 128, shuffle: bool = False,
                  seed: int | None = None, drop_remainder: bool = False, augment: str = "none") -> tf.data.Dataset:
-    """A batched, prefetched tf.data pipeline of ``(x, y)``.
+    """Build a batched, prefetched tf.data pipeline of ``(x, y)``.
 
-    With ``shuffle=True`` the order is reshuffled every epoch from ``seed`` (the same
-    seed gives the same sequence of epochs). ``augment`` (see :func:`augmenter`) draws a
-    new augmentation of every batch each epoch; labels are unchanged. As everywhere in
-    tf.data, the draws follow ``seed`` together with TensorFlow's global seed
-    (``keras.utils.set_random_seed``), and not other draws in between.
+    As everywhere in tf.data, the draws follow ``seed`` together with TensorFlow's global
+    seed (``keras.utils.set_random_seed``), and not other draws in between.
+
+    Args:
+        x: The examples (N, ...).
+        y: Their labels (N,).
+        batch_size: Examples per batch, >= 1.
+        shuffle: Reshuffle the order every epoch.
+        seed: Seeds the shuffling and the augmentation; the same seed gives the same
+            sequence of epochs. None: not reproducible.
+        drop_remainder: Drop the last batch if it is smaller than ``batch_size``.
+        augment: An augmentation (see :func:`augmenter`), drawn anew for every batch each
+            epoch; labels are unchanged.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(x_batch, y_batch)`` pairs, (B, ...) and (B,), with the
+        dtypes of ``x`` and ``y``.
+
+    Raises:
+        ValueError: ``batch_size`` < 1, or an unknown augmentation.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -20,10 +20,21 @@ Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
 def wilson_interval(successes, trials, *, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for binomial proportions successes / trials.
+    """Compute the Wilson score interval for binomial proportions ``successes / trials``.
 
-    Works elementwise on arrays. Returns (low, high), each in [0, 1]. With zero trials
-    the interval is the uninformative [0, 1].
+    Works elementwise on arrays. With zero trials the interval is the uninformative [0, 1].
+
+    Args:
+        successes: Counts of successes, a number or an array.
+        trials: Counts of trials, broadcasting against ``successes``.
+        z: The normal quantile of the confidence level (default: 95%, two-sided).
+
+    Returns:
+        ``(low, high)``: float64 arrays of the broadcast shape (0-d for scalars), each in
+        [0, 1], with ``low <= successes / trials <= high``.
+
+    Raises:
+        ValueError: A count of successes is negative or exceeds its trials.
     """
     k = np.asarray(successes, dtype=np.float64)
     n = np.asarray(trials, dtype=np.float64)
@@ -44,9 +55,22 @@ def _is_count(value) -> bool:
 
 
 def mcnemar_exact_p(only_first: int, only_second: int) -> float:
-    """Two-sided exact McNemar p-value: the chance, if both models were equally accurate,
-    of a split of the ``only_first + only_second`` discordant examples at least this
-    uneven. In [0, 1]; 1.0 without discordant examples. Computed exactly (integers)."""
+    """Compute the two-sided exact McNemar p-value of two models' discordant examples.
+
+    The p-value is the chance, if both models were equally accurate, of a split of the
+    ``only_first + only_second`` discordant examples at least this uneven. Computed exactly
+    (integers).
+
+    Args:
+        only_first: Examples only the first model got right, an int >= 0.
+        only_second: Examples only the second model got right, an int >= 0.
+
+    Returns:
+        The p-value, a float in [0, 1]; 1.0 without discordant examples.
+
+    Raises:
+        ValueError: A count is not an integer >= 0 (bools are refused).
+    """
     for name, value in (("only_first", only_first), ("only_second", only_second)):
         if not _is_count(value):
             raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
@@ -59,10 +83,23 @@ def mcnemar_exact_p(only_first: int, only_second: int) -> float:
 
 def paired_difference_interval(both: int, only_first: int, only_second: int, neither: int, *,
                                z: float = Z95) -> tuple[float, float]:
-    """Newcombe's score interval (method 10) for the difference of two paired accuracies,
-    second minus first, from the 2x2 table of per-example outcomes: ``both`` right,
-    ``only_first`` right, ``only_second`` right, ``neither``. Returns (low, high) in
-    [-1, 1], containing the observed difference ``(only_second - only_first) / n``.
+    """Compute Newcombe's score interval (method 10) for the difference of two paired accuracies.
+
+    The difference is second minus first, from the 2x2 table of per-example outcomes.
+
+    Args:
+        both: Examples both models got right.
+        only_first: Examples only the first model got right.
+        only_second: Examples only the second model got right.
+        neither: Examples neither model got right.
+        z: The normal quantile of the confidence level (default: 95%, two-sided).
+
+    Returns:
+        ``(low, high)``, floats in [-1, 1] containing the observed difference
+        ``(only_second - only_first) / n``; (-1.0, 1.0) for an empty table.
+
+    Raises:
+        ValueError: A count is not an integer >= 0.
     """
     counts = (both, only_first, only_second, neither)
     if not all(_is_count(c) for c in counts):
@@ -86,10 +123,19 @@ def paired_difference_interval(both: int, only_first: int, only_second: int, nei
 
 @dataclass(frozen=True)
 class PairedComparison:
-    """Two models' per-example outcomes on the same examples: ``first`` and ``second``
-    accuracies, their ``difference`` (second minus first, in [-1, 1]) with its 95%
-    interval ``ci95_low``/``ci95_high`` (Newcombe), the discordant counts and the exact
-    McNemar ``p_value``."""
+    """Two models' per-example outcomes on the same examples, compared.
+
+    Attributes:
+        n_examples: The number of examples N.
+        first: The first model's accuracy, in [0, 1] (0.0 for N = 0).
+        second: The second model's accuracy, in [0, 1] (0.0 for N = 0).
+        difference: ``second - first``, in [-1, 1].
+        ci95_low: The low end of the difference's 95% interval (Newcombe), in [-1, 1].
+        ci95_high: The high end of that interval, in [-1, 1].
+        only_first: Examples only the first model got right.
+        only_second: Examples only the second model got right.
+        p_value: The exact McNemar p-value, in [0, 1].
+    """
 
     n_examples: int
     first: float
@@ -102,14 +148,27 @@ class PairedComparison:
     p_value: float
 
     def to_dict(self) -> dict[str, float | int]:
+        """Describe the comparison as a JSON-ready record.
+
+        Returns:
+            A dict from each field name to its value.
+        """
         return asdict(self)
 
 
 def compare_paired(first_correct, second_correct) -> PairedComparison:
     """Compare two models from their per-example outcomes on the same examples.
 
-    ``first_correct`` and ``second_correct``: (N,) bool arrays, True where that model got
-    the example right (clean, or robust at some eps). Returns a :class:`PairedComparison`.
+    Args:
+        first_correct: A bool array (N,), True where the first model got the example right
+            (clean, or robust at some eps).
+        second_correct: The same for the second model, (N,).
+
+    Returns:
+        A :class:`PairedComparison`.
+
+    Raises:
+        ValueError: The arrays are not 1-D bool arrays of one length.
     """
     a, b = np.asarray(first_correct), np.asarray(second_correct)
     if a.dtype != bool or b.dtype != bool or a.ndim != 1 or a.shape != b.shape:

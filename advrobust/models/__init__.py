@@ -25,10 +25,19 @@ __all__ = ["MODELS", "VGG_MODES", "VGG_BASE_NAME", "VGG_MIN_IMAGE_SIZE", "Weight
 
 
 def build(name: str, **options: Any) -> keras.Model:
-    """Build an uncompiled logits model by name: ``"cnn"`` or ``"vgg19"``.
+    """Build an uncompiled logits model by name.
 
-    ``options`` go to :func:`build_cnn` or :func:`build_vgg19`. Returns a Keras 2
-    functional model: input (N, 28, 28, 1) float32 in [0, 1], output logits (N, 10).
+    Args:
+        name: ``"cnn"`` or ``"vgg19"``.
+        **options: Keyword arguments of :func:`build_cnn` or :func:`build_vgg19`.
+
+    Returns:
+        A Keras 2 functional model: input (N, 28, 28, 1) float32 in [0, 1], output logits
+        (N, 10) (or ``num_classes``).
+
+    Raises:
+        ValueError: An unknown name, or a bad option value (see the builder).
+        TypeError: An option the builder does not take.
     """
     check_choice(name, MODELS, "model")
     return build_cnn(**options) if name == "cnn" else build_vgg19(**options)

@@ -16,13 +16,26 @@ from advrobust.files import atomic_write_text
 from attacks.backend import keras, tf
 
 def card_path(model_path: str | Path) -> Path:
-    """Where the JSON model card of ``model_path`` lives: ``NAME.keras`` -> ``NAME.card.json``."""
+    """Find where the JSON model card of a model file lives.
+
+    Args:
+        model_path: The model file, e.g. ``runs/x/NAME.keras``.
+
+    Returns:
+        The card's path beside it: ``NAME.keras`` -> ``NAME.card.json``.
+    """
     model_path = Path(model_path)
     return model_path.with_name(model_path.stem + ".card.json")
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of Python and the libraries that determine a model's behaviour."""
+    """List the versions of Python and the libraries that determine a model's behaviour.
+
+    Returns:
+        A dict from ``"python"``, ``"tensorflow"``, ``"tf_keras"``, ``"numpy"``,
+        ``"neural-structured-learning"`` and ``"advrobust"`` to version strings
+        (``"not installed"`` for a missing package).
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"python": platform.python_version(), "tensorflow": tf.__version__,
@@ -38,10 +51,21 @@ def library_versions() -> dict[str, str]:
 def save(model: keras.Model, path: str | Path, card: dict[str, Any]) -> Path:
     """Save ``model`` in the native ``.keras`` format and its JSON card beside it.
 
-    ``card`` holds what the caller knows (dataset, architecture, defense, training
-    config, seed, clean test accuracy); library versions and the parameter count are
-    added. Both files are written atomically (temporary file, then rename), so a crash
-    never leaves a half-written model. Returns the card's path.
+    Both files are written atomically (temporary file, then rename), so a crash never
+    leaves a half-written model.
+
+    Args:
+        model: The Keras model.
+        path: The model file; must end in ``.keras``. Parent folders are created.
+        card: What the caller knows (dataset, architecture, defense, training config,
+            seed, clean test accuracy); the format, file name, parameter count and library
+            versions are added.
+
+    Returns:
+        The path of the card (see :func:`card_path`).
+
+    Raises:
+        ValueError: ``path`` does not end in ``.keras``.
     """
     path = Path(path)
     if path.suffix != ".keras":
@@ -72,10 +96,17 @@ _UNSAFE_HELP = ("Load it only if you trust its author: allow_unsafe=True in Pyth
 
 
 def model_file_format(path: str | Path) -> str:
-    """What ``path`` holds, judged by its bytes, never its name.
+    """Tell what ``path`` holds, judged by its bytes, never its name.
 
-    Returns ``"keras"`` (the zip ``.keras`` format with ``config.json``), ``"h5"`` (an HDF5
-    file), ``"saved_model"`` (a folder with ``saved_model.pb``) or ``"unknown"``.
+    Args:
+        path: A file or folder.
+
+    Returns:
+        ``"keras"`` (the zip ``.keras`` format with ``config.json``), ``"h5"`` (an HDF5
+        file), ``"saved_model"`` (a folder with ``saved_model.pb``) or ``"unknown"``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
     """
     path = Path(path)
     if path.is_dir():
@@ -132,9 +163,18 @@ def load(path: str | Path, *, allow_unsafe: bool = False) -> keras.Model:
     (Lambda-layer bytecode) and are refused unless ``allow_unsafe=True``, which loads any
     of the three formats with Keras's safe mode off: only for files you trust.
 
-    Returns the uncompiled model. Raises FileNotFoundError if ``path`` does not exist and
-    ModelFileError (a ValueError) naming the file, the reason and the opt-in for a refused,
-    truncated or corrupt file.
+    Args:
+        path: The model file (or SavedModel folder).
+        allow_unsafe: Load H5 and SavedModel files, and ``.keras`` files naming code
+            outside Keras, with Keras's safe mode off.
+
+    Returns:
+        The uncompiled Keras model.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ModelFileError: Naming the file, the reason and the opt-in, for a refused,
+            truncated or corrupt file (a ValueError).
     """
     path = Path(path)
     if not path.exists():
@@ -174,7 +214,18 @@ def _keras_load(path: Path, *, safe_mode: bool) -> keras.Model:
 
 
 def load_card(path: str | Path) -> dict[str, Any]:
-    """The JSON card beside the model at ``path`` (or the card file itself)."""
+    """Read the JSON card of a model.
+
+    Args:
+        path: The model file, or the card file itself (``*.card.json``).
+
+    Returns:
+        The card as a dict (see :func:`save` for its keys).
+
+    Raises:
+        FileNotFoundError: The card does not exist.
+        json.JSONDecodeError: The card is not valid JSON (a ValueError).
+    """
     path = Path(path)
     card_file = path if path.name.endswith(".card.json") else card_path(path)
     return json.loads(card_file.read_text(encoding="utf-8"))

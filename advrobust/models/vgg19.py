@@ -32,22 +32,46 @@ def build_vgg19(*, mode: str = "frozen", weights: Weights = "imagenet", image_si
                 head_dropout: float = 0.5,
                 input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: int = 10,
                 seed: int | None = None) -> keras.Model:
-    """VGG-19 transfer model: resize, gray to 3 channels, VGG-19 base, new dense head.
+    """Build the VGG-19 transfer model: resize, gray to 3 channels, VGG-19 base, new dense head.
 
-    The input (N, 28, 28, 1) in [0, 1] is resized to ``image_size`` (>= 32), replicated to
-    three channels and shifted by the ImageNet means on the 0-255 scale (Keras's VGG
+    The input (N, 28, 28, 1) in [0, 1] is resized to ``image_size``, replicated to three
+    channels and shifted by the ImageNet means on the 0-255 scale (Keras's VGG
     preprocessing), all inside the model, so attacks see the [0, 1] image.
 
-    ``base_blocks`` (1-5) keeps VGG-19's first convolution blocks up to that block's
-    pooling layer (5: the whole convolutional base). Fewer blocks give more generic
-    features: a base pretrained on MNIST transfers to Fashion-MNIST far better from
-    block 3 than from block 5, whose 1x1 maps are digit-specific.
+    Fewer base blocks give more generic features: a base pretrained on MNIST transfers to
+    Fashion-MNIST far better from block 3 than from block 5, whose 1x1 maps are
+    digit-specific.
 
-    ``mode="frozen"``: the convolutional base is a fixed feature extractor (no trainable
-    convolution weights); only the head trains. ``mode="finetune"``: the last
-    ``trainable_blocks`` of the kept blocks train too (use a low learning rate). ``weights``: ``"imagenet"`` (downloads; offline, a ValueError naming
-    the alternatives), ``None`` (random), or a path to a Keras VGG-19 no-top ``.h5``
-    weights file or to a saved advrobust VGG-19 ``.keras`` model whose base is transferred.
+    Args:
+        mode: ``"frozen"``: the convolutional base is a fixed feature extractor (no trainable
+            convolution weights); only the head trains. ``"finetune"``: the last
+            ``trainable_blocks`` of the kept blocks train too (use a low learning rate).
+        weights: ``"imagenet"`` (downloads), None (random), or a path to a Keras VGG-19
+            no-top ``.h5`` weights file or to a saved advrobust VGG-19 ``.keras`` model whose
+            base is transferred.
+        image_size: The side the input is resized to, >= 32.
+        trainable_blocks: Blocks trained in ``"finetune"`` mode, in 0..base_blocks.
+        base_blocks: Keep VGG-19's convolution blocks up to this block's pooling layer, 1-5
+            (5: the whole convolutional base).
+        head_units: Units of the head's hidden Dense layer.
+        head_dropout: The head's dropout rate.
+        input_shape: The shape of one image (H, W, C); C = 1 is replicated to RGB.
+        num_classes: The number of logits.
+        seed: Seeds the head's initializers and dropout; None: random.
+
+    Returns:
+        An uncompiled Keras 2 functional model named ``"vgg19_<mode>"``, input ``"image"``
+        (N, H, W, C) in [0, 1] to logits (N, num_classes); its base is the layer
+        ``"vgg19"``.
+
+    Raises:
+        ValueError: An unknown mode, ``image_size`` < 32, ``base_blocks`` outside 1..5,
+            ``trainable_blocks`` outside 0..base_blocks, a failed ImageNet download (the
+            message names the alternatives), a weights file that is neither ``.h5`` nor
+            ``.keras``, or a ``.keras`` source without the blocks needed.
+        FileNotFoundError: The weights file does not exist.
+        ModelFileError: A ``.keras`` weights source that :func:`advrobust.models.load`
+            refuses.
     """
     check_choice(mode, VGG_MODES, "VGG-19 mode")
     if image_size < VGG_MIN_IMAGE_SIZE:
@@ -79,6 +103,14 @@ def set_vgg_trainable(base: keras.Model, *, mode: str, trainable_blocks: int = 1
 
     Only convolution blocks that ``base`` holds count: for a base cut after block 3,
     ``trainable_blocks=1`` opens block 3.
+
+    Args:
+        base: The VGG-19 convolutional base (see :func:`vgg_base`); changed in place.
+        mode: ``"frozen"`` or ``"finetune"``.
+        trainable_blocks: In ``"finetune"`` mode, how many of the last blocks train.
+
+    Raises:
+        ValueError: An unknown mode.
     """
     check_choice(mode, VGG_MODES, "VGG-19 mode")
     if mode == "frozen":
@@ -131,7 +163,17 @@ def _load_base_weights(full: keras.Model, path: Path, base_blocks: int) -> None:
 
 
 def vgg_base(model: keras.Model) -> keras.Model:
-    """The nested VGG-19 convolutional base of a model made by :func:`build_vgg19`."""
+    """Find the nested VGG-19 convolutional base of a model made by :func:`build_vgg19`.
+
+    Args:
+        model: A VGG-19 transfer model.
+
+    Returns:
+        The base, the layer named ``VGG_BASE_NAME`` (a Keras model).
+
+    Raises:
+        ValueError: ``model`` has no such layer.
+    """
     try:
         return model.get_layer(VGG_BASE_NAME)
     except ValueError as error:
