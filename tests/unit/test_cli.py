@@ -132,11 +132,10 @@ def test_each_train_option_is_one_flag_with_the_fields_default_choices_and_help(
 
 def test_each_defense_parameter_is_one_flag_that_defaults_to_absent():
     flags = _flags(_train_parser())
-    field_names = {spec.name for spec in dataclasses.fields(training.TrainConfig)}
-    params = dataclasses.fields(training.TrainConfig)
-    for key, (kind, help_text) in next(s for s in params if s.name == "defense_params").metadata["params"].items():
+    fields = {spec.name: spec for spec in dataclasses.fields(training.TrainConfig)}
+    for key, (kind, help_text) in fields["defense_params"].metadata["params"].items():
         (action,) = [action for action in flags if action.dest == key]
-        assert key not in field_names
+        assert key not in fields
         assert (action.default, action.type, action.help) == (None, kind, help_text)
 
 

@@ -36,7 +36,8 @@ def test_choices_are_the_registries(name, registry):
     ({"learning_rate": 0.0}, "learning_rate must be > 0, got 0.0"),
     ({"robust_val_steps": 0}, "robust_val_steps must be >= 1, got 0"),
     ({"model": "vgg19", "base_blocks": 6}, r"base_blocks must be in 1\.\.5, got 6"),
-    ({"model": "vgg19", "base_blocks": 3, "trainable_blocks": 4}, r"trainable_blocks must be in 0\.\.base_blocks \(3\)"),
+    ({"model": "vgg19", "base_blocks": 3, "trainable_blocks": 4},
+     r"trainable_blocks must be in 0\.\.base_blocks \(3\), got 4"),
 ])
 def test_bad_values_are_refused_naming_them(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -44,7 +45,8 @@ def test_bad_values_are_refused_naming_them(kwargs, match):
 
 
 def test_a_missing_vgg_weights_file_is_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match=re.escape("does not exist; use imagenet | none | PATH | pretrained-run")):
+    message = "does not exist; use imagenet | none | PATH | pretrained-run"
+    with pytest.raises(FileNotFoundError, match=re.escape(message)):
         training.TrainConfig(model="vgg19", weights=str(tmp_path / "absent.h5"))
 
 
