@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-from typing import Sequence
+import typing
+from typing import Any, Sequence
 
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError)
 
@@ -17,66 +19,13 @@ def _add_unsafe_load(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train(subparsers) -> None:
-    from advrobust import data, models, training
-    from defenses import distribute
+    from advrobust import training
 
     parser = subparsers.add_parser(
         "train", help="train a baseline CNN or VGG-19 transfer model and save it with its card",
         description="Train a model on MNIST or Fashion-MNIST; writes OUT/model.keras, "
                     "OUT/model.card.json, TensorBoard logs in OUT/logs and OUT/training_log.csv.")
-    parser.add_argument("--dataset", default="fashion_mnist", choices=data.DATASETS)
-    parser.add_argument("--model", default="cnn", choices=models.MODELS)
-    parser.add_argument("--vgg-mode", default="frozen", choices=models.VGG_MODES,
-                        help="VGG-19: frozen feature extractor + new head, or fine-tune the last block(s)")
-    parser.add_argument("--weights", default=None,
-                        help="VGG-19 weights: imagenet (download) | none | PATH (.h5 weights or a saved "
-                             "VGG-19 .keras model) | pretrained-run (pretrain on the other dataset, then "
-                             "transfer). Default: pretrained-run")
-    parser.add_argument("--trainable-blocks", type=int, default=1,
-                        help="VGG-19 fine-tuning: how many of the last convolution blocks train (1-5)")
-    parser.add_argument("--vgg-blocks", type=int, default=5,
-                        help="VGG-19 convolution blocks to keep (1-5; 5 = the whole base). With "
-                             "pretrained-run from MNIST, 3 transfers far better to Fashion-MNIST")
-    parser.add_argument("--image-size", type=int, default=32, help="VGG-19 input size (>= 32)")
-    parser.add_argument("--no-dropout", dest="dropout", action="store_false",
-                        help="build the model without Dropout layers (the CNN then is the reference CNN "
-                             "Conv32-Conv64-MaxPool-Dense128-Dense10)")
-    parser.add_argument("--width", type=int, default=1,
-                        help="CNN channel multiplier: Conv(32w)-Conv(64w)-MaxPool-Dense(128w) (default 1; "
-                             "2 has 4x the compute per image)")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=None,
-                        help="default 1e-3, or 1e-4 when fine-tuning VGG-19")
-    parser.add_argument("--lr-schedule", default="constant", choices=training.LR_SCHEDULES,
-                        help="learning rate over the epochs: constant, cosine decay, or /10 at half and "
-                             "/100 at three quarters of the epochs")
-    parser.add_argument("--train-subset", type=int, default=None,
-                        help="train on this many training examples (default: all)")
-    parser.add_argument("--pretrain-epochs", type=int, default=1)
-    parser.add_argument("--pretrain-subset", type=int, default=12000)
-    parser.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs")
-    parser.add_argument("--defense", default="none",
-                        help="none | nsl | pgd_at | trades | fgsm_rs (training-time defense)")
-    parser.add_argument("--eps", type=float, default=None,
-                        help="defense radius (L-inf; default per preset/dataset: 0.3 MNIST, 0.1 Fashion-MNIST)")
-    parser.add_argument("--preset", default=None, help="defense preset (see defenses.nsl / adversarial_training)")
-    parser.add_argument("--robust-val-size", type=int, default=500,
-                        help="defenses: validation images attacked (PGD-10) after each epoch to pick the most "
-                             "robust epoch (default 500; more is less noisy: about 2 points of standard "
-                             "error at 500)")
-    parser.add_argument("--augment", default="none", choices=data.AUGMENTATIONS,
-                        help="augment the training batches: shift (up to 2 pixels each way) or flip_shift "
-                             "(also mirror left-right; not for MNIST). Default: none")
-    parser.add_argument("--ema-decay", type=float, default=None,
-                        help="defenses only: evaluate, select and save an exponential moving average of "
-                             "the weights with this decay (e.g. 0.999; default: the raw weights)")
-    parser.add_argument("--awp-gamma", type=float, default=None,
-                        help="pgd_at and trades: adversarial weight perturbation of this relative size "
-                             "(Wu et al. 2020; 0.01 for PGD-AT, 0.005 for TRADES in the paper; default: none)")
-    parser.add_argument("--strategy", default="auto", choices=distribute.STRATEGIES,
-                        help="tf.distribute strategy (auto: MirroredStrategy with 2+ GPUs, else default)")
-    parser.add_argument("--seed", type=int, default=0)
+    _add_config_flags(parser, training.TrainConfig)
     parser.add_argument("--data-dir", default=None, help="folder with the dataset files")
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(handler=_run_train)
@@ -85,23 +34,69 @@ def _add_train(subparsers) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from advrobust import training
 
-    weights = args.weights
-    if args.model == "vgg19" and weights is None:
-        weights = "pretrained-run"
-    config = training.TrainConfig(
-        dataset=args.dataset, model=args.model, vgg_mode=args.vgg_mode, weights=weights,
-        image_size=args.image_size, trainable_blocks=args.trainable_blocks, base_blocks=args.vgg_blocks,
-        dropout=args.dropout, width=args.width, epochs=args.epochs,
-        batch_size=args.batch_size, learning_rate=args.learning_rate,
-        lr_schedule=args.lr_schedule, train_subset=args.train_subset,
-        patience=args.patience, seed=args.seed, pretrain_epochs=args.pretrain_epochs,
-        pretrain_subset=args.pretrain_subset, strategy=args.strategy, ema_decay=args.ema_decay,
-        augment=args.augment, robust_val_size=args.robust_val_size,
-        **({} if args.defense == "none" and args.eps is None and args.preset is None else
-           {"defense": args.defense, "defense_eps": args.eps, "preset": args.preset}),
-        **({} if args.awp_gamma is None else {"defense_params": {"awp_gamma": args.awp_gamma}}))
+    config = training.TrainConfig.from_command_line(**_config_options(args, training.TrainConfig))
     training.train(config, args.out, data_dir=args.data_dir, verbose=2)
     return 0
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, config_type: type) -> None:
+    """Add a flag for each field of the dataclass ``config_type`` whose metadata asks for one.
+
+    The metadata keys (``help``, ``choices``, ``flag``, ``params``) are described in
+    ``advrobust/training/config.py``; the flag's default is the field's, its type the
+    field's (``int | None`` parses an int).
+    """
+    types = typing.get_type_hints(config_type)
+    for spec in dataclasses.fields(config_type):
+        for key, (kind, help_text) in spec.metadata.get("params", {}).items():
+            parser.add_argument(_flag_name(key), dest=key, type=kind, default=None, help=help_text)
+        if "help" in spec.metadata:
+            _add_field_flag(parser, spec, _scalar_type(types[spec.name], spec.name))
+
+
+def _add_field_flag(parser: argparse.ArgumentParser, spec: dataclasses.Field, kind: type) -> None:
+    """The flag of one field: a switch that flips the default for a bool, else a value."""
+    metadata = spec.metadata
+    if kind is bool:
+        flag = metadata.get("flag", _flag_name(f"no_{spec.name}" if spec.default else spec.name))
+        parser.add_argument(flag, dest=spec.name, action="store_false" if spec.default else "store_true",
+                            help=metadata["help"])
+        return
+    flag = metadata.get("flag", _flag_name(spec.name))
+    options: dict[str, Any] = {"default": spec.default, "help": metadata["help"]}
+    if "choices" in metadata:
+        options["choices"] = metadata["choices"]
+    else:
+        options["metavar"] = flag.lstrip("-").replace("-", "_").upper()
+    if kind is not str:
+        options["type"] = kind
+    parser.add_argument(flag, dest=spec.name, **options)
+
+
+def _config_options(args: argparse.Namespace, config_type: type) -> dict[str, Any]:
+    """The fields of ``config_type`` that :func:`_add_config_flags` made flags of, as parsed;
+    a ``params`` field holds the keys whose flags were given."""
+    options: dict[str, Any] = {}
+    for spec in dataclasses.fields(config_type):
+        if "params" in spec.metadata:
+            options[spec.name] = {key: getattr(args, key) for key in spec.metadata["params"]
+                                  if getattr(args, key) is not None}
+        elif "help" in spec.metadata:
+            options[spec.name] = getattr(args, spec.name)
+    return options
+
+
+def _flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _scalar_type(annotation: Any, name: str) -> type:
+    """``annotation`` without ``None``: the type a flag parses (bool, int, float or str)."""
+    kinds = [kind for kind in typing.get_args(annotation) if kind is not type(None)] or [annotation]
+    if len(kinds) != 1 or kinds[0] not in (bool, int, float, str):
+        raise TypeError(f"field {name!r} has type {annotation!r}; a command-line option must be "
+                        "bool, int, float or str (optionally | None)")
+    return kinds[0]
 
 
 def _add_attack(subparsers) -> None:

@@ -1,0 +1,87 @@
+"""Training with a defense, selecting the most robust epoch.
+
+Model selection is by robustness: ``defenses.callbacks.RobustEarlyStopping`` measures PGD
+robust accuracy on a validation subset every epoch (``val_robust_accuracy`` in the logs,
+TensorBoard and CSV), keeps the most robust epoch (``checkpoints/best_robust.keras``),
+stops after ``patience`` epochs without improvement and restores it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advrobust.training.callbacks import standard_callbacks
+from advrobust.training.config import TrainConfig
+from attacks.backend import keras, tf
+import defenses
+from defenses import callbacks as defense_callbacks
+
+# The radius robust validation uses when the defense has none (NSL's lecture preset).
+_DATASET_EPS = {"mnist": 0.3, "fashion_mnist": 0.1}
+CO_CHECKS_PER_EPOCH = 4  # fgsm_rs: catastrophic overfitting can set in within an epoch
+
+
+def fit_defended(config: TrainConfig, defense: Any, model: keras.Model, train_ds: tf.data.Dataset,
+                 val_ds: tf.data.Dataset, x_val: np.ndarray, y_val: np.ndarray, *, steps_per_epoch: int,
+                 out_dir: Path, verbose: int | str, extra_callbacks: list[keras.callbacks.Callback] = ()
+                 ) -> tuple[keras.callbacks.History, dict[str, Any]]:
+    """Train ``model`` in place with ``defense``, selecting the most robust epoch.
+
+    With ``config.ema_decay`` the robust callback measures, keeps and restores the
+    averaged weights, and ``model`` ends with the best epoch's averages.
+
+    Args:
+        config: The run's config (epochs, patience, robust validation, ``ema_decay``).
+        defense: ``config.defense_config()``.
+        model: The logits model to train.
+        train_ds: Batched ``(x, y)`` training data.
+        val_ds: Batched ``(x, y)`` validation data.
+        x_val: The validation images; robust validation attacks the first
+            ``config.robust_val_size``.
+        y_val: Their labels.
+        steps_per_epoch: Training batches per epoch.
+        out_dir: The run's folder (checkpoints, logs).
+        verbose: Keras's ``verbose``.
+        extra_callbacks: Callbacks run first (the learning-rate schedule).
+
+    Returns:
+        The Keras History and the card entries ``defense_config``, ``robust_validation``,
+        (fgsm_rs) ``catastrophic_overfitting`` and (with ``ema_decay``) ``weight_averaging``.
+    """
+    norm, eps = defense.norm, defense.eps
+    if eps is None:
+        norm, eps = "inf", _DATASET_EPS[config.dataset]
+    size = min(config.robust_val_size, len(x_val))
+    averaging = None
+    if config.ema_decay is not None:
+        averaging = defense_callbacks.WeightAveraging(
+            model, decay=config.ema_decay, state_path=out_dir / "checkpoints" / "weight_averaging.npz")
+    robust = defense_callbacks.RobustEarlyStopping(
+        x_val[:size], y_val[:size], eps=eps, norm=norm, steps=config.robust_val_steps, seed=config.seed,
+        model=model if averaging is None else averaging.averaged,
+        filepath=out_dir / "checkpoints" / "best_robust.keras", patience=config.patience,
+        restore_best_weights=True)
+    # The averages are updated after each batch, before the robust callback measures them.
+    callbacks: list[keras.callbacks.Callback] = [*extra_callbacks, *([averaging] if averaging else []), robust]
+    monitor = None
+    if config.defense == "fgsm_rs":
+        size = min(config.co_check_size, len(x_val))
+        monitor = defense_callbacks.CatastrophicOverfittingMonitor(
+            x_val[:size], y_val[:size], eps=eps, norm=norm, model=model, seed=config.seed,
+            every_batches=max(1, steps_per_epoch // CO_CHECKS_PER_EPOCH), action="stop")
+        callbacks.insert(0, monitor)
+    # After the robust callback, so TensorBoard and the CSV log see val_robust_accuracy.
+    callbacks += standard_callbacks(out_dir, checkpoint=False, early_stopping=False)
+    history = defenses.fit(defense, model, train_ds, val_ds, epochs=config.epochs,
+                           learning_rate=config.effective_learning_rate, callbacks=callbacks, verbose=verbose,
+                           steps_per_epoch=steps_per_epoch)
+    info = {"defense_config": defense.to_dict(), "robust_validation": robust.record()}
+    if averaging is not None:
+        model.set_weights(averaging.averaged.get_weights())  # the best averaged epoch (restored above)
+        info["weight_averaging"] = averaging.record()
+    if monitor is not None:
+        info["catastrophic_overfitting"] = monitor.record()
+    return history, info
