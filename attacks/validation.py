@@ -333,13 +333,16 @@ def check_seed(seed: Any) -> None:
     """Check a random seed.
 
     Args:
-        seed: An int (Python or NumPy), or None for fresh entropy.
+        seed: An int >= 0 (Python or NumPy), or None for fresh entropy.
 
     Raises:
         TypeError: ``seed`` is neither an int nor None (bools are refused).
+        ValueError: ``seed`` is negative (NumPy's generators refuse it later, mid-attack).
     """
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise TypeError(f"seed must be an int or None, got {seed!r}")
+    if seed is not None and seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
 
 
 def model_classes(logits_fn: Callable[[tf.Tensor], tf.Tensor], x: np.ndarray, y: np.ndarray) -> int:

@@ -255,6 +255,7 @@ def _probabilities(x):
     ({"model": _probabilities}, ValueError, "look like probabilities"),
     ({"model": "not a model"}, TypeError, "model must be callable"),
     ({"seed": 1.5}, TypeError, "seed must be an int"),
+    ({"seed": -1}, ValueError, "seed must be >= 0, got -1"),
 ])
 def test_bad_input_raises_the_documented_error(model, kwargs, error, match):
     arguments = {"model": model, "x": np.array([[0.1, 0.2]], np.float32), "y": np.array([0]), "eps": 0.1}
