@@ -446,7 +446,7 @@ class ModelRecord:
             "baseline": self.baseline, "path": self.path, "card": self.card, "n_examples": self.n_examples,
             "clean_accuracy": self.clean_accuracy, "training_seconds": self.training_seconds,
             "curves": [curve.to_dict() for curve in self.curves], "worst_case": self.worst_case.to_dict(),
-            "checks": [{"name": check.name, "passed": check.passed, "detail": check.detail} for check in self.checks],
+            "checks": [check.to_dict() for check in self.checks],
             "check_curves": self.check_curves.to_dict(), "examples": self.examples,
             "minimal_eps": self.minimal_eps.to_dict()}
         if self.per_class is not None:
