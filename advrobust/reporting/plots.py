@@ -21,7 +21,7 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator
 
 from advrobust.files import atomic_write_bytes
-from advrobust.reporting.results import Model, Run, Series, dataset_title, norm_title
+from advrobust.reporting.view import Model, Run, Series, dataset_title, norm_title
 
 DPI = 110
 MAX_EXAMPLES = 8
