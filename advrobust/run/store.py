@@ -24,7 +24,6 @@ are trusted only under the very config that made them, and get their spec when r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from advrobust.files import digest
 
 STORE_NAME = "store.sqlite"
 SCHEMA = """
