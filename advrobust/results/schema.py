@@ -57,7 +57,7 @@ from advrobust.evaluation.checks import Check
 SCHEMA_VERSION = 1
 NEWER_MODEL_FIELDS = ("per_class", "outcomes")  # missing in older results.json; allowed with strict=False
 _TOLERANCE = 1e-12
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 class SchemaError(ValueError):
@@ -76,7 +76,7 @@ def _object(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def _field(raw: dict[str, Any], key: str, where: str, read: Callable[[Any, str], T]) -> T:
+def _field(raw: dict[str, Any], key: str, where: str, read: Callable[[Any, str], _T]) -> _T:
     if key not in raw:
         raise SchemaError(f"{where or 'results.json'}: missing {key!r}")
     return read(raw[key], _path(where, key))
@@ -88,7 +88,7 @@ def _text(value: Any, where: str) -> str:
     return value
 
 
-def _optional(read: Callable[[Any, str], T]) -> Callable[[Any, str], T | None]:
+def _optional(read: Callable[[Any, str], _T]) -> Callable[[Any, str], _T | None]:
     return lambda value, where: None if value is None else read(value, where)
 
 
@@ -128,8 +128,8 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def _list(read: Callable[[Any, str], T]) -> Callable[[Any, str], list[T]]:
-    def read_list(value: Any, where: str) -> list[T]:
+def _list(read: Callable[[Any, str], _T]) -> Callable[[Any, str], list[_T]]:
+    def read_list(value: Any, where: str) -> list[_T]:
         if not isinstance(value, list):
             raise SchemaError(f"{where}: expected a list, got {value!r}")
         return [read(item, _path(where, index)) for index, item in enumerate(value)]

@@ -217,7 +217,7 @@ def environment() -> Environment:
 
 
 def _model_record(item: _Model, result: evaluation.ModelEvaluation, found: list[checks.Check],
-                  check_curves: CheckCurves, examples: str | None, per_example: outcomes.Outcomes,
+                  check_curves: CheckCurves, examples: str | None, per_example: outcome_files.Outcomes,
                   paired: PairedVsBaseline | None) -> ModelRecord:
     """results.json's record of one evaluated model; its outcomes file is ``outcomes/FOLDER.npz``."""
     return ModelRecord(
@@ -231,6 +231,7 @@ def _model_record(item: _Model, result: evaluation.ModelEvaluation, found: list[
 
 
 def _csv(records: list[ModelRecord]) -> str:
+    """results.csv: one row per model, attack (and the worst case) and eps."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
