@@ -30,7 +30,8 @@ TOLERANCE = 0.01
 LARGE_EPS_MAX_ACCURACY = 0.02
 MAX_ZERO_GRADIENT_FRACTION = 0.05
 SINGLE_STEP = ("fgsm",)
-ITERATIVE = ("pgd", "bim", "mim")
+# Strongest first: the run attacks with the first of these it has for its extra checks.
+ITERATIVE = ("pgd", "mim", "bim")
 
 
 @dataclass(frozen=True)

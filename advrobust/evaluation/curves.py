@@ -62,7 +62,8 @@ def _predict(logits_fn, x: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 class UnitCache(Protocol):
-    """Where finished units (attack x batch, all epsilons) are kept; see advrobust.store.
+    """Where finished units (attack x batch, all epsilons) are kept; the run's is
+    :class:`advrobust.run.store.StoredUnits`.
     ``fingerprint`` digests the settings that decide a unit's outcome: a unit stored under
     another fingerprint is not returned."""
 

@@ -1,7 +1,8 @@
 """Reports of a finished run: ``DIR/report.html``, ``DIR/report.md`` and ``DIR/figures/*.png``.
 
-Reporting only reads ``DIR/results.json`` and the files it references; it never runs an
-attack or touches TensorFlow, so a report rebuilds in seconds.
+Reporting only reads ``DIR/results.json`` (:mod:`advrobust.results.schema`) and the files
+it references (:mod:`advrobust.reporting.view` turns them into what the report shows); it
+never runs an attack or touches TensorFlow, so a report rebuilds in seconds.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from advrobust.files import atomic_write_text
 from advrobust.reporting.html import render_html
 from advrobust.reporting.markdown import render_markdown
 from advrobust.reporting.plots import write_figures
-from advrobust.reporting.results import Run, load_run
+from advrobust.reporting.view import Run, load_run
 
 __all__ = ["build_report", "load_run", "Run"]
 
@@ -21,11 +22,20 @@ __all__ = ["build_report", "load_run", "Run"]
 def build_report(run_dir: str | Path) -> dict[str, Path]:
     """Render the report of the run in ``run_dir`` from its ``results.json``.
 
-    Returns the written paths: ``"html"`` (report.html, self-contained), ``"markdown"``
-    (report.md, linking the PNGs) and one entry per figure, keyed by its file name
-    without ``.png``. Raises FileNotFoundError when results.json is missing and
-    ValueError when it is not a JSON object; missing or malformed fields inside it are
-    listed in the report instead.
+    Args:
+        run_dir: a run folder.
+
+    Returns:
+        The written paths: ``"html"`` (report.html, self-contained), ``"markdown"``
+        (report.md, linking the PNGs) and one entry per figure, keyed by its file name
+        without ``.png``.
+
+    Raises:
+        FileNotFoundError: results.json is missing.
+        advrobust.results.schema.SchemaError: results.json is not JSON or does not follow
+            the schema (read leniently, so older runs still get a report; see
+            :func:`advrobust.reporting.view.load_run`). Files it references that cannot
+            be read are listed in the report instead.
     """
     run_dir = Path(run_dir)
     run = load_run(run_dir)

@@ -14,7 +14,7 @@ import html
 from collections.abc import Iterable
 
 from advrobust.reporting.plots import Figure, dataset_key, model_key
-from advrobust.reporting.results import Comparison, Model, Run, dataset_title
+from advrobust.reporting.view import Comparison, Model, Run, dataset_title
 from advrobust.reporting.tables import (COMPARISON_INTRO, PER_CLASS_INTRO, Table, lede, attacks_table,
                                         check_curves_table, checks_table, comparison_table, config_text, curves_table,
                                         environment_table, minimal_eps_summary, model_facts, per_class_table,

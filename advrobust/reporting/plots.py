@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator
 
 from advrobust import plot
 from advrobust.files import atomic_write_bytes
-from advrobust.reporting.results import Model, Run, Series, dataset_title, norm_title
+from advrobust.reporting.view import Model, Run, Series, dataset_title, norm_title
 
 DPI = 110
 MAX_EXAMPLES = 8

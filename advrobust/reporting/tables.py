@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from advrobust.reporting.results import Comparison, Model, Run, Series, dataset_title, norm_title
+from advrobust.reporting.view import Comparison, Model, Run, Series, dataset_title, norm_title
 
 Tone = Literal["good", "bad", "up", "down", "muted"]  # up/down: sign of a difference
 MISSING = "—"
@@ -115,7 +115,8 @@ def comparison_table(comparison: Comparison) -> Table:
     if any(row.paired is not None for row in comparison.rows):
         table.rows.append([Cell("Δ 95% CI, paired per image")]
                           + [Cell(MISSING if row.paired is None else
-                                  " to ".join(delta_text(v) for v in row.paired.points))
+                                  " to ".join(delta_text(100.0 * v) for v in (row.paired.ci95_low,
+                                                                              row.paired.ci95_high)))
                              for row in comparison.rows])
         table.rows.append([Cell("McNemar exact p")]
                           + [Cell(MISSING if row.paired is None else f"{row.paired.p_value:.2g}")

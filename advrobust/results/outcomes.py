@@ -1,58 +1,45 @@
-"""Per-example outcomes of a run's models, and the paired comparison of two models.
+"""What is done with per-image outcomes: finding them in a run folder, per class, and the
+paired comparison of two models. NumPy only.
 
 The runner saves, for every model, which test images it got right clean and which
-stayed robust at each eps under each attack and under their worst case:
-``OUT/outcomes/NN-NAME.npz`` (referenced as ``outcomes`` in results.json). Two models
-evaluated on the same test images (the first n of one test split, in one run or in two)
-are then compared image by image (:func:`compare`, :mod:`advrobust.stats`); this is what
-``advrobust compare`` and the report's defended-vs-baseline rows show.
+stayed robust at each eps under each attack and under their worst case
+(:mod:`advrobust.results.outcome_files`, referenced as ``outcomes`` in results.json).
+Two models evaluated on the same test images (the first n of one test split, in one run
+or in two) are then compared image by image (:func:`compare`,
+:mod:`advrobust.evaluation.stats`); this is what ``advrobust compare`` and the report's
+defended-vs-baseline rows show.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from advrobust.evaluation import stats
-from advrobust.results import outcome_files
 from advrobust.data.catalog import class_name
-from advrobust.files import atomic_write_bytes
+from advrobust.evaluation import stats
+from advrobust.results import outcome_files, schema
+from advrobust.results.outcome_files import Outcomes
 
 METHOD = ("per example on the test images both models saw; interval: Newcombe (1998) method 10; "
           "p: exact McNemar (two-sided)")
 
 
-@dataclass(frozen=True)
-class Outcomes:
-    """One model's per-example outcomes on the first ``n`` test images of ``dataset``.
-
-    ``clean``: (n,) bool, right on the clean image. ``worst``: (K, n) bool, robust at
-    ``epsilons[k]`` under every attack. ``per_attack``: {attack label: (K, n) bool}.
-    ``labels``: (n,) int, the images' true classes (None in files written before they
-    were saved; :func:`per_class` needs them).
-    """
-
-    name: str
-    dataset: str
-    norm: str
-    epsilons: np.ndarray
-    clean: np.ndarray
-    worst: np.ndarray
-    per_attack: dict[str, np.ndarray]
-    labels: np.ndarray | None = None
-
-    @property
-    def n(self) -> int:
-        return int(self.clean.shape[0])
-
-
 def from_evaluation(name: str, dataset: str, result: Any, labels: Any = None) -> Outcomes:
-    """The outcomes held in a :class:`advrobust.evaluation.ModelEvaluation`, with the
-    evaluated images' true ``labels`` ((n,) ints) when given."""
+    """The outcomes held in an evaluation.
+
+    Args:
+        name: the model's name.
+        dataset: the dataset of the evaluated test images.
+        result: an :class:`advrobust.evaluation.ModelEvaluation`.
+        labels: (n,) integer true classes of the evaluated images, or None.
+
+    Returns:
+        The :class:`~advrobust.results.outcome_files.Outcomes`; each attack is labelled
+        by its name and its parameters as sorted JSON.
+    """
     worst = result.worst_case
     attack_labels = [f"{curve.attack} {json.dumps(curve.params, sort_keys=True)}" for curve in result.curves]
     return Outcomes(name=name, dataset=dataset, norm=worst.norm, epsilons=np.asarray(worst.epsilons, np.float64),
@@ -62,53 +49,51 @@ def from_evaluation(name: str, dataset: str, result: Any, labels: Any = None) ->
                     labels=None if labels is None else np.asarray(labels))
 
 
-def save(outcomes: Outcomes, path: str | Path) -> Path:
-    """Write ``outcomes`` to ``path`` (.npz, atomically; :func:`advrobust.outcome_files.encode`);
-    returns the path. ValueError if its arrays do not fit together."""
-    return atomic_write_bytes(path, outcome_files.encode(
-        name=outcomes.name, dataset=outcomes.dataset, norm=outcomes.norm, epsilons=outcomes.epsilons,
-        clean=outcomes.clean, worst=outcomes.worst, per_attack=outcomes.per_attack, labels=outcomes.labels))
-
-
 def load(run_dir: str | Path, model: str | None = None) -> Outcomes:
-    """The outcomes of ``model`` (its name in the run; None: the run's only model) from a
-    finished run folder. FileNotFoundError / ValueError say what is missing."""
+    """The outcomes of one model of a finished run folder.
+
+    Args:
+        run_dir: the run folder (holding results.json).
+        model: the model's name in the run; None: the run's only model.
+
+    Returns:
+        Its :class:`~advrobust.results.outcome_files.Outcomes`, named as in the run.
+
+    Raises:
+        FileNotFoundError: no results.json, or no outcomes file for the model (older runs).
+        ValueError: ``model`` is None and the run holds several, or no model has that name.
+    """
     run_dir = Path(run_dir)
-    results_path = run_dir / "results.json"
-    if not results_path.is_file():
-        raise FileNotFoundError(f"{results_path} does not exist: not a finished `advrobust run` folder")
-    records = json.loads(results_path.read_text(encoding="utf-8")).get("models", [])
-    names = [record.get("name") for record in records]
+    paths = schema.outcome_paths(run_dir / "results.json")
+    names = list(paths)
     if model is None:
-        if len(records) != 1:
-            raise ValueError(f"{run_dir} holds {len(records)} models; name one as {run_dir}:MODEL, one of: "
-                             + ", ".join(map(str, names)))
-        record = records[0]
-    elif model in names:
-        record = records[names.index(model)]
-    else:
-        raise ValueError(f"no model {model!r} in {run_dir}; choose one of: {', '.join(map(str, names))}")
-    relative = record.get("outcomes")
+        if len(names) != 1:
+            raise ValueError(f"{run_dir} holds {len(names)} models; name one as {run_dir}:MODEL, one of: "
+                             + ", ".join(names))
+        model = names[0]
+    elif model not in paths:
+        raise ValueError(f"no model {model!r} in {run_dir}; choose one of: {', '.join(names)}")
+    relative = paths[model]
     if not relative or not (run_dir / relative).is_file():
-        raise FileNotFoundError(f"{run_dir} has no per-example outcomes for {record.get('name')!r} (runs before "
-                                f"they were saved); `advrobust run CONFIG --out {run_dir} --resume` writes them "
-                                f"from the stored results without attacking again")
-    with np.load(run_dir / relative) as saved:
-        return Outcomes(name=str(record["name"]), dataset=str(saved["dataset"]), norm=str(saved["norm"]),
-                        epsilons=saved["epsilons"], clean=saved["clean"].astype(bool),
-                        worst=saved["worst"].astype(bool),
-                        per_attack={str(label): mask.astype(bool)
-                                    for label, mask in zip(saved["attacks"], saved["per_attack"])},
-                        labels=saved["labels"].astype(np.int64) if "labels" in saved.files else None)
+        raise FileNotFoundError(f"{run_dir} has no per-example outcomes for {model!r} (runs before they were "
+                                f"saved); `advrobust run CONFIG --out {run_dir} --resume` writes them from the "
+                                f"stored results without attacking again")
+    return outcome_files.read(run_dir / relative, name=model)
 
 
-def per_class(outcomes: Outcomes) -> list[dict[str, Any]]:
+def per_class(outcomes: Outcomes) -> list[schema.ClassRecord]:
     """Clean and worst-case robust accuracy within each class present among the images.
 
-    Returns one dict per class, in label order: ``label``, ``n_examples``,
-    ``clean_accuracy`` and, aligned with ``outcomes.epsilons``, ``robust_accuracy``,
-    ``ci95_low`` and ``ci95_high`` (fractions in [0, 1]; 95% Wilson intervals).
-    ValueError if the outcomes were saved without their labels.
+    Args:
+        outcomes: outcomes saved with their labels.
+
+    Returns:
+        One :class:`~advrobust.results.schema.ClassRecord` per class, in label order, its
+        ``robust_accuracy``, ``ci95_low`` and ``ci95_high`` aligned with
+        ``outcomes.epsilons`` (fractions in [0, 1]; 95% Wilson intervals).
+
+    Raises:
+        ValueError: the outcomes were saved without their labels.
     """
     labels = _need_labels(outcomes)
     rows = []
@@ -117,8 +102,10 @@ def per_class(outcomes: Outcomes) -> list[dict[str, Any]]:
         n = int(members.sum())
         robust = outcomes.worst[:, members].sum(axis=1)
         low, high = stats.wilson_interval(robust, n)
-        rows.append({"label": int(label), "n_examples": n, "clean_accuracy": float(outcomes.clean[members].mean()),
-                     "robust_accuracy": (robust / n).tolist(), "ci95_low": low.tolist(), "ci95_high": high.tolist()})
+        rows.append(schema.ClassRecord(label=int(label), n_examples=n,
+                                       clean_accuracy=float(outcomes.clean[members].mean()),
+                                       robust_accuracy=(robust / n).tolist(), ci95_low=low.tolist(),
+                                       ci95_high=high.tolist()))
     return rows
 
 

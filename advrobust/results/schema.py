@@ -1,131 +1,600 @@
-"""The results.json schema (version 1) and its validator.
+"""results.json as dataclasses: the one definition the run writes, the validator checks and
+reports read. NumPy only, no TensorFlow.
 
 ::
 
-    {"schema_version": 1, "config": {...}, "config_hash": str, "started": str, "finished": str,
-     "seconds": float, "environment": {"versions": {...}, "device": str, "platform": str, "cpu_count": int},
-     "models": [{"name", "dataset", "defense", "architecture", "baseline" (str | null),
-                 "path" (saved .keras, relative to the run folder), "card" (relative),
-                 "n_examples" (the first n of the test split), "clean_accuracy",
-                 "training_seconds" (float | null),
-                 "curves": [{"attack", "norm", "params", "epsilons", "robust_accuracy",
-                             "ci95_low", "ci95_high", "n_examples", "clean_accuracy", "seconds"}],
-                 "worst_case": {"epsilons", "robust_accuracy", "ci95_low", "ci95_high", "params"},
-                 "checks": [{"name", "passed", "detail"}],
-                 "check_curves": {"large_eps", "noise", "transfer": [...]},
-                 "examples": str | null (npz, relative),
-                 "minimal_eps": {"attack", "norm", "values" (float | null per example), "note"},
-                 "outcomes": str (npz of per-example outcomes, relative; see advrobust.outcomes),
-                 "per_class" (optional): [{"label", "n_examples", "clean_accuracy", "robust_accuracy",
-                                           "ci95_low", "ci95_high"}] (worst case within each class,
-                                           aligned with worst_case.epsilons),
-                 "paired_vs_baseline" (only for a model with a baseline):
-                     {"baseline", "n_examples", "method",
-                      "rows": [{"eps" (null: clean), "baseline", "defended", "difference",
-                                "ci95_low", "ci95_high", "only_baseline", "only_defended", "p_value"}]}}]}
+    Results: {"schema_version": 1, "config": {...}, "config_hash": str, "started": str,
+              "finished": str, "seconds": float,
+              "environment": {"versions": {...}, "device": str, "platform": str, "cpu_count": int | null},
+              "models": [ModelRecord]}
+    ModelRecord: {"name", "dataset", "defense", "architecture", "baseline" (str | null),
+                  "path" (saved .keras, relative to the run folder), "card" (relative),
+                  "n_examples" (the first n of the test split), "clean_accuracy",
+                  "training_seconds" (float | null), "curves": [CurveRecord] (at least one),
+                  "worst_case": WorstCaseRecord, "checks": [Check],
+                  "check_curves": {"large_eps": CurveRecord, "noise": CurveRecord,
+                                   "transfer": [CurveRecord with "source" first]},
+                  "examples": str | null (npz, relative), "minimal_eps": MinimalEpsRecord,
+                  "per_class": [ClassRecord] (label order; aligned with worst_case.epsilons),
+                  "outcomes": str (npz of per-image outcomes, relative; advrobust.results.outcome_files),
+                  "paired_vs_baseline" (only for a model with a baseline): PairedVsBaseline}
+    CurveRecord: {"attack", "norm", "params", "epsilons", "robust_accuracy", "ci95_low", "ci95_high",
+                  "n_examples", "clean_accuracy", "seconds"}
+    WorstCaseRecord: {"params": {"attacks": [...]}, "epsilons", "robust_accuracy", "ci95_low", "ci95_high"}
+    Check: {"name", "passed", "detail"} (advrobust.evaluation.checks.Check)
+    MinimalEpsRecord: {"attack", "norm", "values" (float | null per example), "note"}
+    ClassRecord: {"label", "n_examples", "clean_accuracy", "robust_accuracy", "ci95_low", "ci95_high"}
+    PairedVsBaseline: {"baseline", "n_examples", "method",
+                       "rows": [{"eps" (null: clean), "baseline", "defended", "difference", "ci95_low",
+                                 "ci95_high", "only_baseline", "only_defended", "p_value"}]}
 
 Accuracies are fractions in [0, 1]; intervals are 95% Wilson intervals, except in
-``paired_vs_baseline`` (a 95% interval of the difference, in [-1, 1]).
+``paired_vs_baseline`` (a 95% interval of the difference, in [-1, 1]). Each record's
+``to_dict`` gives its JSON object with the keys in the order above, so a document read
+and written again is the same text.
+
+Reading (:meth:`Results.from_dict`, :func:`read`) is strict by default: every field the
+run writes must be there with the right type and range, else :class:`SchemaError` names
+its path (``models[1].curves[0].robust_accuracy: 1.2 is not a fraction in [0, 1]``).
+``strict=False`` reads results.json files of older versions of schema 1, written before
+the run kept per-image outcomes: a model's missing ``per_class`` or ``outcomes`` then
+reads as None, and :attr:`Results.notes` says so. Lenient reading fills in nothing else:
+a field every version wrote that is missing or malformed is an error in both modes,
+because a report that silently dropped it would show numbers nobody can trust.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import numbers
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from advrobust.evaluation.checks import Check
 
 SCHEMA_VERSION = 1
-_TOP = {"schema_version": int, "config": dict, "config_hash": str, "environment": dict, "models": list,
-        "seconds": numbers.Real}
-_MODEL = {"name": str, "dataset": str, "defense": str, "architecture": str, "path": str, "n_examples": int,
-          "clean_accuracy": numbers.Real, "curves": list, "worst_case": dict, "checks": list}
-_CURVE = {"attack": str, "norm": str, "params": dict, "epsilons": list, "robust_accuracy": list,
-          "ci95_low": list, "ci95_high": list, "seconds": numbers.Real}
-_CHECK = {"name": str, "passed": bool, "detail": str}
-_CLASS = {"label": int, "n_examples": int, "clean_accuracy": numbers.Real, "robust_accuracy": list,
-          "ci95_low": list, "ci95_high": list}
-_PAIRED = {"baseline": str, "n_examples": int, "rows": list}
-_PAIRED_ROW = {"baseline": numbers.Real, "defended": numbers.Real, "difference": numbers.Real,
-               "ci95_low": numbers.Real, "ci95_high": numbers.Real, "only_baseline": int, "only_defended": int,
-               "p_value": numbers.Real}
+NEWER_MODEL_FIELDS = ("per_class", "outcomes")  # missing in older results.json; allowed with strict=False
+_TOLERANCE = 1e-12
+_T = TypeVar("_T")
 
 
 class SchemaError(ValueError):
-    """results.json does not follow the schema; the message gives the path of the problem."""
+    """results.json does not follow the schema; the message starts with the path of the problem."""
 
 
-def _fields(document: Any, required: dict[str, type], where: str) -> None:
-    if not isinstance(document, dict):
-        raise SchemaError(f"{where}: expected an object, got {type(document).__name__}")
-    for key, kind in required.items():
-        if key not in document:
-            raise SchemaError(f"{where}: missing {key!r}")
-        value = document[key]
-        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-            raise SchemaError(f"{where}.{key}: expected {kind.__name__}, got {value!r}")
+def _path(where: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{where}[{key}]"
+    return f"{where}.{key}" if where else key
 
 
-def _fractions(values: list, where: str, length: int) -> None:
-    if len(values) != length:
-        raise SchemaError(f"{where}: {len(values)} values for {length} epsilons")
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
-            raise SchemaError(f"{where}: {value!r} is not a fraction in [0, 1]")
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SchemaError(f"{where or 'results.json'}: expected an object, got {type(value).__name__}")
+    return value
 
 
-def _curve(curve: Any, where: str, required: dict[str, type]) -> None:
-    _fields(curve, required, where)
-    k = len(curve["epsilons"])
-    for key in ("robust_accuracy", "ci95_low", "ci95_high"):
-        _fractions(curve[key], f"{where}.{key}", k)
-    for low, value, high in zip(curve["ci95_low"], curve["robust_accuracy"], curve["ci95_high"]):
-        if not low - 1e-12 <= value <= high + 1e-12:
+def _field(raw: dict[str, Any], key: str, where: str, read: Callable[[Any, str], _T]) -> _T:
+    if key not in raw:
+        raise SchemaError(f"{where or 'results.json'}: missing {key!r}")
+    return read(raw[key], _path(where, key))
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise SchemaError(f"{where}: expected str, got {value!r}")
+    return value
+
+
+def _optional(read: Callable[[Any, str], _T]) -> Callable[[Any, str], _T | None]:
+    return lambda value, where: None if value is None else read(value, where)
+
+
+def _integer(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise SchemaError(f"{where}: expected int, got {value!r}")
+    return value
+
+
+def _count(value: Any, where: str) -> int:
+    if _integer(value, where) < 0:
+        raise SchemaError(f"{where}: {value} is negative")
+    return value
+
+
+def _real(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise SchemaError(f"{where}: expected a finite number, got {value!r}")
+    return value
+
+
+def _fraction(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+        raise SchemaError(f"{where}: {value!r} is not a fraction in [0, 1]")
+    return value
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise SchemaError(f"{where}: expected bool, got {value!r}")
+    return value
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SchemaError(f"{where}: expected an object, got {value!r}")
+    return value
+
+
+def _list(read: Callable[[Any, str], _T]) -> Callable[[Any, str], list[_T]]:
+    def read_list(value: Any, where: str) -> list[_T]:
+        if not isinstance(value, list):
+            raise SchemaError(f"{where}: expected a list, got {value!r}")
+        return [read(item, _path(where, index)) for index, item in enumerate(value)]
+
+    return read_list
+
+
+def _accuracies(raw: dict[str, Any], where: str, length: int) -> dict[str, list[float]]:
+    """``robust_accuracy`` and its interval: ``length`` fractions each, the value inside."""
+    read = {key: _field(raw, key, where, _list(_fraction)) for key in ("robust_accuracy", "ci95_low", "ci95_high")}
+    for key, values in read.items():
+        if len(values) != length:
+            raise SchemaError(f"{_path(where, key)}: {len(values)} values for {length} epsilons")
+    for low, value, high in zip(read["ci95_low"], read["robust_accuracy"], read["ci95_high"]):
+        if not low - _TOLERANCE <= value <= high + _TOLERANCE:
             raise SchemaError(f"{where}: interval [{low}, {high}] does not contain {value}")
+    return read
 
 
-def _paired(paired: Any, where: str) -> None:
-    _fields(paired, _PAIRED, where)
-    for number, row in enumerate(paired["rows"]):
-        at = f"{where}.rows[{number}]"
-        _fields(row, _PAIRED_ROW, at)
-        _fractions([row["baseline"], row["defended"], row["p_value"]], at, 3)
-        if not -1.0 <= row["ci95_low"] <= row["difference"] <= row["ci95_high"] <= 1.0:
-            raise SchemaError(f"{at}: need -1 <= ci95_low <= difference <= ci95_high <= 1")
+def _floats(values: Any) -> list[float]:
+    """NumPy arrays and scalars as plain Python floats, for JSON."""
+    return [float(value) for value in values]
+
+
+@dataclass(frozen=True)
+class CurveRecord:
+    """Robust accuracy against eps under one attack (:class:`advrobust.evaluation.Curve`
+    without its per-example masks). ``source``: for a transfer check, the model the attack
+    was computed on (None otherwise)."""
+
+    attack: str
+    norm: str
+    params: dict[str, Any]
+    epsilons: list[float]
+    robust_accuracy: list[float]
+    ci95_low: list[float]
+    ci95_high: list[float]
+    n_examples: int
+    clean_accuracy: float
+    seconds: float
+    source: str | None = None
+
+    @classmethod
+    def of(cls, curve: Any, source: str | None = None) -> CurveRecord:
+        """The record of an :class:`advrobust.evaluation.Curve` (its masks are left out)."""
+        return cls(attack=curve.attack, norm=curve.norm, params=curve.params, epsilons=_floats(curve.epsilons),
+                   robust_accuracy=_floats(curve.robust_accuracy), ci95_low=_floats(curve.ci95_low),
+                   ci95_high=_floats(curve.ci95_high), n_examples=int(curve.n_examples),
+                   clean_accuracy=float(curve.clean_accuracy), seconds=float(curve.seconds), source=source)
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str, *, transfer: bool = False) -> CurveRecord:
+        """Read one curve; ``transfer``: it must name its ``source``. SchemaError if malformed."""
+        raw = _object(raw, where)
+        epsilons = _field(raw, "epsilons", where, _list(_real))
+        return cls(attack=_field(raw, "attack", where, _text), norm=_field(raw, "norm", where, _text),
+                   params=_field(raw, "params", where, _mapping), epsilons=epsilons,
+                   **_accuracies(raw, where, len(epsilons)), n_examples=_field(raw, "n_examples", where, _count),
+                   clean_accuracy=_field(raw, "clean_accuracy", where, _fraction),
+                   seconds=_field(raw, "seconds", where, _real),
+                   source=_field(raw, "source", where, _text) if transfer else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object (``source`` first when there is one)."""
+        return {**({} if self.source is None else {"source": self.source}), "attack": self.attack,
+                "norm": self.norm, "params": self.params, "epsilons": self.epsilons,
+                "robust_accuracy": self.robust_accuracy, "ci95_low": self.ci95_low, "ci95_high": self.ci95_high,
+                "n_examples": self.n_examples, "clean_accuracy": self.clean_accuracy, "seconds": self.seconds}
+
+
+@dataclass(frozen=True)
+class WorstCaseRecord:
+    """Per example and eps robust under every attack; ``params["attacks"]`` names them."""
+
+    params: dict[str, Any]
+    epsilons: list[float]
+    robust_accuracy: list[float]
+    ci95_low: list[float]
+    ci95_high: list[float]
+
+    @classmethod
+    def of(cls, worst: Any) -> WorstCaseRecord:
+        """The record of :func:`advrobust.evaluation.worst_case`'s curve."""
+        return cls(params=worst.params, epsilons=_floats(worst.epsilons),
+                   robust_accuracy=_floats(worst.robust_accuracy), ci95_low=_floats(worst.ci95_low),
+                   ci95_high=_floats(worst.ci95_high))
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> WorstCaseRecord:
+        raw = _object(raw, where)
+        epsilons = _field(raw, "epsilons", where, _list(_real))
+        return cls(params=_field(raw, "params", where, _mapping), epsilons=epsilons,
+                   **_accuracies(raw, where, len(epsilons)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"params": self.params, "epsilons": self.epsilons, "robust_accuracy": self.robust_accuracy,
+                "ci95_low": self.ci95_low, "ci95_high": self.ci95_high}
+
+
+@dataclass(frozen=True)
+class CheckCurves:
+    """The extra attacks the checks ran: a large radius, random noise, transfers from the
+    run's other models of the same dataset."""
+
+    large_eps: CurveRecord
+    noise: CurveRecord
+    transfer: list[CurveRecord]
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> CheckCurves:
+        raw = _object(raw, where)
+        return cls(large_eps=_field(raw, "large_eps", where, CurveRecord.from_dict),
+                   noise=_field(raw, "noise", where, CurveRecord.from_dict),
+                   transfer=_field(raw, "transfer", where,
+                                   _list(lambda value, at: CurveRecord.from_dict(value, at, transfer=True))))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"large_eps": self.large_eps.to_dict(), "noise": self.noise.to_dict(),
+                "transfer": [curve.to_dict() for curve in self.transfer]}
+
+
+def _check(raw: Any, where: str) -> Check:
+    raw = _object(raw, where)
+    return Check(name=_field(raw, "name", where, _text), passed=_field(raw, "passed", where, _flag),
+                 detail=_field(raw, "detail", where, _text))
+
+
+@dataclass(frozen=True)
+class MinimalEpsRecord:
+    """Per example, the smallest eps of the grid that fooled it (None: none did)."""
+
+    attack: str
+    norm: str
+    values: list[float | None]
+    note: str
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> MinimalEpsRecord:
+        raw = _object(raw, where)
+        return cls(attack=_field(raw, "attack", where, _text), norm=_field(raw, "norm", where, _text),
+                   values=_field(raw, "values", where, _list(_optional(_real))),
+                   note=_field(raw, "note", where, _text))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attack": self.attack, "norm": self.norm, "values": self.values, "note": self.note}
+
+
+@dataclass(frozen=True)
+class ClassRecord:
+    """Clean and worst-case robust accuracy within one class (aligned with the model's
+    ``worst_case.epsilons``)."""
+
+    label: int
+    n_examples: int
+    clean_accuracy: float
+    robust_accuracy: list[float]
+    ci95_low: list[float]
+    ci95_high: list[float]
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str, *, length: int) -> ClassRecord:
+        raw = _object(raw, where)
+        return cls(label=_field(raw, "label", where, _integer), n_examples=_field(raw, "n_examples", where, _count),
+                   clean_accuracy=_field(raw, "clean_accuracy", where, _fraction), **_accuracies(raw, where, length))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "n_examples": self.n_examples, "clean_accuracy": self.clean_accuracy,
+                "robust_accuracy": self.robust_accuracy, "ci95_low": self.ci95_low, "ci95_high": self.ci95_high}
+
+
+@dataclass(frozen=True)
+class PairedRow:
+    """A defended model against its baseline on the same images at one eps (None: clean):
+    both accuracies, the difference (defended minus baseline) with its paired 95% interval,
+    the discordant images and the exact McNemar p."""
+
+    eps: float | None
+    baseline: float
+    defended: float
+    difference: float
+    ci95_low: float
+    ci95_high: float
+    only_baseline: int
+    only_defended: int
+    p_value: float
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> PairedRow:
+        raw = _object(raw, where)
+        row = cls(eps=_field(raw, "eps", where, _optional(_real)),
+                  baseline=_field(raw, "baseline", where, _fraction),
+                  defended=_field(raw, "defended", where, _fraction),
+                  difference=_field(raw, "difference", where, _real),
+                  ci95_low=_field(raw, "ci95_low", where, _real), ci95_high=_field(raw, "ci95_high", where, _real),
+                  only_baseline=_field(raw, "only_baseline", where, _count),
+                  only_defended=_field(raw, "only_defended", where, _count),
+                  p_value=_field(raw, "p_value", where, _fraction))
+        if not -1.0 <= row.ci95_low <= row.difference <= row.ci95_high <= 1.0:
+            raise SchemaError(f"{where}: need -1 <= ci95_low <= difference <= ci95_high <= 1")
+        return row
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"eps": self.eps, "baseline": self.baseline, "defended": self.defended,
+                "difference": self.difference, "ci95_low": self.ci95_low, "ci95_high": self.ci95_high,
+                "only_baseline": self.only_baseline, "only_defended": self.only_defended, "p_value": self.p_value}
+
+
+_AS_BASELINE = {"first": "baseline", "second": "defended", "only_first": "only_baseline",
+                "only_second": "only_defended"}
+
+
+@dataclass(frozen=True)
+class PairedVsBaseline:
+    """A defended model compared image by image with its baseline."""
+
+    baseline: str
+    n_examples: int
+    method: str
+    rows: list[PairedRow]
+
+    @classmethod
+    def of(cls, comparison: dict[str, Any]) -> PairedVsBaseline:
+        """From :func:`advrobust.results.outcomes.compare` (baseline first), the rows' fields
+        named after the two roles."""
+        rows = [PairedRow(**{_AS_BASELINE.get(key, key): value for key, value in row.items()})
+                for row in comparison["rows"]]
+        return cls(baseline=comparison["first"], n_examples=comparison["n_examples"], method=comparison["method"],
+                   rows=rows)
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> PairedVsBaseline:
+        raw = _object(raw, where)
+        return cls(baseline=_field(raw, "baseline", where, _text), n_examples=_field(raw, "n_examples", where, _count),
+                   method=_field(raw, "method", where, _text),
+                   rows=_field(raw, "rows", where, _list(PairedRow.from_dict)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"baseline": self.baseline, "n_examples": self.n_examples, "method": self.method,
+                "rows": [row.to_dict() for row in self.rows]}
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One model of the run and everything measured on it. ``per_class`` and ``outcomes``
+    are None only in an older results.json read with ``strict=False``;
+    ``paired_vs_baseline`` is None when the model has no baseline."""
+
+    name: str
+    dataset: str
+    defense: str
+    architecture: str
+    baseline: str | None
+    path: str
+    card: str
+    n_examples: int
+    clean_accuracy: float
+    training_seconds: float | None
+    curves: list[CurveRecord]
+    worst_case: WorstCaseRecord
+    checks: list[Check]
+    check_curves: CheckCurves
+    examples: str | None
+    minimal_eps: MinimalEpsRecord
+    per_class: list[ClassRecord] | None
+    outcomes: str | None
+    paired_vs_baseline: PairedVsBaseline | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str, *, strict: bool = True, notes: list[str] | None = None) -> ModelRecord:
+        """Read one model (see the module docstring for ``strict``; lenient reading appends
+        to ``notes``). SchemaError if malformed."""
+        raw = _object(raw, where)
+        missing = [key for key in NEWER_MODEL_FIELDS if key not in raw]
+        if missing and strict:
+            raise SchemaError(f"{where}: missing {missing[0]!r} (an older results.json: read it with strict=False)")
+        if missing and notes is not None:
+            notes.append(f"{where} ({raw.get('name')!r}): no {' or '.join(missing)}, written before the run kept "
+                         f"them; `advrobust run CONFIG --out RUN --resume` adds them without attacking again")
+        worst_case = _field(raw, "worst_case", where, WorstCaseRecord.from_dict)
+        record = cls(
+            name=_field(raw, "name", where, _text), dataset=_field(raw, "dataset", where, _text),
+            defense=_field(raw, "defense", where, _text), architecture=_field(raw, "architecture", where, _text),
+            baseline=_field(raw, "baseline", where, _optional(_text)), path=_field(raw, "path", where, _text),
+            card=_field(raw, "card", where, _text), n_examples=_field(raw, "n_examples", where, _count),
+            clean_accuracy=_field(raw, "clean_accuracy", where, _fraction),
+            training_seconds=_field(raw, "training_seconds", where, _optional(_real)),
+            curves=_field(raw, "curves", where, _list(CurveRecord.from_dict)), worst_case=worst_case,
+            checks=_field(raw, "checks", where, _list(_check)),
+            check_curves=_field(raw, "check_curves", where, CheckCurves.from_dict),
+            examples=_field(raw, "examples", where, _optional(_text)),
+            minimal_eps=_field(raw, "minimal_eps", where, MinimalEpsRecord.from_dict),
+            per_class=None if "per_class" not in raw else _field(raw, "per_class", where, _list(
+                lambda value, at: ClassRecord.from_dict(value, at, length=len(worst_case.epsilons)))),
+            outcomes=None if "outcomes" not in raw else _field(raw, "outcomes", where, _text),
+            paired_vs_baseline=_field(raw, "paired_vs_baseline", where, _optional(PairedVsBaseline.from_dict))
+            if "paired_vs_baseline" in raw else None)
+        record._check_totals(where)
+        return record
+
+    def _check_totals(self, where: str) -> None:
+        if self.n_examples < 1:
+            raise SchemaError(f"{_path(where, 'n_examples')}: must be >= 1")
+        if not self.curves:
+            raise SchemaError(f"{_path(where, 'curves')}: empty")
+        held = sum(entry.n_examples for entry in self.per_class or [])
+        if self.per_class is not None and held != self.n_examples:
+            raise SchemaError(f"{_path(where, 'per_class')}: the classes hold {held} examples, the model was "
+                              f"evaluated on {self.n_examples}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object; ``per_class``, ``outcomes`` and ``paired_vs_baseline`` only when set."""
+        document = {
+            "name": self.name, "dataset": self.dataset, "defense": self.defense, "architecture": self.architecture,
+            "baseline": self.baseline, "path": self.path, "card": self.card, "n_examples": self.n_examples,
+            "clean_accuracy": self.clean_accuracy, "training_seconds": self.training_seconds,
+            "curves": [curve.to_dict() for curve in self.curves], "worst_case": self.worst_case.to_dict(),
+            "checks": [check.to_dict() for check in self.checks],
+            "check_curves": self.check_curves.to_dict(), "examples": self.examples,
+            "minimal_eps": self.minimal_eps.to_dict()}
+        if self.per_class is not None:
+            document["per_class"] = [entry.to_dict() for entry in self.per_class]
+        if self.outcomes is not None:
+            document["outcomes"] = self.outcomes
+        if self.paired_vs_baseline is not None:
+            document["paired_vs_baseline"] = self.paired_vs_baseline.to_dict()
+        return document
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where the run ran: library versions, the compute device, the platform."""
+
+    versions: dict[str, Any]
+    device: str
+    platform: str
+    cpu_count: int | None
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> Environment:
+        raw = _object(raw, where)
+        return cls(versions=_field(raw, "versions", where, _mapping), device=_field(raw, "device", where, _text),
+                   platform=_field(raw, "platform", where, _text),
+                   cpu_count=_field(raw, "cpu_count", where, _optional(_count)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"versions": self.versions, "device": self.device, "platform": self.platform,
+                "cpu_count": self.cpu_count}
+
+
+@dataclass(frozen=True)
+class Results:
+    """A whole results.json. ``notes``: what lenient reading found missing (never written)."""
+
+    config: dict[str, Any]
+    config_hash: str
+    started: str
+    finished: str
+    seconds: float
+    environment: Environment
+    models: list[ModelRecord]
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_dict(cls, document: Any, *, strict: bool = True) -> Results:
+        """Read a parsed results.json.
+
+        Args:
+            document: the parsed JSON (a dict).
+            strict: True (default): every field the run writes must be present and valid.
+                False: also accept results.json of older versions, which lack a model's
+                ``per_class`` and ``outcomes``; each gap becomes a line of ``notes``.
+
+        Returns:
+            The :class:`Results`.
+
+        Raises:
+            SchemaError: a field is missing or malformed; the message starts with its path.
+        """
+        document = _object(document, "")
+        version = _field(document, "schema_version", "", _integer)
+        if version != SCHEMA_VERSION:
+            raise SchemaError(f"schema_version: expected {SCHEMA_VERSION}, got {version} (this advrobust reads "
+                              f"version {SCHEMA_VERSION})")
+        notes: list[str] = []
+        models = _field(document, "models", "", _list(
+            lambda value, at: ModelRecord.from_dict(value, at, strict=strict, notes=notes)))
+        return cls(config=_field(document, "config", "", _mapping),
+                   config_hash=_field(document, "config_hash", "", _text),
+                   started=_field(document, "started", "", _text), finished=_field(document, "finished", "", _text),
+                   seconds=_field(document, "seconds", "", _real),
+                   environment=_field(document, "environment", "", Environment.from_dict), models=models,
+                   notes=tuple(notes))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object, keys in the order the run has always written them."""
+        return {"schema_version": SCHEMA_VERSION, "config": self.config, "config_hash": self.config_hash,
+                "started": self.started, "finished": self.finished, "seconds": self.seconds,
+                "environment": self.environment.to_dict(), "models": [model.to_dict() for model in self.models]}
+
+    def to_json(self) -> str:
+        """results.json's text: indented JSON, a newline at the end. ValueError on NaN or Inf."""
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
 
 
 def validate(document: Any) -> None:
-    """Raise :class:`SchemaError` unless ``document`` is a valid schema-1 results dict."""
-    _fields(document, _TOP, "results")
-    if document["schema_version"] != SCHEMA_VERSION:
-        raise SchemaError(f"results.schema_version: expected {SCHEMA_VERSION}, got {document['schema_version']}")
-    for index, model in enumerate(document["models"]):
-        where = f"results.models[{index}]"
-        _fields(model, _MODEL, where)
-        _fractions([model["clean_accuracy"]], f"{where}.clean_accuracy", 1)
-        if model["n_examples"] < 1:
-            raise SchemaError(f"{where}.n_examples: must be >= 1")
-        if not model["curves"]:
-            raise SchemaError(f"{where}.curves: empty")
-        for number, curve in enumerate(model["curves"]):
-            _curve(curve, f"{where}.curves[{number}]", _CURVE)
-        _curve(model["worst_case"], f"{where}.worst_case",
-               {key: _CURVE[key] for key in ("epsilons", "robust_accuracy", "ci95_low", "ci95_high")})
-        for number, check in enumerate(model["checks"]):
-            _fields(check, _CHECK, f"{where}.checks[{number}]")
-        if model.get("paired_vs_baseline") is not None:
-            _paired(model["paired_vs_baseline"], f"{where}.paired_vs_baseline")
-        if model.get("per_class") is not None:
-            _per_class(model["per_class"], model, f"{where}.per_class")
+    """Check a parsed results.json strictly.
+
+    Args:
+        document: the parsed JSON.
+
+    Raises:
+        SchemaError: it does not follow schema version 1; the message names the path.
+    """
+    Results.from_dict(document)
 
 
-def _per_class(classes: Any, model: dict, where: str) -> None:
-    if not isinstance(classes, list):
-        raise SchemaError(f"{where}: expected a list, got {type(classes).__name__}")
-    epsilons = {"epsilons": model["worst_case"]["epsilons"]}
-    for number, entry in enumerate(classes):
-        at = f"{where}[{number}]"
-        _fields(entry, _CLASS, at)
-        _fractions([entry["clean_accuracy"]], f"{at}.clean_accuracy", 1)
-        _curve({**entry, **epsilons}, at, {key: _CLASS[key] for key in ("robust_accuracy", "ci95_low", "ci95_high")})
-    if sum(entry["n_examples"] for entry in classes) != model["n_examples"]:
-        raise SchemaError(f"{where}: the classes hold {sum(entry['n_examples'] for entry in classes)} examples, "
-                          f"the model was evaluated on {model['n_examples']}")
+def _load_json(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: not a finished `advrobust run` folder")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise SchemaError(f"{path} is not valid JSON: {error}") from error
+
+
+def read(path: str | Path, *, strict: bool = True) -> Results:
+    """Read a results.json file.
+
+    Args:
+        path: the file.
+        strict: see :meth:`Results.from_dict`.
+
+    Returns:
+        The :class:`Results`.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        SchemaError: it is not JSON, or does not follow the schema (the message names the path).
+    """
+    return Results.from_dict(_load_json(Path(path)), strict=strict)
+
+
+def outcome_paths(path: str | Path) -> dict[str, str | None]:
+    """Each model's per-image outcomes file, as the run's results.json names it.
+
+    Reads only ``models[i].name`` and ``models[i].outcomes``, so it also reads the
+    outcomes-only results.json that scripts without TensorFlow write
+    (``experiments/torch_crosscheck/evaluate.py``).
+
+    Args:
+        path: a results.json file.
+
+    Returns:
+        ``{model name: outcomes file relative to the run folder, or None for a run
+        written before outcomes were kept}``, in the file's order.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        SchemaError: it lacks a list of models, or a model's name or outcomes is malformed.
+    """
+    document = _object(_load_json(Path(path)), "")
+    paths = {}
+    for index, model in enumerate(_field(document, "models", "", _list(_object))):
+        where = _path("models", index)
+        outcomes = model.get("outcomes")
+        paths[_field(model, "name", where, _text)] = _optional(_text)(outcomes, _path(where, "outcomes"))
+    return paths
+

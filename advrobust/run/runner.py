@@ -7,10 +7,12 @@ Layout of the output folder ``DIR``::
     config.json              the resolved config and its hash
     models/NN-NAME/          model.keras + model.card.json (+ training logs)
     examples/NN-NAME.npz     a few clean/adversarial examples per model for the report
-    outcomes/NN-NAME.npz     per test image: label, right clean, robust per eps and attack (advrobust.outcomes)
+    outcomes/NN-NAME.npz     per test image: label, right clean, robust per eps and attack
+                             (advrobust.results.outcome_files)
     results.json, results.csv, report.html, report.md, figures/
 
-Every unit is committed when finished (see :mod:`advrobust.store`), so ``--resume``
+results.json is a :class:`advrobust.results.schema.Results` written with its ``to_json``.
+Every unit is committed when finished (see :mod:`advrobust.run.store`), so ``--resume``
 after a crash or ``kill -9`` recomputes only what was not finished; all other files are
 rebuilt from the store and written atomically.
 """
@@ -33,16 +35,15 @@ import numpy as np
 
 from advrobust import data, evaluation, models, training
 from advrobust.evaluation import checks
-from advrobust.results import outcomes
+from advrobust.files import atomic_write_bytes, atomic_write_text, digest
+from advrobust.results import outcome_files, outcomes
+from advrobust.results.schema import (CheckCurves, CurveRecord, Environment, MinimalEpsRecord, ModelRecord,
+                                      PairedVsBaseline, Results, WorstCaseRecord, validate)
 from advrobust.run.config import AttackEntry, ModelEntry, RunConfig
-from advrobust.files import atomic_write_bytes, atomic_write_text
-from advrobust.results.schema import SCHEMA_VERSION, validate
-from advrobust.files import digest
-from advrobust.run.store import STORE_NAME, ResultStore, UnitCache
+from advrobust.run.store import STORE_NAME, ResultStore, StoredUnits
 from attacks import AttackSpec
 from attacks.backend import tf
 
-ITERATIVE = ("pgd", "mim", "bim")
 CSV_COLUMNS = ("model", "dataset", "defense", "architecture", "n_examples", "clean_accuracy", "attack", "norm",
                "eps", "robust_accuracy", "ci95_low", "ci95_high", "seconds")
 
@@ -126,8 +127,9 @@ def _obtain_model(index: int, entry: ModelEntry, config: RunConfig, store: Resul
 
 
 def _iterative(attacks: tuple[AttackEntry, ...]) -> AttackEntry:
-    """The attack used for the extra checks and the example grid: the run's iterative one."""
-    for name in ITERATIVE:
+    """The attack used for the extra checks and the example grid: the run's strongest
+    iterative one (:data:`advrobust.evaluation.checks.ITERATIVE` lists them strongest first)."""
+    for name in checks.ITERATIVE:
         for attack in attacks:
             if attack.name == name:
                 return attack
@@ -139,13 +141,16 @@ def _middle_eps(epsilons: tuple[float, ...]) -> float:
     return positive[(len(positive) - 1) // 2] if positive else 0.0
 
 
-def _minimal_eps(worst: evaluation.Curve) -> list[float]:
+def _minimal_eps(worst: evaluation.Curve) -> MinimalEpsRecord:
     """Per example, the smallest eps of the grid at which it is not robust; None (JSON
     null) where it is robust at every eps of the grid."""
     fooled = ~worst.robust_mask
     first = np.argmax(fooled, axis=0)
-    return [float(worst.epsilons[index]) if any_fooled else None
-            for index, any_fooled in zip(first, fooled.any(axis=0))]
+    values = [float(worst.epsilons[index]) if any_fooled else None
+              for index, any_fooled in zip(first, fooled.any(axis=0))]
+    return MinimalEpsRecord(attack="worst case over the eps grid", norm=worst.norm, values=values,
+                            note="smallest eps of the grid at which the example is not robust (an upper bound of "
+                                 "its true minimal eps); null: robust at every eps of the grid")
 
 
 def _examples(item: _Model, x: np.ndarray, y: np.ndarray, attack: AttackEntry, eps: float, norm: str,
@@ -168,9 +173,9 @@ def _examples(item: _Model, x: np.ndarray, y: np.ndarray, attack: AttackEntry, e
     return relative
 
 
-def _check_curves(item: _Model, others: list[_Model], x: np.ndarray, y: np.ndarray, result: evaluation.ModelEvaluation,
-                  config: RunConfig, cache: UnitCache, progress: bool) -> tuple[list[checks.Check], dict[str, Any]]:
-    """Run the extra attacks the checks need (as cached units) and return the verdicts."""
+def _run_checks(item: _Model, others: list[_Model], x: np.ndarray, y: np.ndarray, result: evaluation.ModelEvaluation,
+                config: RunConfig, cache: StoredUnits, progress: bool) -> tuple[list[checks.Check], CheckCurves]:
+    """Run the extra attacks the checks need (as stored units); the verdicts and those curves."""
     n_check = min(config.check_examples, len(x))
     x_check, y_check = x[:n_check], y[:n_check]
     found = [checks.logits(evaluation.logits_of(item.model, x_check)),
@@ -188,7 +193,7 @@ def _check_curves(item: _Model, others: list[_Model], x: np.ndarray, y: np.ndarr
                                              params={"draws": config.noise_draws, "seed": config.seed},
                                              cache_key="check:noise", **common)
     found.append(checks.noise_not_stronger(noise, result.worst_case))
-    extra = {"large_eps": large.to_dict(), "noise": noise.to_dict(), "transfer": []}
+    transfers = []
     middle = _middle_eps(config.epsilons)
     for source in others:
         if source.entry.dataset != item.entry.dataset or middle <= 0:
@@ -199,110 +204,106 @@ def _check_curves(item: _Model, others: list[_Model], x: np.ndarray, y: np.ndarr
             source_model=source.model, cache_key=f"check:transfer:{source.entry.name}:{source.spec[:16]}",
             **common)
         found.append(checks.black_box_not_stronger(transfer, result.worst_case, source.entry.name))
-        extra["transfer"].append({"source": source.entry.name, **transfer.to_dict()})
-    return found, extra
+        transfers.append(CurveRecord.of(transfer, source=source.entry.name))
+    return found, CheckCurves(large_eps=CurveRecord.of(large), noise=CurveRecord.of(noise), transfer=transfers)
 
 
-def environment() -> dict[str, Any]:
+def environment() -> Environment:
     """Library versions, the compute device and the platform."""
     gpus = tf.config.list_physical_devices("GPU")
     device = (", ".join(gpu.name for gpu in gpus) if gpus else f"CPU only ({os.cpu_count()} cores)")
-    return {"versions": models.library_versions(), "device": device, "platform": platform.platform(),
-            "cpu_count": os.cpu_count()}
+    return Environment(versions=models.library_versions(), device=device, platform=platform.platform(),
+                       cpu_count=os.cpu_count())
 
 
 def _model_record(item: _Model, result: evaluation.ModelEvaluation, found: list[checks.Check],
-                  extra: dict[str, Any], examples: str | None, n: int) -> dict[str, Any]:
-    card_file = models.card_path(item.path)
-    worst = result.worst_case
-    return {
-        "name": item.entry.name, "dataset": item.entry.dataset, "defense": item.card.get("defense", "none"),
-        "architecture": item.card.get("architecture", "unknown"), "baseline": item.entry.baseline,
-        "path": item.path, "card": str(card_file),
-        "n_examples": n, "clean_accuracy": result.clean_accuracy,
-        "training_seconds": item.card.get("training_seconds"),
-        "curves": [curve.to_dict() for curve in result.curves],
-        "worst_case": {key: value for key, value in worst.to_dict().items()
-                       if key in ("epsilons", "robust_accuracy", "ci95_low", "ci95_high", "params")},
-        "checks": [check.to_dict() for check in found],
-        "check_curves": extra,
-        "examples": examples,
-        "minimal_eps": {"attack": "worst case over the eps grid", "norm": worst.norm,
-                        "values": _minimal_eps(worst),
-                        "note": "smallest eps of the grid at which the example is not robust (an upper "
-                                "bound of its true minimal eps); null: robust at every eps of the grid"},
-    }
+                  check_curves: CheckCurves, examples: str | None, per_example: outcome_files.Outcomes,
+                  paired: PairedVsBaseline | None) -> ModelRecord:
+    """results.json's record of one evaluated model; its outcomes file is ``outcomes/FOLDER.npz``."""
+    return ModelRecord(
+        name=item.entry.name, dataset=item.entry.dataset, defense=item.card.get("defense", "none"),
+        architecture=item.card.get("architecture", "unknown"), baseline=item.entry.baseline, path=item.path,
+        card=str(models.card_path(item.path)), n_examples=per_example.n, clean_accuracy=float(result.clean_accuracy),
+        training_seconds=item.card.get("training_seconds"), curves=[CurveRecord.of(curve) for curve in result.curves],
+        worst_case=WorstCaseRecord.of(result.worst_case), checks=list(found), check_curves=check_curves,
+        examples=examples, minimal_eps=_minimal_eps(result.worst_case), per_class=outcomes.per_class(per_example),
+        outcomes=f"outcomes/{item.folder}.npz", paired_vs_baseline=paired)
 
 
-_AS_BASELINE = {"first": "baseline", "second": "defended", "only_first": "only_baseline",
-                "only_second": "only_defended"}
-
-
-def paired_vs_baseline(baseline: outcomes.Outcomes, defended: outcomes.Outcomes) -> dict[str, Any]:
-    """results.json's ``paired_vs_baseline``: :func:`advrobust.outcomes.compare` of a
-    defended model against its baseline, with the rows' fields named after the two roles."""
-    comparison = outcomes.compare(baseline, defended)
-    return {"baseline": baseline.name, "n_examples": comparison["n_examples"], "method": comparison["method"],
-            "rows": [{_AS_BASELINE.get(key, key): value for key, value in row.items()} for row in comparison["rows"]]}
-
-
-def _csv(records: list[dict[str, Any]]) -> str:
+def _csv(records: list[ModelRecord]) -> str:
+    """results.csv: one row per model, attack (and the worst case) and eps."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for record in records:
-        for curve in [*record["curves"], {**record["worst_case"], "attack": "worst_case",
-                                          "norm": record["curves"][0]["norm"],
-                                          "seconds": sum(c["seconds"] for c in record["curves"])}]:
-            for index, eps in enumerate(curve["epsilons"]):
-                writer.writerow([record["name"], record["dataset"], record["defense"], record["architecture"],
-                                 record["n_examples"], f"{record['clean_accuracy']:.6f}", curve["attack"],
-                                 curve["norm"], f"{eps:g}", f"{curve['robust_accuracy'][index]:.6f}",
-                                 f"{curve['ci95_low'][index]:.6f}", f"{curve['ci95_high'][index]:.6f}",
-                                 f"{curve['seconds']:.2f}"])
+        worst = record.worst_case
+        rows = [(curve.attack, curve.norm, curve.epsilons, curve.robust_accuracy, curve.ci95_low, curve.ci95_high,
+                 curve.seconds) for curve in record.curves]
+        rows.append(("worst_case", record.curves[0].norm, worst.epsilons, worst.robust_accuracy, worst.ci95_low,
+                     worst.ci95_high, sum(curve.seconds for curve in record.curves)))
+        for attack, norm, epsilons, accuracy, low, high, seconds in rows:
+            for index, eps in enumerate(epsilons):
+                writer.writerow([record.name, record.dataset, record.defense, record.architecture,
+                                 record.n_examples, f"{record.clean_accuracy:.6f}", attack, norm, f"{eps:g}",
+                                 f"{accuracy[index]:.6f}", f"{low[index]:.6f}", f"{high[index]:.6f}",
+                                 f"{seconds:.2f}"])
     return buffer.getvalue()
 
 
-def summary_table(results: dict[str, Any]) -> str:
-    """Clean and worst-case robust accuracy per model and eps, and failed checks, as text."""
-    epsilons = results["config"]["epsilons"]
+def summary_table(results: Results) -> str:
+    """Clean and worst-case robust accuracy per model and eps, and failed checks, as text.
+
+    Args:
+        results: a run's results.
+
+    Returns:
+        The lines the run prints at its end, joined by newlines.
+    """
+    epsilons = results.config["epsilons"]
     lines = ["worst-case robust accuracy per eps",
              f"{'model':<22s}{'n':>6s}{'clean':>8s}" + "".join(f"{eps:>8g}" for eps in epsilons)]
-    for record in results["models"]:
-        accuracies = "".join(f"{value:8.3f}" for value in record["worst_case"]["robust_accuracy"])
-        lines.append(f"{record['name'][:21]:<22s}{record['n_examples']:>6d}{record['clean_accuracy']:8.3f}{accuracies}")
-    failed = [(record["name"], check) for record in results["models"] for check in record["checks"]
-              if not check["passed"]]
-    lines.append("worst case over: " + ", ".join(a["name"] for a in results["config"]["attacks"])
-                 + f" ({results['config']['norm']})")
-    for record in results["models"]:
+    for record in results.models:
+        accuracies = "".join(f"{value:8.3f}" for value in record.worst_case.robust_accuracy)
+        lines.append(f"{record.name[:21]:<22s}{record.n_examples:>6d}{record.clean_accuracy:8.3f}{accuracies}")
+    failed = [(record.name, check) for record in results.models for check in record.checks if not check.passed]
+    lines.append("worst case over: " + ", ".join(a["name"] for a in results.config["attacks"])
+                 + f" ({results.config['norm']})")
+    for record in results.models:
         lines += _weakest_classes(record)
-    for record in results["models"]:
-        paired = record.get("paired_vs_baseline")
-        for row in outcomes.distinct_rows((paired or {}).get("rows", [])):
-            where = "clean" if row["eps"] is None else f"eps {row['eps']:g}"
-            lines.append(f"{record['name']} vs {paired['baseline']}, {where}: "
-                         f"{100 * row['difference']:+.1f} points [{100 * row['ci95_low']:+.1f}, "
-                         f"{100 * row['ci95_high']:+.1f}] (paired 95%), McNemar p {row['p_value']:.2g}, "
-                         f"n {paired['n_examples']}")
+    for record in results.models:
+        lines += _paired_lines(record)
     if failed:
         lines.append(f"FAILED CHECKS ({len(failed)}):")
-        lines += [f"  {name}: {check['name']}: {check['detail']}" for name, check in failed]
+        lines += [f"  {name}: {check.name}: {check.detail}" for name, check in failed]
     else:
         lines.append("all sanity checks passed")
     return "\n".join(lines)
 
 
-def _weakest_classes(record: dict[str, Any], count: int = 3) -> list[str]:
+def _paired_lines(record: ModelRecord) -> list[str]:
+    paired = record.paired_vs_baseline
+    if paired is None:
+        return []
+    lines = []
+    for row in outcomes.distinct_rows([row.to_dict() for row in paired.rows]):
+        where = "clean" if row["eps"] is None else f"eps {row['eps']:g}"
+        lines.append(f"{record.name} vs {paired.baseline}, {where}: "
+                     f"{100 * row['difference']:+.1f} points [{100 * row['ci95_low']:+.1f}, "
+                     f"{100 * row['ci95_high']:+.1f}] (paired 95%), McNemar p {row['p_value']:.2g}, "
+                     f"n {paired.n_examples}")
+    return lines
+
+
+def _weakest_classes(record: ModelRecord, count: int = 3) -> list[str]:
     """One line naming the ``count`` classes with the lowest worst case at the largest eps."""
-    classes, epsilons = record.get("per_class"), record["worst_case"]["epsilons"]
+    classes, epsilons = record.per_class, record.worst_case.epsilons
     if not classes or not epsilons:
         return []
     at = int(np.argmax(epsilons))
-    weakest = sorted(classes, key=lambda entry: entry["robust_accuracy"][at])[:count]
-    return [f"{record['name']}, weakest classes at eps {epsilons[at]:g}: " + ", ".join(
-        f"{data.class_name(record['dataset'], entry['label'])} "
-        f"{entry['robust_accuracy'][at]:.3f} (n {entry['n_examples']})" for entry in weakest)]
+    weakest = sorted(classes, key=lambda entry: entry.robust_accuracy[at])[:count]
+    return [f"{record.name}, weakest classes at eps {epsilons[at]:g}: " + ", ".join(
+        f"{data.class_name(record.dataset, entry.label)} {entry.robust_accuracy[at]:.3f} (n {entry.n_examples})"
+        for entry in weakest)]
 
 
 def _test_set(entry: ModelEntry, config: RunConfig, data_dir: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -322,7 +323,7 @@ def _evaluate(item: _Model, config: RunConfig, store: ResultStore, data_dir: Any
          f"images at eps {', '.join(f'{e:g}' for e in config.epsilons)} ({config.norm})")
     result = evaluation.evaluate({entry.name: item.model}, x, y, attacks=[(a.name, a.params) for a in attacks],
                                  epsilons=config.epsilons, norm=config.norm, batch_size=config.batch_size,
-                                 caches={entry.name: UnitCache(store, entry.name, item.spec)},
+                                 caches={entry.name: StoredUnits(store, entry.name, item.spec)},
                                  progress=progress)[entry.name]
     worst = result.worst_case
     _log(f"model {entry.name!r}: clean {worst.clean_accuracy:.4f}; worst case "
@@ -332,16 +333,29 @@ def _evaluate(item: _Model, config: RunConfig, store: ResultStore, data_dir: Any
 
 def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update: bool = False,
         data_dir: Any = None, progress: bool = True, report: bool = True,
-        allow_unsafe_load: bool = False) -> dict[str, Any]:
-    """Run ``config`` into ``out_dir``; returns the results dict (as in results.json).
+        allow_unsafe_load: bool = False) -> Results:
+    """Run ``config`` into ``out_dir``: results.json, results.csv and (with ``report``) the report.
 
-    Raises :class:`advrobust.store.StoreMismatchError` if ``out_dir`` holds results of
-    another config (unless ``update``), or of this one without ``resume``. ``update``: go
-    on under the changed config, reusing every finished model and unit whose spec (what
-    decides its outcome) is unchanged; the results then cover exactly this config.
-    ``allow_unsafe_load``: models given by ``path`` may be H5 or SavedModel files, whose
-    loading can run code from the file (see :func:`advrobust.models.load`); only for
-    files you trust.
+    Args:
+        config: the run config.
+        out_dir: the run folder (created if needed).
+        resume: go on with the finished models and units of an interrupted run of ``config``.
+        update: go on under the changed config, reusing every finished model and unit whose
+            spec (what decides its outcome) is unchanged; the results then cover exactly this
+            config.
+        data_dir: where the datasets are (None: the default lookup).
+        progress: show progress bars and training logs.
+        report: also write report.html, report.md and the figures.
+        allow_unsafe_load: models given by ``path`` may be H5 or SavedModel files, whose
+            loading can run code from the file (see :func:`advrobust.models.load`); only for
+            files you trust.
+
+    Returns:
+        The :class:`~advrobust.results.schema.Results` written to results.json.
+
+    Raises:
+        advrobust.run.store.StoreMismatchError: ``out_dir`` holds results of another config
+            (unless ``update``), or of this one without ``resume``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -362,31 +376,29 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update:
         for index, entry in enumerate(config.models):
             items.append(_obtain_model(index, entry, config, store, out, data_dir, verbose, allow_unsafe_load))
             evaluations.append(_evaluate(items[-1], config, store, data_dir, progress))
-        records, per_example = [], {}
+        measured, per_example = [], {}
         for item, result in zip(items, evaluations):
             x, y = _test_set(item.entry, config, data_dir)
-            attacks = config.attacks_for(item.entry)
-            found, extra = _check_curves(item, [other for other in items if other is not item], x, y, result,
-                                         config, UnitCache(store, item.entry.name, item.spec), progress)
-            examples = _examples(item, x, y, _iterative(attacks), _middle_eps(config.epsilons), config.norm,
-                                 config.examples, out)
-            records.append(_model_record(item, result, found, extra, examples, len(x)))
+            verdicts, check_curves = _run_checks(item, [other for other in items if other is not item], x, y, result,
+                                                 config, StoredUnits(store, item.entry.name, item.spec), progress)
+            examples = _examples(item, x, y, _iterative(config.attacks_for(item.entry)), _middle_eps(config.epsilons),
+                                 config.norm, config.examples, out)
+            measured.append((verdicts, check_curves, examples))
             per_example[item.entry.name] = outcomes.from_evaluation(item.entry.name, item.entry.dataset, result,
                                                                     labels=y)
-            records[-1]["per_class"] = outcomes.per_class(per_example[item.entry.name])
-        for item, record in zip(items, records):
-            record["outcomes"] = f"outcomes/{item.folder}.npz"
-            outcomes.save(per_example[item.entry.name], out / record["outcomes"])
-            if item.entry.baseline is not None:
-                record["paired_vs_baseline"] = paired_vs_baseline(per_example[item.entry.baseline],
-                                                                  per_example[item.entry.name])
-        results = {"schema_version": SCHEMA_VERSION, "config": config.to_dict(), "config_hash": config_hash,
-                   "started": store.created, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                   "seconds": round(time.time() - started, 1), "environment": environment(), "models": records}
-    results = json.loads(json.dumps(results, allow_nan=False, default=_json_default))
-    validate(results)
-    atomic_write_text(out / "results.json", json.dumps(results, indent=2, allow_nan=False, default=_json_default)
-                      + "\n")
+        records = []
+        for item, result, (verdicts, check_curves, examples) in zip(items, evaluations, measured):
+            mine = per_example[item.entry.name]
+            paired = None if item.entry.baseline is None else PairedVsBaseline.of(
+                outcomes.compare(per_example[item.entry.baseline], mine))
+            records.append(_model_record(item, result, verdicts, check_curves, examples, mine, paired))
+            outcome_files.write(mine, out / records[-1].outcomes)
+        results = Results(config=config.to_dict(), config_hash=config_hash, started=store.created,
+                          finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), seconds=round(time.time() - started, 1),
+                          environment=environment(), models=records)
+    text = results.to_json()
+    validate(json.loads(text))  # what is written must read back strictly
+    atomic_write_text(out / "results.json", text)
     atomic_write_text(out / "results.csv", _csv(records))
     if report:
         from advrobust.reporting import build_report
@@ -394,10 +406,3 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update:
         build_report(out)
     print(summary_table(results), flush=True)
     return results
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    raise TypeError(f"not JSON serializable: {value!r}")
-

@@ -12,7 +12,7 @@ one; SQLite's journal rolls an interrupted transaction back on the next open. Un
 
 Every model and unit also records its *spec*: a digest of everything that decides its
 outcome (for a unit: the model's spec, the attack and its parameters, the epsilons and
-the chunk size; see :mod:`advrobust.runner`). A finished one is reused only under the
+the chunk size; see :mod:`advrobust.run.runner`). A finished one is reused only under the
 same spec, so results computed under other settings are never mixed in.
 
 The store remembers the hash of the config it was created for. Opening it for another
@@ -188,8 +188,9 @@ class ResultStore:
         self.close()
 
 
-class UnitCache:
-    """The units of one model in a :class:`ResultStore`, as evaluation sees them.
+class StoredUnits:
+    """The units of one model in a :class:`ResultStore`: what evaluation takes as its
+    :class:`advrobust.evaluation.curves.UnitCache`.
 
     ``model_spec`` is the model's spec; a unit's spec is the digest of it and the
     ``fingerprint`` evaluation gives (attack, parameters, epsilons, chunk size).

@@ -67,8 +67,9 @@ def finished_run(run_config, tmp_path_factory):
     return out, runner.run(config.load(run_config), out, progress=False)
 
 
-def _comparable(document):
-    """results.json without timings."""
+def _comparable(results):
+    """results.json (as a dict or :class:`schema.Results`) without timings."""
+    document = results.to_dict() if isinstance(results, schema.Results) else results
     return [{"name": m["name"], "clean": m["clean_accuracy"], "curves": [(c["attack"], c["robust_accuracy"])
                                                                         for c in m["curves"]],
              "worst": m["worst_case"]["robust_accuracy"], "checks": m["checks"],
@@ -76,10 +77,12 @@ def _comparable(document):
 
 
 def test_results_follow_the_schema_and_curves_make_sense(finished_run):
-    out, document = finished_run
-    on_disk = json.loads((out / "results.json").read_text())
+    out, results = finished_run
+    text = (out / "results.json").read_text()
+    on_disk = json.loads(text)
     schema.validate(on_disk)
-    assert _comparable(on_disk) == _comparable(document)
+    assert text == results.to_json() and schema.read(out / "results.json").to_json() == text
+    assert _comparable(on_disk) == _comparable(results)
     trained, untrained = on_disk["models"]
     assert trained["n_examples"] == 200 and untrained["n_examples"] == 150
     assert trained["clean_accuracy"] > 0.9
@@ -101,8 +104,8 @@ def test_results_follow_the_schema_and_curves_make_sense(finished_run):
 
 
 def test_a_model_with_a_baseline_is_compared_with_it_per_image(finished_run):
-    out, document = finished_run
-    trained, untrained = document["models"]
+    out, results = finished_run
+    trained, untrained = results.to_dict()["models"]
     paired = untrained["paired_vs_baseline"]
     assert paired["baseline"] == "trained" and paired["n_examples"] == 150  # the images both saw
     assert [row["eps"] for row in paired["rows"]] == [None, 0.0, 0.05, 0.1, 0.2, 0.3]
@@ -114,7 +117,7 @@ def test_a_model_with_a_baseline_is_compared_with_it_per_image(finished_run):
     # An untrained CNN against a trained one: clean, the loss is certain.
     clean = paired["rows"][0]
     assert clean["baseline"] > 0.9 and clean["ci95_high"] < -0.5 and clean["p_value"] < 1e-20
-    summary = runner.summary_table(document)
+    summary = runner.summary_table(results)
     assert "<script>alert(1)</script> vs trained, clean: " in summary and "McNemar p" in summary
     assert "paired per image" in (out / "report.md").read_text()
 
@@ -130,8 +133,8 @@ def test_a_model_with_a_baseline_is_compared_with_it_per_image(finished_run):
 def test_each_class_is_evaluated_on_its_own_test_images(finished_run):
     from advrobust import data
 
-    out, document = finished_run
-    trained = document["models"][0]
+    out, results = finished_run
+    trained = results.to_dict()["models"][0]
     _, labels = data.load("mnist", "test")
     saved = outcomes.load(out, "trained")
     np.testing.assert_array_equal(saved.labels, labels[:200])  # the evaluated images' true labels
@@ -142,7 +145,7 @@ def test_each_class_is_evaluated_on_its_own_test_images(finished_run):
         assert sum(entry["robust_accuracy"][k] * entry["n_examples"] for entry in classes) / 200 == pytest.approx(
             overall)
     at_largest = sorted(classes, key=lambda entry: entry["robust_accuracy"][-1])[0]
-    assert f"trained, weakest classes at eps 0.3: {at_largest['label']} " in runner.summary_table(document)
+    assert f"trained, weakest classes at eps 0.3: {at_largest['label']} " in runner.summary_table(results)
     assert "#### Per class" in (out / "report.md").read_text()
 
 
@@ -225,8 +228,8 @@ def test_update_recomputes_only_what_a_changed_config_changed(run_config, finish
     # The same results as a fresh run of the changed config: nothing of the old one mixed in.
     fresh = runner.run(config.load(changed), tmp_path / "fresh", progress=False, report=False)
     assert _comparable(updated) == _comparable(fresh)
-    assert all(curve["params"]["steps"] == 11 for model in updated["models"] for curve in model["curves"]
-               if curve["attack"] == "pgd")
+    assert all(curve.params["steps"] == 11 for model in updated.models for curve in model.curves
+               if curve.attack == "pgd")
 
 
 TRAINED_CONFIG = """

@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from advrobust.results import outcomes
+from advrobust.results import outcome_files, outcomes
 from advrobust.evaluation.stats import compare_paired
 
 
@@ -29,7 +29,7 @@ def _run_folder(folder, *items):
     records = []
     for index, item in enumerate(items):
         relative = f"outcomes/{index:02d}-{item.name}.npz"
-        outcomes.save(item, folder / relative)
+        outcome_files.write(item, folder / relative)
         records.append({"name": item.name, "outcomes": relative})
     (folder / "results.json").write_text(json.dumps({"schema_version": 1, "models": records}))
     return folder
@@ -134,18 +134,18 @@ def test_per_class_counts_each_class_on_its_own_images():
     saved = outcomes.Outcomes("m", "fashion_mnist", "inf", np.array([0.0, 0.1]), clean, worst, {"pgd {}": worst},
                               labels=labels)
     rows = outcomes.per_class(saved)
-    assert [(row["label"], row["n_examples"]) for row in rows] == [(0, 3), (1, 2), (2, 1)]
-    assert [row["clean_accuracy"] for row in rows] == pytest.approx([2 / 3, 1 / 2, 1.0])
-    np.testing.assert_allclose([row["robust_accuracy"] for row in rows], [[2 / 3, 1 / 3], [1 / 2, 0.0], [1.0, 1.0]])
+    assert [(row.label, row.n_examples) for row in rows] == [(0, 3), (1, 2), (2, 1)]
+    assert [row.clean_accuracy for row in rows] == pytest.approx([2 / 3, 1 / 2, 1.0])
+    np.testing.assert_allclose([row.robust_accuracy for row in rows], [[2 / 3, 1 / 3], [1 / 2, 0.0], [1.0, 1.0]])
     for row in rows:
-        assert all(low <= value <= high for low, value, high in zip(row["ci95_low"], row["robust_accuracy"],
-                                                                    row["ci95_high"]))
+        assert all(low <= value <= high for low, value, high in zip(row.ci95_low, row.robust_accuracy,
+                                                                    row.ci95_high))
     # The classes' accuracies, weighted by their sizes, give back the overall ones.
     big = _outcomes("big", 300, labels=LABELS)
     rows = outcomes.per_class(big)
-    assert sum(row["n_examples"] for row in rows) == 300
+    assert sum(row.n_examples for row in rows) == 300
     for k in range(2):
-        assert sum(row["robust_accuracy"][k] * row["n_examples"] for row in rows) / 300 == pytest.approx(
+        assert sum(row.robust_accuracy[k] * row.n_examples for row in rows) / 300 == pytest.approx(
             big.worst[k].mean())
     with pytest.raises(ValueError, match="saved without the images' labels.*--resume"):
         outcomes.per_class(_outcomes("old", 10))
@@ -200,12 +200,9 @@ def test_outcome_files_are_written_without_tensorflow_and_read_back_by_load(tmp_
     from tests.conftest import REPO
 
     tree = ast.parse((REPO / "advrobust" / "results" / "outcome_files.py").read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported <= {"__future__", "io", "typing", "numpy"}, imported
-
-    from advrobust.results import outcome_files
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported <= {"__future__", "dataclasses", "io", "pathlib", "typing", "numpy", "advrobust.files"}, imported
 
     rng = np.random.default_rng(0)
     clean = rng.random(50) < 0.9

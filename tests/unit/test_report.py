@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from advrobust.reporting import build_report, load_run
+from advrobust.results.schema import SchemaError
 from advrobust.evaluation.stats import wilson_interval
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -36,60 +37,73 @@ def _series(accuracy, n, eps=EPS):
             "ci95_high": high.tolist()}
 
 
+def _curve(attack, accuracy, n, eps=EPS, params=None, seconds=1.5):
+    return {"attack": attack, "norm": "inf", "params": params or {}, **_series(accuracy, n, eps), "n_examples": n,
+            "clean_accuracy": accuracy[0], "seconds": seconds}
+
+
 def _model(name, dataset, worst, *, n, defense="none", baseline=None, checks=(), **extra):
-    worse = [max(0.0, a - 0.03) if i else a for i, a in enumerate(worst)]
-    curves = [{"attack": "fgsm", "norm": "inf", "params": {}, **_series(worse[:1] + [min(1, a + 0.05) for a in worst[1:]], n),
-               "n_examples": n, "seconds": 1.5},
-              {"attack": "pgd", "norm": "inf", "params": {"steps": 40, "restarts": 1}, **_series(worst, n),
-               "n_examples": n, "seconds": 12.0}]
+    fgsm = worst[:1] + [min(1, a + 0.05) for a in worst[1:]]
     return {"name": name, "dataset": dataset, "defense": defense, "architecture": "cnn", "baseline": baseline,
-            "path": f"models/{name}/model.keras", "n_examples": n, "clean_accuracy": worst[0],
-            "training_seconds": None, "curves": curves,
-            "worst_case": {**_series(worst, n), "params": {"attacks": ["fgsm", "pgd"]}},
+            "path": f"models/{name}/model.keras", "card": f"models/{name}/model.card.json", "n_examples": n,
+            "clean_accuracy": worst[0], "training_seconds": None,
+            "curves": [_curve("fgsm", fgsm, n), _curve("pgd", worst, n, params={"steps": 40, "restarts": 1},
+                                                       seconds=12.0)],
+            "worst_case": {"params": {"attacks": ["fgsm", "pgd"]}, **_series(worst, n)},
             "checks": [{"name": "accuracy falls with eps", "passed": True, "detail": "monotone"}, *checks],
+            "check_curves": {"large_eps": _curve("pgd", [0.0], n, eps=[0.9]),
+                             "noise": _curve("noise", [0.98, 0.97], n, eps=[0.1, 0.3]), "transfer": []},
+            "examples": None,
+            "minimal_eps": {"attack": "worst case over the eps grid", "norm": "inf", "values": [0.05, 0.1],
+                            "note": "grid points"},
             **extra}
 
 
-def write_run(run_dir, *, optional=True):
-    """A results.json with two datasets, a defended model with a baseline, a failed check,
-    a hostile name, and (when ``optional``) an examples npz, a card with history and minimal eps."""
+def _paired_row(eps, low, high, p, baseline, defended):
+    return {"eps": eps, "baseline": baseline, "defended": defended, "difference": round(defended - baseline, 6),
+            "ci95_low": low, "ci95_high": high, "only_baseline": 10,
+            "only_defended": 10 + round(500 * (defended - baseline)),
+            "p_value": p}
+
+
+def write_run(run_dir):
+    """A results.json with two datasets, a defended model with a baseline, a failed check, a
+    hostile name, an examples npz, a card with history and minimal eps. Only the hostile
+    model has per-class results and outcomes; the others are as runs wrote them before."""
     run_dir.mkdir(parents=True, exist_ok=True)
     baseline = _model("baseline-cnn", "mnist", BASELINE_WORST, n=500)
     defended = _model("nsl-cnn", "mnist", DEFENDED_WORST, n=500, defense="nsl", baseline="baseline-cnn",
                       checks=[{"name": "gradient masking", "passed": False,
                                "detail": "FGSM stronger than PGD at eps=0.3 <b>bold?</b>"}])
+    accuracies = {None: (BASELINE_WORST[0], DEFENDED_WORST[0]),
+                  **{eps: pair for eps, pair in zip(EPS, zip(BASELINE_WORST, DEFENDED_WORST))}}
     defended["paired_vs_baseline"] = {
         "baseline": "baseline-cnn", "n_examples": 500, "method": "per example",
-        "rows": [{"eps": eps, "ci95_low": low, "ci95_high": high, "p_value": p} for eps, low, high, p in PAIRED]
-        + [{"eps": 0.3, "ci95_low": "?", "ci95_high": 0.2, "p_value": 0.5}]}
-    defended["check_curves"] = {  # as the runner writes them
-        "large_eps": {"attack": "pgd", "norm": "inf", "params": {}, **_series([0.0], 500, eps=[0.9]), "n_examples": 500},
-        "noise": {"attack": "noise", "norm": "inf", "params": {}, **_series([0.98, 0.97], 500, eps=[0.1, 0.3]),
-                  "n_examples": 500},
-        "transfer": [{"source": "baseline-cnn", "attack": "pgd", "norm": "inf", "params": {},
-                      **_series([0.9], 500, eps=[0.1]), "n_examples": 500}]}
+        "rows": [_paired_row(eps, low, high, p, *accuracies[eps]) for eps, low, high, p in PAIRED]}
+    defended["check_curves"]["transfer"] = [{"source": "baseline-cnn", **_curve("pgd", [0.9], 500, eps=[0.1])}]
     hostile = _model(SCRIPT_NAME, "fashion_mnist", [0.9, 0.6, 0.3, 0.1, 0.0], n=200)
     hostile["per_class"] = [{"label": label, "n_examples": 100, "clean_accuracy": clean, **_series(worst, 100)}
-                            for label, clean, worst in PER_CLASS] + [{"label": 3, "n_examples": "?"}]
+                            for label, clean, worst in PER_CLASS]
+    hostile["outcomes"] = "outcomes/02-script.npz"
     orphan = _model(MATH_NAME, "fashion_mnist", [0.85, 0.7, 0.5, 0.3, 0.1], n=100, defense="pgd_at",
                     baseline="ghost")
-    if optional:
-        (run_dir / "models" / "baseline-cnn").mkdir(parents=True)
-        card = {"history": {"loss": [0.9, 0.4, 0.2], "accuracy": [0.7, 0.9, 0.95], "val_loss": [0.5, 0.3, 0.25],
-                            "val_accuracy": [0.85, 0.93, 0.96]}, "training_seconds": 42.0}
-        (run_dir / "models" / "baseline-cnn" / "model.card.json").write_text(json.dumps(card))
-        baseline["card"] = "models/baseline-cnn/model.card.json"
-        baseline["minimal_eps"] = {"attack": "pgd", "norm": "inf",
-                                   "values": [0.01, 0.05, 0.07, 0.12, 0.2, float("inf"), None, "inf"],
-                                   "note": "grid points: upper bounds"}
-        rng = np.random.default_rng(0)
-        x = rng.random((6, 28, 28, 1), dtype=np.float32)
-        x_adv = np.clip(x + rng.uniform(-0.1, 0.1, x.shape).astype(np.float32), 0, 1)
-        (run_dir / "examples").mkdir()
-        np.savez(run_dir / "examples" / "nsl-cnn.npz", x=x, x_adv=x_adv, y=np.arange(6), pred_clean=np.arange(6),
-                 pred_adv=np.array([0, 7, 2, 8, 4, 1]), eps=np.float32(0.1), attack=np.str_("pgd"))
-        defended["examples"] = "examples/nsl-cnn.npz"
-        hostile["examples"] = "examples/missing.npz"  # referenced but absent: a note, not a crash
+    for model in (baseline, defended, orphan):
+        (run_dir / "models" / model["name"]).mkdir(parents=True)
+        (run_dir / "models" / model["name"] / "model.card.json").write_text("{}")
+    card = {"history": {"loss": [0.9, 0.4, 0.2], "accuracy": [0.7, 0.9, 0.95], "val_loss": [0.5, 0.3, 0.25],
+                        "val_accuracy": [0.85, 0.93, 0.96]}, "training_seconds": 42.0}
+    (run_dir / baseline["card"]).write_text(json.dumps(card))
+    baseline["minimal_eps"] = {"attack": "pgd", "norm": "inf", "values": [0.01, 0.05, 0.07, 0.12, 0.2, None, None,
+                                                                          None],
+                               "note": "grid points: upper bounds"}
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 28, 28, 1), dtype=np.float32)
+    x_adv = np.clip(x + rng.uniform(-0.1, 0.1, x.shape).astype(np.float32), 0, 1)
+    (run_dir / "examples").mkdir()
+    np.savez(run_dir / "examples" / "nsl-cnn.npz", x=x, x_adv=x_adv, y=np.arange(6), pred_clean=np.arange(6),
+             pred_adv=np.array([0, 7, 2, 8, 4, 1]), eps=np.float32(0.1), attack=np.str_("pgd"))
+    defended["examples"] = "examples/nsl-cnn.npz"
+    hostile["examples"] = "examples/missing.npz"  # referenced but absent: a note, not a crash
     results = {"schema_version": 1, "config": {"name": "</pre><script>alert(2)</script>", "seed": 0},
                "config_hash": "0123456789abcdef", "started": "2025-01-01T10:00:00", "finished": "2025-01-01T10:05:00",
                "seconds": 300.0,
@@ -162,13 +176,12 @@ def test_paired_intervals_and_p_values_join_the_deltas(report):
     run_dir, _, page, markdown = report
     run = load_run(run_dir)
     nsl = run.comparisons()[0]
-    assert [None if row.paired is None else row.paired.points for row in nsl.rows] == [
-        pytest.approx((100 * low, 100 * high)) for _, low, high, _ in PAIRED] + [None]
+    assert [None if row.paired is None else (row.paired.ci95_low, row.paired.ci95_high) for row in nsl.rows] == [
+        pytest.approx((low, high)) for _, low, high, _ in PAIRED] + [None]
     assert "| Δ 95% CI, paired per image | " + " | ".join(EXPECTED_PAIRED_CELLS) + " |" in markdown
     assert "| McNemar exact p | " + " | ".join(EXPECTED_P_CELLS) + " |" in markdown
     html_row = re.search(r"<td>Δ 95% CI, paired per image</td>(.*?)</tr>", page)
     assert html_row is not None and re.findall(r">([^<]*)</td>", html_row.group(1)) == EXPECTED_PAIRED_CELLS
-    assert any("paired-comparison row could not be read" in note for note in run.notes)
     assert "Newcombe" in page and "McNemar" in markdown
 
 
@@ -201,7 +214,7 @@ def test_html_is_self_contained(report):
 def test_report_states_missing_files_and_renders_summary_numbers(report):
     _, _, page, markdown = report
     assert "examples/missing.npz" in page  # listed as a note
-    assert "2 never fooled" not in page and "3 never fooled" in page  # inf, None and "inf" all count
+    assert "8 examples, 3 never fooled" in page  # null: robust at every eps of the grid
     assert "Training curves" in page and "Adversarial examples" in page
     assert "Note: grid points: upper bounds." in page
     assert "<th>Worst case over</th><td>fgsm, pgd</td>" in page
@@ -211,51 +224,49 @@ def test_report_states_missing_files_and_renders_summary_numbers(report):
     assert '<td class="num">92.0%</td>' in summary and '<td class="num">40.0%</td>' in summary
 
 
-def test_missing_optional_fields_still_render(report, tmp_path):
+def test_a_rebuilt_report_drops_stale_figures(report, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(report[0], run_dir)  # the full report's figures are there, to go stale
     first = report[1]
     assert (run_dir / "figures" / "model-2-nsl-cnn-examples.png").exists()
     results = json.loads((run_dir / "results.json").read_text())
     for model in results["models"]:
-        for key in ("examples", "card", "minimal_eps", "worst_case", "baseline", "training_seconds", "checks"):
-            model.pop(key, None)
-    for key in ("environment", "config", "config_hash", "started", "finished", "seconds"):
-        results.pop(key)
+        model.update(examples=None, baseline=None, card="models/none.json")
+        model.pop("paired_vs_baseline", None)
     (run_dir / "results.json").write_text(json.dumps(results))
     paths = build_report(run_dir)
     page = paths["html"].read_text(encoding="utf-8")
     assert "nsl-cnn" in page and "No model in this run names a baseline." in page
     assert "Adversarial examples" not in page and "Training curves" not in page
+    assert "cannot read the model card models/none.json" in page
     assert not (run_dir / "figures" / "model-2-nsl-cnn-examples.png").exists()  # stale figure removed
-    assert set(first) - set(paths) >= {"dataset-1-mnist", "model-2-nsl-cnn-examples"}
+    assert set(first) - set(paths) == {"model-2-nsl-cnn-examples", "model-1-baseline-cnn-training"}
     assert paths["markdown"].exists()
 
 
-def test_minimal_results_and_errors(tmp_path):
-    (tmp_path / "results.json").write_text(json.dumps({"schema_version": 1, "models": [{"name": "bare"}]}))
-    paths = build_report(tmp_path)
-    assert "bare" in paths["html"].read_text(encoding="utf-8")
+def test_missing_or_unreadable_results_raise(tmp_path):
     with pytest.raises(FileNotFoundError, match="results.json"):
         build_report(tmp_path / "nowhere")
     (tmp_path / "results.json").write_text("[1, 2]")
-    with pytest.raises(ValueError, match="JSON object"):
+    with pytest.raises(SchemaError, match="results.json: expected an object, got list"):
         build_report(tmp_path)
 
 
-def test_malformed_fields_become_notes_not_crashes(tmp_path):
-    curve = {"attack": None, "norm": 2, "params": "x", "epsilons": [0.2, float("nan"), 0.0],
-             "robust_accuracy": [0.1, None], "ci95_low": "x"}
-    model = {"name": 7, "dataset": None, "curves": [curve, 5], "worst_case": "x", "checks": [1, {"passed": "yes"}],
-             "minimal_eps": {"values": [0.1, None, "zz"]}, "examples": "nowhere.npz", "card": "no-card.json",
-             "n_examples": "many", "clean_accuracy": float("nan")}
-    (tmp_path / "results.json").write_text(json.dumps({"schema_version": 9, "models": [model, "junk"],
-                                                       "environment": {"versions": "x"}, "config": [1]}))
-    page = build_report(tmp_path)["html"].read_text(encoding="utf-8")
-    for note in ("schema_version 9", "3 epsilons but 2 accuracies", "cannot read the examples file nowhere.npz",
-                 "cannot read the model card no-card.json"):
-        assert note in page
-    assert '<td class="bad">FAILED</td>' in page  # "passed": "yes" is not a pass
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r["models"][1]["curves"][0].update(robust_accuracy=[0.1, None]),
+     r"models\[1\]\.curves\[0\]\.robust_accuracy\[1\]: None is not a fraction"),
+    (lambda r: r["models"][0].update(name=7), r"models\[0\]\.name: expected str, got 7"),
+    (lambda r: r.update(schema_version=9), "schema_version: expected 1, got 9"),
+    (lambda r: r["models"][3].pop("minimal_eps"), r"models\[3\]: missing 'minimal_eps'"),
+    (lambda r: r["models"][2]["per_class"][1].update(n_examples="?"),
+     r"models\[2\]\.per_class\[1\]\.n_examples: expected int"),
+])
+def test_a_malformed_results_json_is_refused_with_the_path_of_the_problem(report, tmp_path, mutate, message):
+    results = json.loads((report[0] / "results.json").read_text())
+    mutate(results)
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    with pytest.raises(SchemaError, match=message):
+        build_report(tmp_path)
 
 
 def test_per_class_table_names_the_classes_and_marks_the_weakest(report):
@@ -266,5 +277,5 @@ def test_per_class_table_names_the_classes_and_marks_the_weakest(report):
     assert rows[1].startswith("| **Shirt** | **100** | **61.0%** | **50.0% \\[")  # weakest at eps 0.3: marked
     assert "ε=0 |" not in markdown.split("#### Per class")[1].split("\n\n")[2]  # eps 0 repeats the clean column
     assert '<td class="bad">Shirt</td>' in page
-    assert "a per-class entry could not be read; left out" in page
+    assert "no per_class or outcomes, written before the run kept them" in page  # the older models: noted
     assert markdown.count("#### Per class") == 1  # models without per-class results show no table

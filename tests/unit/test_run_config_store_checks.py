@@ -1,19 +1,16 @@
-"""Run configs (TOML), the SQLite results store, the sanity checks and the results schema."""
+"""Run configs (TOML), the SQLite results store and the sanity checks (results.json: test_results_schema.py)."""
 
 from __future__ import annotations
 
-import copy
 import sqlite3
 
 import numpy as np
 import pytest
 
-from advrobust import evaluation
 from advrobust.evaluation import curves
 from advrobust.evaluation import checks
-from advrobust.results import schema
 from advrobust.run import config, runner
-from advrobust.run.store import ResultStore, StoreMismatchError
+from advrobust.run.store import ResultStore, StoredUnits, StoreMismatchError
 from tests.conftest import REPO
 
 BASE = """
@@ -150,44 +147,6 @@ def test_logits_and_gradient_checks():
     assert not checks.gradients(np.array([np.inf, 1.0])).passed
 
 
-def _valid_results():
-    curve = {"attack": "pgd", "norm": "inf", "params": {}, "epsilons": [0.0, 0.1], "robust_accuracy": [0.9, 0.5],
-             "ci95_low": [0.8, 0.4], "ci95_high": [0.95, 0.6], "seconds": 1.0}
-    return {"schema_version": 1, "config": {}, "config_hash": "h", "environment": {}, "seconds": 1.0,
-            "models": [{"name": "m", "dataset": "mnist", "defense": "none", "architecture": "cnn",
-                        "path": "models/m/model.keras", "n_examples": 10, "clean_accuracy": 0.9,
-                        "curves": [curve], "worst_case": dict(curve),
-                        "checks": [{"name": "logits", "passed": True, "detail": ""}]}]}
-
-
-def _class(label, n, robust=(0.9, 0.5)):
-    return {"label": label, "n_examples": n, "clean_accuracy": 0.9, "robust_accuracy": list(robust),
-            "ci95_low": [0.0, 0.0], "ci95_high": [1.0, 1.0]}
-
-
-@pytest.mark.parametrize("mutate, message", [
-    (lambda r: r.pop("models"), "missing 'models'"),
-    (lambda r: r.update(schema_version=2), "expected 1"),
-    (lambda r: r["models"][0]["curves"][0].update(robust_accuracy=[0.9, 1.5]), "not a fraction"),
-    (lambda r: r["models"][0]["curves"][0].update(robust_accuracy=[0.9]), "1 values for 2 epsilons"),
-    (lambda r: r["models"][0]["curves"][0].update(ci95_low=[0.95, 0.4]), "does not contain"),
-    (lambda r: r["models"][0]["checks"][0].update(passed="yes"), "expected bool"),
-    (lambda r: r["models"][0].update(per_class=[_class(0, 6), _class(1, 3)]), "hold 9 examples, the model was "
-                                                                                  "evaluated on 10"),
-    (lambda r: r["models"][0].update(per_class=[_class(0, 10, robust=[0.9, 1.2])]),
-     "robust_accuracy: 1.2 is not a fraction"),
-    (lambda r: r["models"][0].update(per_class=[{**_class(0, 10), "label": "0"}]), "label: expected int"),
-])
-def test_schema_validator_rejects_broken_results(mutate, message):
-    schema.validate(_valid_results())
-    schema.validate({**_valid_results(), "models": [{**_valid_results()["models"][0],
-                                                       "per_class": [_class(0, 4), _class(1, 6)]}]})
-    broken = copy.deepcopy(_valid_results())
-    mutate(broken)
-    with pytest.raises(schema.SchemaError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        schema.validate(broken)
-
-
 @pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.toml")), ids=lambda p: p.name)
 def test_every_experiment_config_is_valid(path):
     loaded = config.load(path)
@@ -270,3 +229,16 @@ def test_claim_folder_moves_aside_what_another_spec_made(tmp_path):
     assert (legacy / "backup").is_dir()
     runner._claim_folder(legacy, "d", replaced=True)  # the store holds a finished model of another spec
     assert not (legacy / "backup").exists()
+
+
+def test_stored_units_return_a_unit_only_under_the_model_spec_and_fingerprint_it_was_put_with(tmp_path):
+    clean, robust = np.array([True, False]), np.array([[True, False]])
+    with ResultStore(tmp_path / "store.sqlite", config_hash="h", config={}, resume=False) as store:
+        units = StoredUnits(store, "m", "spec-a")
+        units.put("pgd", 0, [0.1], clean, robust, 1.5, "fingerprint")
+        got_clean, got_robust, seconds = units.get("pgd", 0, "fingerprint")
+        np.testing.assert_array_equal(got_clean, clean)
+        np.testing.assert_array_equal(got_robust, robust)
+        assert seconds == 1.5
+        assert units.get("pgd", 0, "other fingerprint") is None
+        assert StoredUnits(store, "m", "spec-b").get("pgd", 0, "fingerprint") is None
