@@ -8,7 +8,10 @@ import sys
 import typing
 from typing import Any, Sequence
 
-_USER_ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError)
+from advrobust.run.folder import RunFolderError
+
+# What a user's input or situation causes: one line and exit status 2, never a traceback.
+_USER_ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError, RunFolderError)
 
 
 def _add_unsafe_load(parser: argparse.ArgumentParser) -> None:
@@ -178,6 +181,9 @@ def _add_run(subparsers) -> None:
                              "settings are unchanged are kept, the rest is computed (implies --resume)")
     parser.add_argument("--data-dir", default=None, help="folder with the dataset files")
     parser.add_argument("--no-report", action="store_true", help="skip report.html/report.md")
+    parser.add_argument("--force", action="store_true",
+                        help="use OUT even if it is a non-empty folder that holds no advrobust run (a run writes "
+                             "results.*, report.*, config.json and figures/ there)")
     parser.add_argument("--show-default", action="store_true", help="print the default config and exit")
     _add_unsafe_load(parser)
     parser.set_defaults(handler=_run_run)
@@ -191,7 +197,7 @@ def _run_run(args: argparse.Namespace) -> int:
         return 0
     run_config = config.load(args.config)
     runner.run(run_config, args.out, resume=args.resume, update=args.update, data_dir=args.data_dir,
-               report=not args.no_report, allow_unsafe_load=args.unsafe_load)
+               report=not args.no_report, allow_unsafe_load=args.unsafe_load, force=args.force)
     print(f"results: {args.out}/results.json, {args.out}/results.csv"
           + ("" if args.no_report else f"; report: {args.out}/report.html"))
     # A failed sanity check is a finding about a model (shown in the summary and report),

@@ -43,6 +43,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.ticker import MaxNLocator
 
+from advrobust.evaluation.stats import minimal_eps_on_grid
+
 __all__ = ["curves", "examples", "minimal_eps"]
 
 CURVE_FIELDS = ("epsilons", "robust_accuracy", "ci95_low", "ci95_high")
@@ -435,11 +437,4 @@ def _minimal_eps_values(values: Any) -> tuple[np.ndarray, str | None]:
 
 def _grid_minimal_eps(curve: Any) -> np.ndarray:
     """Per example, the smallest eps of the curve's grid at which it is not robust; inf if none."""
-    robust = np.asarray(curve.robust_mask, dtype=bool)
-    epsilons = np.asarray(curve.epsilons, dtype=np.float64)
-    if epsilons.ndim != 1 or robust.ndim != 2 or robust.shape[0] != len(epsilons):
-        raise ValueError(f"the curve's robust_mask must be (K, N) with K = {epsilons.size} epsilons; "
-                         f"got shape {robust.shape}")
-    if not robust.size:
-        raise ValueError(f"the curve's robust_mask {robust.shape} holds no eps or no example")
-    return np.where(robust, np.inf, epsilons[:, None]).min(axis=0)
+    return minimal_eps_on_grid(curve.epsilons, curve.robust_mask)

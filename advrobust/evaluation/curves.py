@@ -21,7 +21,7 @@ from attacks import AttackSpec, get_attack
 from attacks.backend import tf
 from attacks.losses import cross_entropy
 from attacks.norms import canonical_norm
-from attacks.validation import inference_fn
+from attacks.validation import attack_input, inference_fn
 
 DEFAULT_CHUNK = 500
 
@@ -122,6 +122,9 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
     """
     params = dict(params or {})
     norm = canonical_norm(norm)
+    # The attack core's checks, here too: an attack never runs for eps 0 or for examples
+    # misclassified clean, so bad input could otherwise slip through into a curve.
+    attack_input(x, y, epsilons, norm, params.get("clip", (0.0, 1.0)))
     if "early_stop" in inspect.signature(get_attack(attack)).parameters:
         # Only robust accuracy is needed here: stop on fooled examples (same accuracy, less work).
         params.setdefault("early_stop", True)

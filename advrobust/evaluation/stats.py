@@ -11,6 +11,7 @@ and the exact McNemar test (a two-sided binomial test on the discordant images).
 from __future__ import annotations
 
 import math
+from typing import Any
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
@@ -182,3 +183,29 @@ def compare_paired(first_correct, second_correct) -> PairedComparison:
                             difference=(only_second - only_first) / n, ci95_low=low, ci95_high=high,
                             only_first=only_first, only_second=only_second,
                             p_value=mcnemar_exact_p(only_first, only_second))
+
+
+def minimal_eps_on_grid(epsilons: Any, robust_mask: Any) -> np.ndarray:
+    """Per example, the smallest eps of a grid at which it is not robust.
+
+    An upper bound of the example's true minimal adversarial eps (the attack may have
+    missed smaller ones between grid points).
+
+    Args:
+        epsilons: The grid, (K,) numbers (any order).
+        robust_mask: (K, N) bool: robust at each eps of the grid.
+
+    Returns:
+        (N,) float64: the smallest grid eps at which the example is not robust; ``inf``
+        where it is robust at every eps of the grid.
+
+    Raises:
+        ValueError: ``robust_mask`` is not (K, N) for the K epsilons, or holds no example.
+    """
+    grid = np.asarray(epsilons, dtype=np.float64)
+    robust = np.asarray(robust_mask, dtype=bool)
+    if grid.ndim != 1 or robust.ndim != 2 or robust.shape[0] != len(grid):
+        raise ValueError(f"robust_mask must be (K, N) with K = {grid.size} epsilons; got shape {robust.shape}")
+    if not robust.size:
+        raise ValueError(f"robust_mask {robust.shape} holds no eps or no example")
+    return np.where(robust, np.inf, grid[:, None]).min(axis=0)

@@ -23,6 +23,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import platform
 import re
@@ -34,11 +35,12 @@ from typing import Any
 import numpy as np
 
 from advrobust import data, evaluation, models, training
-from advrobust.evaluation import checks
+from advrobust.evaluation import checks, stats
 from advrobust.files import atomic_write_bytes, atomic_write_text, digest
 from advrobust.results import outcome_files, outcomes
 from advrobust.results.schema import (CheckCurves, CurveRecord, Environment, MinimalEpsRecord, ModelRecord,
                                       PairedVsBaseline, Results, WorstCaseRecord, validate)
+from advrobust.run import folder
 from advrobust.run.config import AttackEntry, ModelEntry, RunConfig
 from advrobust.run.store import STORE_NAME, ResultStore, StoredUnits
 from attacks import AttackSpec
@@ -70,11 +72,15 @@ class _Model:
 
 def model_spec(entry: ModelEntry, config: RunConfig) -> str:
     """Digest of what decides a model: its dataset and either its training settings as
-    configured (with the run's seed) or the bytes of its file. Part of every unit's spec."""
+    configured (with the run's seed and the bytes of a weights file it names) or the bytes
+    of its file. Part of every unit's spec."""
     if entry.path is not None:
         file_digest = hashlib.sha256(Path(entry.path).read_bytes()).hexdigest()
         return digest({"dataset": entry.dataset, "file_sha256": file_digest})
-    return digest({"dataset": entry.dataset, "seed": config.seed, "train": entry.train})
+    settings = {"dataset": entry.dataset, "seed": config.seed, "train": entry.train}
+    if entry.weights_sha256 is not None:  # a weights file's bytes decide the model too
+        settings["weights_sha256"] = entry.weights_sha256
+    return digest(settings)
 
 
 def _claim_folder(path: Path, spec: str, replaced: bool) -> None:
@@ -144,10 +150,8 @@ def _middle_eps(epsilons: tuple[float, ...]) -> float:
 def _minimal_eps(worst: evaluation.Curve) -> MinimalEpsRecord:
     """Per example, the smallest eps of the grid at which it is not robust; None (JSON
     null) where it is robust at every eps of the grid."""
-    fooled = ~worst.robust_mask
-    first = np.argmax(fooled, axis=0)
-    values = [float(worst.epsilons[index]) if any_fooled else None
-              for index, any_fooled in zip(first, fooled.any(axis=0))]
+    values = [None if math.isinf(value) else float(value)
+              for value in stats.minimal_eps_on_grid(worst.epsilons, worst.robust_mask)]
     return MinimalEpsRecord(attack="worst case over the eps grid", norm=worst.norm, values=values,
                             note="smallest eps of the grid at which the example is not robust (an upper bound of "
                                  "its true minimal eps); null: robust at every eps of the grid")
@@ -333,7 +337,7 @@ def _evaluate(item: _Model, config: RunConfig, store: ResultStore, data_dir: Any
 
 def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update: bool = False,
         data_dir: Any = None, progress: bool = True, report: bool = True,
-        allow_unsafe_load: bool = False) -> Results:
+        allow_unsafe_load: bool = False, force: bool = False) -> Results:
     """Run ``config`` into ``out_dir``: results.json, results.csv and (with ``report``) the report.
 
     Args:
@@ -349,6 +353,7 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update:
         allow_unsafe_load: models given by ``path`` may be H5 or SavedModel files, whose
             loading can run code from the file (see :func:`advrobust.models.load`); only for
             files you trust.
+        force: use ``out_dir`` even if it is a non-empty folder that holds no run.
 
     Returns:
         The :class:`~advrobust.results.schema.Results` written to results.json.
@@ -356,9 +361,17 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update:
     Raises:
         advrobust.run.store.StoreMismatchError: ``out_dir`` holds results of another config
             (unless ``update``), or of this one without ``resume``.
+        advrobust.run.folder.RunFolderError: another run holds ``out_dir``, or it is a
+            non-empty folder that holds no run (and not ``force``).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with folder.claim(out_dir, force=force) as out:
+        return _run(config, out, resume=resume, update=update, data_dir=data_dir, progress=progress, report=report,
+                    allow_unsafe_load=allow_unsafe_load)
+
+
+def _run(config: RunConfig, out: Path, *, resume: bool, update: bool, data_dir: Any, progress: bool, report: bool,
+         allow_unsafe_load: bool) -> Results:
+    """:func:`run` inside the claimed run folder ``out``."""
     started = time.time()
     config_hash = config.hash()
     with ResultStore(out / STORE_NAME, config_hash=config_hash, config=config.to_dict(), resume=resume,

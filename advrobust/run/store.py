@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS units (
     seconds REAL NOT NULL, finished REAL NOT NULL,
     PRIMARY KEY (model, attack, batch));
 """
+KNOWN_TABLES = ("meta", "models", "units")
 SPEC_TABLES = ("models", "units")  # each gets a nullable ``spec`` column (added to older stores)
 
 
@@ -76,13 +77,13 @@ class ResultStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = sqlite3.connect(self.path, timeout=30)
-        self._connection.execute("PRAGMA synchronous=FULL")
-        with self._connection:
-            self._connection.executescript(SCHEMA)
-            for table in SPEC_TABLES:
-                columns = [row[1] for row in self._connection.execute(f"PRAGMA table_info({table})")]
-                if "spec" not in columns:
-                    self._connection.execute(f"ALTER TABLE {table} ADD COLUMN spec TEXT")
+        try:
+            self._open_schema()
+        except sqlite3.DatabaseError as error:
+            self._connection.close()
+            raise StoreMismatchError(
+                f"{self.path} is not a readable advrobust store ({error}): it is corrupt or belongs to something "
+                f"else. Move it aside (its finished units cannot be reused) or choose another --out") from None
         stored = self._meta("config_hash")
         # Rows without a spec were made by the stored config: trusted only if it is this one.
         self._trust_unspecified = stored in (None, config_hash)
@@ -109,6 +110,19 @@ class ResultStore:
             self.close()
             raise StoreMismatchError(f"{self.path.parent} already holds results of this config; pass --resume "
                                      f"to continue (finished work is kept) or choose another --out")
+
+    def _open_schema(self) -> None:
+        """Create the tables if new; add the spec column to stores made before it existed."""
+        self._connection.execute("PRAGMA synchronous=FULL")
+        tables = {row[0] for row in self._connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables - set(KNOWN_TABLES):
+            raise sqlite3.DatabaseError(f"it holds tables advrobust does not make: {', '.join(sorted(tables))}")
+        with self._connection:
+            self._connection.executescript(SCHEMA)
+            for table in SPEC_TABLES:
+                columns = [row[1] for row in self._connection.execute(f"PRAGMA table_info({table})")]
+                if "spec" not in columns:
+                    self._connection.execute(f"ALTER TABLE {table} ADD COLUMN spec TEXT")
 
     def _matches(self, table: str, where: str, args: tuple, stored_spec: str | None, spec: str | None) -> bool:
         """Whether a row with ``stored_spec`` may be reused under ``spec`` (None: unchecked).
