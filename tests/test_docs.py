@@ -114,6 +114,8 @@ def test_the_docs_have_code_of_every_kind():
 PYTHON_PAGES = sorted({block.page for block in TESTED if block.language in PYTHON})
 
 
+# The bad-inputs page saves an H5 file on purpose, to show that loading it is refused.
+@pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file:UserWarning")
 @pytest.mark.parametrize("page", PYTHON_PAGES, ids=[str(page.relative_to(REPO)) for page in PYTHON_PAGES])
 def test_python_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
