@@ -17,7 +17,15 @@ Code blocks, by the language of their fence:
   pyproject.toml; ``bash FILE`` needs the file.
 
 A block that must not be run carries ``<!-- no-test -->`` on the line before its fence;
-at most ``MAX_SKIPPED`` blocks in all may do so. Any other language fails.
+at most ``MAX_SKIPPED`` blocks in all may do so (now one: the package diagram on the
+home page). Any other language fails.
+
+The reference pages are compared with the code: every attack of ``attacks.ATTACKS`` on
+the attacks page, every flag of every subcommand on the CLI page (and no other), every
+run-config key with its default, a stable anchor per check of
+``advrobust.evaluation.checks``, the performance tables against ``benchmarks/results``,
+and the README's time for the quick run against ``quick.toml``. Finally the site builds
+with ``mkdocs build --strict`` and loads nothing from the network.
 """
 
 from __future__ import annotations
@@ -372,3 +380,15 @@ def test_readme_times_follow_the_quick_config():
     assert minutes, "advrobust/run/configs/quick.toml no longer states its duration"
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert f"about {minutes[1]} minutes" in readme, "README.md's time for the quick run differs from quick.toml's"
+
+
+def test_the_site_builds_strictly_without_outside_assets(tmp_path):
+    import subprocess
+    import sys
+
+    built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    outside = {match for page in tmp_path.rglob("*.html")
+               for match in re.findall(r'<(?:script|link|img)[^>]*(?:src|href)="(https?://[^"]+)"', page.read_text())}
+    assert not outside, f"the site loads assets from the network: {sorted(outside)}"
