@@ -46,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 PAGES = sorted((REPO / "docs").rglob("*.md")) + [REPO / "README.md"]
 NO_TEST = "<!-- no-test -->"
 MAX_SKIPPED = 2
+README_MAX_LINES = 120
 PYTHON = ("python",)
 SHELL = ("bash", "console")
 TOML = ("toml",)
@@ -371,6 +372,12 @@ def test_performance_figures_match_the_benchmark_results():
         assert rows[key][0] == f"{row['median']:.1f}", f"{key}: page {rows[key][0]}, JSON {row}"
         checked += 1
     assert checked >= 4
+
+
+def test_readme_stays_short():
+    lines = (REPO / "README.md").read_text(encoding="utf-8").count("\n")
+    assert lines <= README_MAX_LINES, (f"README.md has {lines} lines (at most {README_MAX_LINES}): results belong in "
+                                       "experiments/README.md, explanations in docs/")
 
 
 def test_readme_times_follow_the_quick_config():
