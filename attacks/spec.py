@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
+
 from attacks.external import apgd_ce_art, apgd_dlr_art
 from attacks.gradient import bim, fgsm, mim, pgd
 from attacks.noise import random_noise
@@ -78,6 +80,28 @@ class AttackSpec:
             What the attack function returns: ``x_adv`` shaped like ``x``, or (K, N, ...).
         """
         return get_attack(self.name)(model, x, y, eps=eps, **self.params)
+
+    def check_values(self, eps: Any, example_shape: tuple[int, ...] = (28, 28, 1)) -> None:
+        """Let the attack check its parameter values now, without running it.
+
+        Every attack validates its arguments before it calls the model and returns at
+        once for an empty batch; so a run on zero examples checks ``steps = 0`` or
+        ``loss = "x"`` up front (the harness skips attacking examples that are already
+        misclassified, so without this a bad value could go unnoticed).
+
+        Args:
+            eps: The radius or radii the attack will get.
+            example_shape: The shape of one input example.
+
+        Raises:
+            ValueError: A parameter value (or ``eps``) is out of range.
+            TypeError: A parameter value has the wrong type.
+        """
+        def untouched_model(x: Any, training: bool = False) -> Any:
+            raise AssertionError("an attack called the model for an empty batch")
+
+        empty_x = np.zeros((0, *example_shape), np.float32)
+        self(untouched_model, empty_x, np.zeros(0, np.int64), eps=eps)
 
     def to_dict(self) -> dict[str, Any]:
         """Describe the spec as plain data.

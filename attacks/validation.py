@@ -325,8 +325,37 @@ def attack_input(x: Any, y: Any, eps: Any, norm: Any, clip: Any) -> AttackInput:
     check_x(x_np, clip)
     y_np = check_labels(y, len(x_np))
     epsilons, scalar_eps = check_eps(eps)
-    return AttackInput(x=x_np, y=y_np, epsilons=epsilons, scalar_eps=scalar_eps, norm=canonical_norm(norm),
+    norm = canonical_norm(norm)
+    check_eps_within_reach(epsilons, norm, clip, x_np.shape[1:])
+    return AttackInput(x=x_np, y=y_np, epsilons=epsilons, scalar_eps=scalar_eps, norm=norm,
                        clip=clip, is_tensor=isinstance(x, (tf.Tensor, tf.Variable)))
+
+
+def check_eps_within_reach(epsilons: np.ndarray, norm: str, clip: tuple[float, float] | None,
+                           example_shape: tuple[int, ...]) -> None:
+    """Refuse radii larger than the whole clip box: a sign of eps on the wrong scale.
+
+    Within ``clip`` no two points are further apart than ``high - low`` in L-inf, or
+    ``(high - low) * sqrt(d)`` in L2 for d features per example; a larger eps (say 8 meant
+    as 8/255) allows nothing more and usually means a unit mistake.
+
+    Args:
+        epsilons: The radii, (K,) finite and >= 0.
+        norm: ``"inf"`` or ``"l2"``.
+        clip: The valid input range, or None (unbounded: any eps is accepted).
+        example_shape: The shape of one example, e.g. (28, 28, 1).
+
+    Raises:
+        ValueError: An eps exceeds the largest distance within the box, naming both.
+    """
+    if clip is None:
+        return
+    span = clip[1] - clip[0]
+    reach = span if norm == "inf" else span * float(np.sqrt(np.prod(example_shape, dtype=np.float64)))
+    if epsilons.size and float(epsilons.max()) > reach * (1 + 1e-9):
+        raise ValueError(f"eps {float(epsilons.max())} is larger than any distance within clip={clip} "
+                         f"(at most {reach:.6g} in {'L-inf' if norm == 'inf' else 'L2'} for these inputs): is it "
+                         f"on the wrong scale (e.g. 8 for 8/255)?")
 
 
 def check_seed(seed: Any) -> None:

@@ -21,7 +21,7 @@ from attacks import AttackSpec, get_attack
 from attacks.backend import tf
 from attacks.losses import cross_entropy
 from attacks.norms import canonical_norm
-from attacks.validation import attack_input, inference_fn
+from attacks.validation import attack_input, inference_fn, model_classes
 
 DEFAULT_CHUNK = 500
 
@@ -124,11 +124,17 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
     norm = canonical_norm(norm)
     # The attack core's checks, here too: an attack never runs for eps 0 or for examples
     # misclassified clean, so bad input could otherwise slip through into a curve.
-    attack_input(x, y, epsilons, norm, params.get("clip", (0.0, 1.0)))
+    given = attack_input(x, y, epsilons, norm, params.get("clip", (0.0, 1.0)))
+    if not len(given.x):
+        raise ValueError("x holds no examples: robust accuracy needs at least one")
+    # Labels outside the model's classes, or probability outputs, would otherwise only
+    # show up as a low accuracy, since misclassified examples are never attacked.
+    model_classes(inference_fn(model), given.x, given.y)
     if "early_stop" in inspect.signature(get_attack(attack)).parameters:
         # Only robust accuracy is needed here: stop on fooled examples (same accuracy, less work).
         params.setdefault("early_stop", True)
     spec = AttackSpec(attack, {**params, "norm": norm})
+    spec.check_values(epsilons, given.x.shape[1:])
     key = cache_key or spec.to_json()
     epsilons_array = np.asarray(epsilons, dtype=np.float64)
     k = len(epsilons_array)

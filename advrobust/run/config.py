@@ -48,8 +48,6 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from advrobust.data.catalog import DATASETS
 from advrobust.validation import check_choice
-import numpy as np
-
 from attacks import AttackSpec, get_attack
 from attacks.norms import canonical_norm
 
@@ -210,18 +208,10 @@ def _required_packages(attack: str) -> tuple[str, ...]:
 
 
 def _check_attack_values(attack: AttackEntry, index: int, norm: str, epsilons: tuple[float, ...]) -> None:
-    """Let the attack validate its parameter values on an empty batch, before any work.
-
-    Every attack checks its arguments before it touches the model and returns at once for
-    zero examples, so this costs nothing and catches ``steps = 0`` or ``loss = "x"`` now
-    rather than after an hour of training.
-    """
-    def untouched_model(x, training=False):
-        raise AssertionError("the model is not called for an empty batch")
-
-    empty_x, empty_y = np.zeros((0, 28, 28, 1), np.float32), np.zeros(0, np.int64)
+    """Let the attack validate its parameter values (:meth:`attacks.AttackSpec.check_values`)
+    before any work, so ``steps = 0`` fails now rather than after an hour of training."""
     try:
-        attack.spec(norm)(untouched_model, empty_x, empty_y, eps=list(epsilons))
+        attack.spec(norm).check_values(list(epsilons))
     except (ValueError, TypeError) as error:
         raise ConfigError(f"attacks[{index}] ({attack.name!r}).params: {error}") from None
 

@@ -216,8 +216,8 @@ def test_segment_boundaries_do_not_change_the_trajectory():
     y = np.zeros(16, np.int64)
     last = loop.run(model, x, y, eps=0.2, steps=12, step_size=0.01, random_start=False, keep_best=False)
     by_step = x
-    for _ in range(12):  # one step at a time, each from the previous point, the same ball around x
-        by_step = np.clip(x + np.clip(loop.run(model, by_step, y, eps=0.2 + 1.0, steps=1, step_size=0.01,
+    for _ in range(12):  # one step at a time from the previous point (eps 1: the whole box), projected here
+        by_step = np.clip(x + np.clip(loop.run(model, by_step, y, eps=1.0, steps=1, step_size=0.01,
                                                random_start=False, keep_best=False) - x, -0.2, 0.2), 0.0, 1.0)
     np.testing.assert_allclose(last, by_step, atol=1e-6)
 
