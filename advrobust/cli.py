@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 import typing
 from typing import Any, Sequence
 
 from advrobust.run.folder import RunFolderError
+from advrobust.run.interrupt import RunInterrupted
 
 # What a user's input or situation causes: one line and exit status 2, never a traceback.
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError, RunFolderError)
@@ -196,8 +198,14 @@ def _run_run(args: argparse.Namespace) -> int:
         print(config.default_text(), end="")
         return 0
     run_config = config.load(args.config)
-    runner.run(run_config, args.out, resume=args.resume, update=args.update, data_dir=args.data_dir,
-               report=not args.no_report, allow_unsafe_load=args.unsafe_load, force=args.force)
+    try:
+        runner.run(run_config, args.out, resume=args.resume, update=args.update, data_dir=args.data_dir,
+                   report=not args.no_report, allow_unsafe_load=args.unsafe_load, force=args.force)
+    except (KeyboardInterrupt, RunInterrupted):
+        again = ["advrobust", "run", *([args.config] if args.config else []), "--out", args.out, "--resume"]
+        print(f"advrobust: interrupted; finished work is saved in {args.out}/store.sqlite. Continue with: "
+              f"{shlex.join(again)}", file=sys.stderr)
+        return 130  # 128 + SIGINT, the shell's convention for a command ended by Ctrl-C
     print(f"results: {args.out}/results.json, {args.out}/results.csv"
           + ("" if args.no_report else f"; report: {args.out}/report.html"))
     # A failed sanity check is a finding about a model (shown in the summary and report),

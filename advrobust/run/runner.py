@@ -41,6 +41,7 @@ from advrobust.results import outcome_files, outcomes
 from advrobust.results.schema import (CheckCurves, CurveRecord, Environment, MinimalEpsRecord, ModelRecord,
                                       PairedVsBaseline, Results, WorstCaseRecord, validate)
 from advrobust.run import folder
+from advrobust.run.interrupt import CheckedUnits, Interrupts
 from advrobust.run.config import AttackEntry, ModelEntry, RunConfig
 from advrobust.run.store import STORE_NAME, ResultStore, StoredUnits
 from attacks import AttackSpec
@@ -318,17 +319,18 @@ def _test_set(entry: ModelEntry, config: RunConfig, data_dir: Any) -> tuple[np.n
 
 
 def _evaluate(item: _Model, config: RunConfig, store: ResultStore, data_dir: Any,
-              progress: bool) -> evaluation.ModelEvaluation:
+              progress: bool, interrupts: Interrupts) -> evaluation.ModelEvaluation:
     """Every configured attack on ``item`` at every eps (units cached in ``store``)."""
     entry = item.entry
     x, y = _test_set(entry, config, data_dir)
     attacks = config.attacks_for(entry)
     _log(f"model {entry.name!r}: {', '.join(a.name for a in attacks)} on {len(x)} {entry.dataset} test "
          f"images at eps {', '.join(f'{e:g}' for e in config.epsilons)} ({config.norm})")
-    result = evaluation.evaluate({entry.name: item.model}, x, y, attacks=[(a.name, a.params) for a in attacks],
-                                 epsilons=config.epsilons, norm=config.norm, batch_size=config.batch_size,
-                                 caches={entry.name: StoredUnits(store, entry.name, item.spec)},
-                                 progress=progress)[entry.name]
+    units = CheckedUnits(StoredUnits(store, entry.name, item.spec), interrupts)
+    with interrupts.deferred():
+        result = evaluation.evaluate({entry.name: item.model}, x, y, attacks=[(a.name, a.params) for a in attacks],
+                                     epsilons=config.epsilons, norm=config.norm, batch_size=config.batch_size,
+                                     caches={entry.name: units}, progress=progress)[entry.name]
     worst = result.worst_case
     _log(f"model {entry.name!r}: clean {worst.clean_accuracy:.4f}; worst case "
          + ", ".join(f"{acc:.4f} at eps {eps:g}" for eps, acc in zip(worst.epsilons, worst.robust_accuracy)))
@@ -364,13 +366,13 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update:
         advrobust.run.folder.RunFolderError: another run holds ``out_dir``, or it is a
             non-empty folder that holds no run (and not ``force``).
     """
-    with folder.claim(out_dir, force=force) as out:
+    with folder.claim(out_dir, force=force) as out, Interrupts().installed() as interrupts:
         return _run(config, out, resume=resume, update=update, data_dir=data_dir, progress=progress, report=report,
-                    allow_unsafe_load=allow_unsafe_load)
+                    allow_unsafe_load=allow_unsafe_load, interrupts=interrupts)
 
 
 def _run(config: RunConfig, out: Path, *, resume: bool, update: bool, data_dir: Any, progress: bool, report: bool,
-         allow_unsafe_load: bool) -> Results:
+         allow_unsafe_load: bool, interrupts: Interrupts) -> Results:
     """:func:`run` inside the claimed run folder ``out``."""
     started = time.time()
     config_hash = config.hash()
@@ -388,12 +390,14 @@ def _run(config: RunConfig, out: Path, *, resume: bool, update: bool, data_dir: 
         items, evaluations = [], []
         for index, entry in enumerate(config.models):
             items.append(_obtain_model(index, entry, config, store, out, data_dir, verbose, allow_unsafe_load))
-            evaluations.append(_evaluate(items[-1], config, store, data_dir, progress))
+            evaluations.append(_evaluate(items[-1], config, store, data_dir, progress, interrupts))
         measured, per_example = [], {}
         for item, result in zip(items, evaluations):
             x, y = _test_set(item.entry, config, data_dir)
-            verdicts, check_curves = _run_checks(item, [other for other in items if other is not item], x, y, result,
-                                                 config, StoredUnits(store, item.entry.name, item.spec), progress)
+            units = CheckedUnits(StoredUnits(store, item.entry.name, item.spec), interrupts)
+            with interrupts.deferred():
+                verdicts, check_curves = _run_checks(item, [other for other in items if other is not item], x, y,
+                                                     result, config, units, progress)
             examples = _examples(item, x, y, _iterative(config.attacks_for(item.entry)), _middle_eps(config.epsilons),
                                  config.norm, config.examples, out)
             measured.append((verdicts, check_curves, examples))
