@@ -14,7 +14,7 @@ from advrobust.results import outcome_files, outcomes
 from attacks.backend import keras
 
 
-def _cnn_and_data(seed=0, n=40):
+def cnn_and_data(seed=0, n=40):
     model = models.build("cnn", dropout=False, seed=seed)
     rng = np.random.default_rng(seed)
     x = rng.random((n, 28, 28, 1), dtype=np.float32)
@@ -22,7 +22,7 @@ def _cnn_and_data(seed=0, n=40):
     return model, x, y
 
 
-def _lambda_model(marker: Path) -> keras.Model:
+def lambda_model(marker: Path) -> keras.Model:
     """A model whose Lambda layer creates ``marker`` when its code runs after saving.
 
     Building the model calls the lambda too, so it acts only once ``marker``'s folder
@@ -35,7 +35,7 @@ def _lambda_model(marker: Path) -> keras.Model:
     return keras.Model(inputs, outputs)
 
 
-def _arm(marker: Path) -> None:
+def arm(marker: Path) -> None:
     (marker.parent / "armed").touch()
 
 
@@ -46,7 +46,7 @@ def marker(tmp_path):
     assert not path.exists(), "code from a model file ran"
 
 
-def _outcomes(name, n, *, dataset="fashion_mnist", epsilons=(0.0, 0.1), seed=0, norm="inf", labels=None):
+def make_outcomes(name, n, *, dataset="fashion_mnist", epsilons=(0.0, 0.1), seed=0, norm="inf", labels=None):
     rng = np.random.default_rng(seed)
     clean = rng.random(n) < 0.9
     worst = np.stack([clean & (rng.random(n) < 1.0 - 0.3 * k) for k in range(len(epsilons))])
@@ -59,7 +59,7 @@ def _outcomes(name, n, *, dataset="fashion_mnist", epsilons=(0.0, 0.1), seed=0, 
 LABELS = np.random.default_rng(42).integers(0, 10, 300)
 
 
-def _run_folder(folder, *items):
+def make_run_folder(folder, *items):
     """A finished-run folder as the runner leaves it: results.json naming each model's outcomes."""
     records = []
     for index, item in enumerate(items):

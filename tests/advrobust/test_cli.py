@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from advrobust import cli, models, training
-from tests.advrobust.conftest import LABELS, _arm, _cnn_and_data, _lambda_model, _outcomes, _run_folder
+from tests.advrobust.conftest import LABELS, arm, cnn_and_data, lambda_model, make_outcomes, make_run_folder
 from tests.conftest import write_fake_split
 
 
@@ -57,23 +57,6 @@ def test_the_cli_accepts_exactly_the_schedules_training_knows():
         assert parser.parse_args(["train", "--out", "x", "--lr-schedule", schedule]).lr_schedule == schedule
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--out", "x", "--lr-schedule", "linear"])
-
-
-TRAIN_FLAGS = {"--dataset", "--model", "--vgg-mode", "--weights", "--trainable-blocks", "--vgg-blocks",
-               "--image-size", "--no-dropout", "--width", "--epochs", "--batch-size", "--learning-rate",
-               "--lr-schedule", "--train-subset", "--pretrain-epochs", "--pretrain-subset", "--patience",
-               "--defense", "--eps", "--preset", "--robust-val-size", "--augment", "--ema-decay", "--awp-gamma",
-               "--strategy", "--seed", "--data-dir", "--out"}
-
-
-def _train_parser() -> argparse.ArgumentParser:
-    parser = cli.build_parser()
-    subcommands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
-    return subcommands.choices["train"]
-
-
-def _flags(parser: argparse.ArgumentParser) -> list[argparse.Action]:
-    return [action for action in parser._actions if action.option_strings and action.dest != "help"]
 
 
 def test_help_lists_subcommands():
@@ -160,6 +143,23 @@ def test_run_passes_resume_and_update_to_the_runner(flags, resume, update, monke
     assert calls[0]["resume"] is resume and calls[0]["update"] is update
 
 
+TRAIN_FLAGS = {"--dataset", "--model", "--vgg-mode", "--weights", "--trainable-blocks", "--vgg-blocks",
+               "--image-size", "--no-dropout", "--width", "--epochs", "--batch-size", "--learning-rate",
+               "--lr-schedule", "--train-subset", "--pretrain-epochs", "--pretrain-subset", "--patience",
+               "--defense", "--eps", "--preset", "--robust-val-size", "--augment", "--ema-decay", "--awp-gamma",
+               "--strategy", "--seed", "--data-dir", "--out"}
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    parser = cli.build_parser()
+    subcommands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    return subcommands.choices["train"]
+
+
+def _flags(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [action for action in parser._actions if action.option_strings and action.dest != "help"]
+
+
 def test_train_keeps_every_flag_name():
     assert {name for action in _flags(_train_parser()) for name in action.option_strings} == TRAIN_FLAGS
 
@@ -243,7 +243,7 @@ def test_train_flags_give_the_same_config_as_the_dataclass(argv, expected, monke
 
 
 def test_cli_attack_prints_and_writes_json(tmp_path, capsys):
-    model, _, _ = _cnn_and_data()
+    model, _, _ = cnn_and_data()
     models.save(model, tmp_path / "m.keras", {})
     write_fake_split(tmp_path / "data" / "mnist", "test", n=30)
     out = tmp_path / "result.json"
@@ -259,7 +259,7 @@ def test_cli_attack_prints_and_writes_json(tmp_path, capsys):
 
 
 def test_cli_attack_rejects_parameters_that_do_not_apply(tmp_path, capsys):
-    model, _, _ = _cnn_and_data()
+    model, _, _ = cnn_and_data()
     models.save(model, tmp_path / "m.keras", {})
     status = cli.main(["attack", "--model", str(tmp_path / "m.keras"), "--dataset", "mnist", "--attack", "fgsm",
                        "--eps", "0.1", "--steps", "5"])
@@ -267,7 +267,7 @@ def test_cli_attack_rejects_parameters_that_do_not_apply(tmp_path, capsys):
 
 
 def test_cli_attack_with_bfloat16_gradients_records_it(tmp_path):
-    model, _, _ = _cnn_and_data()
+    model, _, _ = cnn_and_data()
     models.save(model, tmp_path / "m.keras", {})
     write_fake_split(tmp_path / "data" / "mnist", "test", n=30)
     out = tmp_path / "result.json"
@@ -282,8 +282,8 @@ def test_cli_attack_with_bfloat16_gradients_records_it(tmp_path):
 
 
 def test_cli_attack_refuses_an_h5_model_in_one_line_and_runs_no_code(tmp_path, marker):
-    _lambda_model(marker).save(tmp_path / "made.h5")
-    _arm(marker)
+    lambda_model(marker).save(tmp_path / "made.h5")
+    arm(marker)
     shutil.copy(tmp_path / "made.h5", tmp_path / "model.keras")
     result = subprocess.run([sys.executable, "-m", "advrobust", "attack", "--model", str(tmp_path / "model.keras"),
                              "--dataset", "mnist", "--eps", "0.1", "--n", "5"],
@@ -298,8 +298,8 @@ def test_cli_attack_refuses_an_h5_model_in_one_line_and_runs_no_code(tmp_path, m
 def test_advrobust_compare_prints_and_writes_the_comparison(tmp_path):
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
-    _run_folder(tmp_path / "one", _outcomes("w1", 300))
-    _run_folder(tmp_path / "two", _outcomes("w2", 300, seed=3), _outcomes("other", 300, seed=4))
+    make_run_folder(tmp_path / "one", make_outcomes("w1", 300))
+    make_run_folder(tmp_path / "two", make_outcomes("w2", 300, seed=3), make_outcomes("other", 300, seed=4))
     result = subprocess.run(["advrobust", "compare", str(tmp_path / "one"), f"{tmp_path / 'two'}:w2",
                              "--out", str(tmp_path / "cmp.json")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -318,15 +318,15 @@ def test_advrobust_compare_prints_and_writes_the_comparison(tmp_path):
 def test_a_model_name_with_colons_is_found(tmp_path):
     from advrobust.cli import _outcomes_of
 
-    _run_folder(tmp_path, _outcomes("pgd:eps=0.1", 20), _outcomes("b", 20))
+    make_run_folder(tmp_path, make_outcomes("pgd:eps=0.1", 20), make_outcomes("b", 20))
     assert _outcomes_of(f"{tmp_path}:pgd:eps=0.1").name == "pgd:eps=0.1"
 
 
 def test_advrobust_compare_per_class(tmp_path):
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
-    _run_folder(tmp_path / "one", _outcomes("w1", 300, labels=LABELS))
-    _run_folder(tmp_path / "two", _outcomes("w2", 300, seed=3, labels=LABELS))
+    make_run_folder(tmp_path / "one", make_outcomes("w1", 300, labels=LABELS))
+    make_run_folder(tmp_path / "two", make_outcomes("w2", 300, seed=3, labels=LABELS))
     result = subprocess.run(["advrobust", "compare", str(tmp_path / "one"), str(tmp_path / "two"), "--per-class",
                              "--out", str(tmp_path / "cmp.json")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -21,7 +21,6 @@ from tests.conftest import run_python
 
 pytestmark = pytest.mark.filterwarnings("error")
 
-
 EPS = np.array([0.0, 0.1, 0.2, 0.3])
 N = 50
 
@@ -65,21 +64,6 @@ def assert_band(collection: PolyCollection, curve: FakeCurve) -> None:
     vertices = {tuple(np.round(point, 9)) for point in collection.get_paths()[0].vertices}
     for eps, low, high in zip(curve.epsilons, curve.ci95_low, curve.ci95_high):
         assert (round(eps, 9), round(100 * low, 9)) in vertices and (round(eps, 9), round(100 * high, 9)) in vertices
-
-
-def example_arrays(m: int = 5, shape: tuple[int, ...] = (6, 7)) -> dict[str, Any]:
-    rng = np.random.default_rng(0)
-    x = rng.random((m, *shape))
-    x_adv = np.clip(x + rng.uniform(-0.1, 0.1, x.shape), 0, 1)
-    y = np.arange(m) % 10
-    return {"x": x, "x_adv": x_adv, "y": y, "pred_clean": y.copy(), "pred_adv": (y + np.arange(m) % 2) % 10}
-
-
-def images_of(fig) -> list[np.ndarray]:
-    return [image.get_array() for ax in fig.axes for image in ax.images]
-
-
-VALUES = [0.05, None, 0.1, 0.1, float("inf"), 0.3, 0.02, 0.1]  # two never fooled
 
 
 def test_a_single_curve_is_one_line_in_percent_with_its_band():
@@ -194,6 +178,18 @@ def test_curves_rejects_what_it_cannot_draw(bad, error, message):
         plot.curves(bad)
 
 
+def example_arrays(m: int = 5, shape: tuple[int, ...] = (6, 7)) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    x = rng.random((m, *shape))
+    x_adv = np.clip(x + rng.uniform(-0.1, 0.1, x.shape), 0, 1)
+    y = np.arange(m) % 10
+    return {"x": x, "x_adv": x_adv, "y": y, "pred_clean": y.copy(), "pred_adv": (y + np.arange(m) % 2) % 10}
+
+
+def images_of(fig) -> list[np.ndarray]:
+    return [image.get_array() for ax in fig.axes for image in ax.images]
+
+
 def test_examples_draws_clean_adversarial_and_perturbation_rows_with_predictions():
     arrays = example_arrays()
     fig = plot.examples(**arrays, class_names=[f"c{i}" for i in range(10)], attack="pgd", eps=0.1,
@@ -257,6 +253,9 @@ def test_examples_draws_into_a_given_subfigure_and_returns_the_top_figure():
 def test_examples_rejects_inconsistent_input(change, message):
     with pytest.raises(ValueError, match=message):
         plot.examples(**{**example_arrays(), **change})
+
+
+VALUES = [0.05, None, 0.1, 0.1, float("inf"), 0.3, 0.02, 0.1]  # two never fooled
 
 
 def test_minimal_eps_cdf_steps_to_the_fraction_fooled():

@@ -7,7 +7,6 @@ import pytest
 from attacks import bim, fgsm, mim, pgd
 from attacks.backend import keras
 
-
 ATTACKS = {"fgsm": fgsm, "bim": bim, "pgd": pgd, "mim": mim}
 W = np.array([[1.0, -2.0, 0.5], [-0.5, 1.0, 2.0]], np.float32)  # 2 inputs -> 3 classes
 B = np.array([0.1, 0.0, -0.1], np.float32)

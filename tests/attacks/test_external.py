@@ -13,7 +13,6 @@ from attacks.backend import keras, tf
 
 pytestmark = pytest.mark.crosscheck
 
-
 W = np.array([[1.0, -2.0, 0.5], [-0.5, 1.0, 2.0]], np.float32)  # 2 inputs -> 3 classes
 B = np.array([0.1, 0.0, -0.1], np.float32)
 X2 = np.array([[0.2, 0.7], [0.5, 0.5], [0.9, 0.1], [0.4, 0.3]], np.float32)
@@ -53,10 +52,6 @@ def mnist_baselines(trained_mnist_cnn):
     x, y = x[:N_MNIST], y[:N_MNIST]
     return {"fgsm": accuracy(model, fgsm(model, x, y, eps=0.1), y),
             "pgd": accuracy(model, pgd(model, x, y, eps=0.1, steps=20, seed=0), y)}
-
-
-def _probabilities(x):
-    return tf.nn.softmax(tf.matmul(x, W))
 
 
 @pytest.mark.slow
@@ -138,6 +133,10 @@ def test_plain_function_and_tf_module_models(model):
     expected = apgd_art(model, X2, Y_CLEAN, eps=0.1, steps=5, seed=0)
     for candidate in (Linear(), lambda x: tf.matmul(x, W) + B):
         np.testing.assert_allclose(apgd_art(candidate, X2, Y_CLEAN, eps=0.1, steps=5, seed=0), expected, atol=1e-6)
+
+
+def _probabilities(x):
+    return tf.nn.softmax(tf.matmul(x, W))
 
 
 @pytest.mark.parametrize("kwargs", [

@@ -25,13 +25,6 @@ def ce_input_gradient(x, y):
     return p @ W.T
 
 
-def _tape_grad(model, x, y):
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, model(x)))
-    return tape.gradient(loss, x)
-
-
 @pytest.mark.parametrize("run_in_function", [False, True])
 def test_fgsm_linf_matches_hand_computation(model, run_in_function):
     eps = 0.05
@@ -40,6 +33,13 @@ def test_fgsm_linf_matches_hand_computation(model, run_in_function):
         got = tf.function(lambda x: tf.sign(_tape_grad(model, x, Y2)))(tf.constant(X2)).numpy() * eps + X2
         np.testing.assert_allclose(np.clip(got, 0, 1), expected, atol=1e-6)
     np.testing.assert_allclose(fgsm(model, X2, Y2, eps=eps), expected, atol=1e-6)
+
+
+def _tape_grad(model, x, y):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, model(x)))
+    return tape.gradient(loss, x)
 
 
 def test_fgsm_l2_matches_hand_computation(model):

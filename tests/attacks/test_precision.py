@@ -20,15 +20,6 @@ X8 = np.random.default_rng(1).random((40, 8, 8, 1), dtype=np.float32)
 Y8 = np.arange(40) % 3
 
 
-class _Subclassed(keras.Model):
-    def __init__(self):
-        super().__init__()
-        self.flatten, self.dense = keras.layers.Flatten(), keras.layers.Dense(3)
-
-    def call(self, x):
-        return self.dense(self.flatten(x))
-
-
 @pytest.mark.parametrize("compute_dtype", ["bfloat16", "float16"])
 @pytest.mark.parametrize("name", ["fgsm", "pgd", "mim"])
 def test_low_precision_gradients_keep_ball_range_dtype_and_seed(name, compute_dtype):
@@ -69,6 +60,15 @@ def test_low_precision_copy_of_a_keras3_model():
     k3 = keras3.Model(inputs, keras3.layers.Dense(3)(keras3.layers.Flatten()(inputs)))
     x_adv = pgd(k3, X8, Y8, eps=0.1, steps=3, seed=0, compute_dtype="bfloat16")
     assert np.abs(x_adv - X8).max() <= 0.1 + 1e-6
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.flatten, self.dense = keras.layers.Flatten(), keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.dense(self.flatten(x))
 
 
 @pytest.mark.parametrize("candidate, compute_dtype, match", [

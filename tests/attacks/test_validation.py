@@ -8,10 +8,6 @@ from attacks.backend import keras, tf
 from tests.attacks.conftest import B, W, X2, Y2, linear_model
 
 
-def _probabilities(x):
-    return tf.nn.softmax(tf.matmul(x, W))
-
-
 def test_dropout_model_is_attacked_in_inference_mode():
     inputs = keras.Input((2,))
     hidden = keras.layers.Dropout(0.9)(keras.layers.Dense(16, activation="relu")(inputs))
@@ -36,6 +32,10 @@ def test_keras3_tf_module_and_plain_function_models():
     expected = fgsm(linear_model(), X2, Y2, eps=0.05)
     for candidate in (k3, Linear(), lambda x: tf.matmul(x, W) + B):
         np.testing.assert_allclose(fgsm(candidate, X2, Y2, eps=0.05), expected, atol=1e-6)
+
+
+def _probabilities(x):
+    return tf.nn.softmax(tf.matmul(x, W))
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

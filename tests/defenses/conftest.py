@@ -6,13 +6,13 @@ from attacks import pgd
 from attacks.backend import keras
 
 
-def _linear(dim, classes=2, seed=0, name="point"):
+def linear_model(dim, classes=2, seed=0, name="point"):
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((dim,), name=name)
     return keras.Model(inputs, keras.layers.Dense(classes, name="logits")(inputs))
 
 
-def _robust_accuracy(model, x, y, eps):
+def pgd_robust_accuracy(model, x, y, eps):
     x_adv = pgd(model, x, y, eps=eps, steps=10, seed=0)
     clean = np.argmax(model.predict(x, verbose=0), 1) == y
     adversarial = np.argmax(model.predict(x_adv, verbose=0), 1) == y

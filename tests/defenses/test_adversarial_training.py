@@ -8,8 +8,7 @@ from advrobust import data, models, training
 from attacks import fgsm
 from attacks.backend import keras, tf
 from defenses import adversarial_training as at
-from tests.defenses.conftest import _robust_accuracy
-
+from tests.defenses.conftest import pgd_robust_accuracy
 
 W = np.array([[1.0, -2.0, 0.5], [-0.5, 1.5, 2.0]], np.float32)
 B = np.array([0.1, -0.2, 0.0], np.float32)
@@ -60,19 +59,6 @@ def _perturb_ce(model, x, y, **kwargs):
                       start=x, clip=(0.0, 1.0), **kwargs)
 
 
-class NegateWhenTraining(keras.layers.Layer):
-    """Identity at inference, negation in training mode: makes the mode visible."""
-
-    def call(self, inputs, training=None):
-        return -inputs if training else inputs
-
-
-def _ce_weight_gradients(x, y, w):
-    """d mean CE(y, x w + B) / d(w, B) for the fixed linear model with kernel w."""
-    d_z = (_softmax(x @ w + B) - np.eye(3)[y]) / len(x)
-    return x.T @ d_z, d_z.sum(axis=0)
-
-
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf.function"])
 @pytest.mark.parametrize("norm", ["inf", "l2"])
 def test_perturb_equals_hand_written_pgd(norm, compiled):
@@ -108,6 +94,13 @@ def test_perturb_one_full_step_is_attacks_fgsm():
     np.testing.assert_allclose(got, fgsm(model, X, Y, eps=0.1), atol=1e-6)
 
 
+class NegateWhenTraining(keras.layers.Layer):
+    """Identity at inference, negation in training mode: makes the mode visible."""
+
+    def call(self, inputs, training=None):
+        return -inputs if training else inputs
+
+
 def test_pgd_at_step_crafts_in_inference_mode_and_descends_the_adversarial_loss():
     model = _fixed_linear(NegateWhenTraining())
     config = at.AdversarialTrainingConfig("pgd_at", eps=0.1, steps=2, step_size=0.06, random_start=False)
@@ -127,6 +120,12 @@ def test_pgd_at_step_crafts_in_inference_mode_and_descends_the_adversarial_loss(
     np.testing.assert_allclose(bias, B - learning_rate * d_z.sum(axis=0), atol=1e-5)
     assert logs["loss"] == pytest.approx(expected_loss, rel=1e-5)
     assert logs["eps"] == pytest.approx(0.1)
+
+
+def _ce_weight_gradients(x, y, w):
+    """d mean CE(y, x w + B) / d(w, B) for the fixed linear model with kernel w."""
+    d_z = (_softmax(x @ w + B) - np.eye(3)[y]) / len(x)
+    return x.T @ d_z, d_z.sum(axis=0)
 
 
 @pytest.mark.parametrize("strategy", ["default", "mirrored"])
@@ -225,8 +224,8 @@ def test_pgd_adversarial_training_raises_robust_accuracy_above_the_baseline(trai
                      config=config, epochs=2, verbose=0)
     assert history.history["eps"] == pytest.approx([0.2, 0.2])
 
-    baseline_robust, baseline_clean = _robust_accuracy(baseline, x_test, y_test, 0.2)
-    robust, clean = _robust_accuracy(model, x_test, y_test, 0.2)
+    baseline_robust, baseline_clean = pgd_robust_accuracy(baseline, x_test, y_test, 0.2)
+    robust, clean = pgd_robust_accuracy(model, x_test, y_test, 0.2)
     # Measured: baseline 0.02 robust (0.97 clean), PGD-AT 0.61 robust (0.89 clean).
     assert baseline_robust < 0.15
     assert robust > baseline_robust + 0.3, (robust, baseline_robust)

@@ -11,8 +11,7 @@ from attacks import pgd
 from attacks.backend import keras, tf
 from defenses import nsl
 from defenses.nsl_compat import import_nsl
-from tests.defenses.conftest import _linear, _robust_accuracy
-
+from tests.defenses.conftest import linear_model, pgd_robust_accuracy
 
 NSL_EXPECTED = {
     "lecture": {"multiplier": 0.2, "adv_step_size": 0.05, "adv_grad_norm": "l2", "pgd_iterations": 1,
@@ -24,25 +23,6 @@ NSL_EXPECTED = {
     "quick": {"multiplier": 1.0, "adv_step_size": 2.5 * 0.1 / 2, "adv_grad_norm": "infinity",
               "pgd_iterations": 2, "pgd_epsilon": 0.1},
 }
-
-
-def _toy_data(n=256, fragile=4, seed=0):
-    """One robust feature (|x0| >= 0.3) and ``fragile`` predictive but fragile ones (class
-    sign * 0.15 + noise): a plain linear model leans on all of them."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 2
-    sign = np.where(y == 1, 1.0, -1.0)
-    x = np.concatenate([(sign * rng.uniform(0.3, 1.0, n))[:, None],
-                        sign[:, None] * 0.15 + rng.normal(0, 0.04, (n, fragile))], 1).astype(np.float32)
-    return x, y.astype(np.int64), sign
-
-
-def _linf_margin(model, x, sign):
-    """Exact L-inf distance of the closest point to a binary linear model's boundary
-    (negative if misclassified): signed score / ||w||_1."""
-    kernel, bias = model.get_layer("logits").get_weights()
-    w, c = kernel[:, 1] - kernel[:, 0], bias[1] - bias[0]
-    return float(np.min((x @ w + c) * sign) / np.abs(w).sum())
 
 
 @pytest.mark.parametrize("name", list(NSL_EXPECTED))
@@ -74,13 +54,32 @@ def test_nsl_eps_override_rescales_derived_steps_only():
     assert nsl.preset("quick", step_size=0.01).step_size == 0.01
 
 
+def _toy_data(n=256, fragile=4, seed=0):
+    """One robust feature (|x0| >= 0.3) and ``fragile`` predictive but fragile ones (class
+    sign * 0.15 + noise): a plain linear model leans on all of them."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    sign = np.where(y == 1, 1.0, -1.0)
+    x = np.concatenate([(sign * rng.uniform(0.3, 1.0, n))[:, None],
+                        sign[:, None] * 0.15 + rng.normal(0, 0.04, (n, fragile))], 1).astype(np.float32)
+    return x, y.astype(np.int64), sign
+
+
+def _linf_margin(model, x, sign):
+    """Exact L-inf distance of the closest point to a binary linear model's boundary
+    (negative if misclassified): signed score / ||w||_1."""
+    kernel, bias = model.get_layer("logits").get_weights()
+    w, c = kernel[:, 1] - kernel[:, 0], bias[1] - bias[0]
+    return float(np.min((x @ w + c) * sign) / np.abs(w).sum())
+
+
 def test_nsl_widens_the_margin_of_a_linear_model():
     x, y, sign = _toy_data()
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=0).batch(32)
-    plain = _linear(x.shape[1])
+    plain = linear_model(x.shape[1])
     plain.compile(keras.optimizers.Adam(0.05), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     plain.fit(dataset, epochs=15, verbose=0)
-    regularized = _linear(x.shape[1])
+    regularized = linear_model(x.shape[1])
     config = nsl.NSLConfig(multiplier=1.0, norm="inf", eps=0.2, step_size=0.2, pgd_iterations=1, clip=None)
     history = nsl.fit(regularized, dataset, config=config, epochs=15, learning_rate=0.05, verbose=0)
     assert "scaled_adversarial_loss" in history.history
@@ -101,7 +100,7 @@ def test_nsl_widens_the_margin_of_a_linear_model():
 
 
 def test_nsl_wrapper_keeps_base_model_and_takes_input_name():
-    base = _linear(2, name="point")
+    base = linear_model(2, name="point")
     wrapper = nsl.wrap(base, nsl.preset("quick"))
     assert wrapper.base_model is base and nsl.feature_key(base) == "point"
     dataset = nsl.as_nsl_dataset(tf.data.Dataset.from_tensor_slices((np.zeros((5, 2), np.float32),
@@ -118,7 +117,7 @@ def test_nsl_random_init_trains_despite_a_partial_last_batch():
     x = np.random.default_rng(0).random((10, 2)).astype(np.float32)
     dataset = tf.data.Dataset.from_tensor_slices((x, (x[:, 0] > 0.5).astype(np.int64))).batch(4)
     config = nsl.NSLConfig(multiplier=1.0, norm="inf", eps=0.1, step_size=0.05, pgd_iterations=2, random_init=True)
-    history = nsl.fit(_linear(2), dataset, dataset, config=config, epochs=1, verbose=0)
+    history = nsl.fit(linear_model(2), dataset, dataset, config=config, epochs=1, verbose=0)
     assert np.isfinite(history.history["scaled_adversarial_loss"][0])
     with pytest.raises(ValueError, match="random_init=True needs eps"):
         nsl.NSLConfig(random_init=True)
@@ -146,7 +145,7 @@ def test_nsl_training_saves_a_plain_logits_model_that_attacks_can_evaluate(tmp_p
     np.testing.assert_allclose(loaded.predict(x, verbose=0), result["model"].predict(x, verbose=0), atol=1e-5)
     x_adv = pgd(loaded, x, y, eps=0.1, steps=10, seed=0)
     assert np.abs(x_adv - x).max() <= 0.1 + 1e-6
-    robust, clean = _robust_accuracy(loaded, x, y, 0.1)
+    robust, clean = pgd_robust_accuracy(loaded, x, y, 0.1)
     assert clean > 0.6 and robust < clean, (clean, robust)
 
     # val_robust_accuracy reaches the CSV log and TensorBoard (validation run).
@@ -178,5 +177,5 @@ def test_nsl_wraps_vgg19_and_saves_the_plain_vgg19_logits_model(tmp_path):
     x, y = data.load("fashion_mnist", "test", download=False)
     x, y = x[:200], y[:200]
     np.testing.assert_allclose(loaded.predict(x, verbose=0), result["model"].predict(x, verbose=0), atol=1e-5)
-    robust, clean = _robust_accuracy(loaded, x, y, 0.1)
+    robust, clean = pgd_robust_accuracy(loaded, x, y, 0.1)
     assert clean > 0.4 and robust < clean, (clean, robust)

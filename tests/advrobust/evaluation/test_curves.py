@@ -5,11 +5,11 @@ import json
 import numpy as np
 
 from advrobust import evaluation
-from tests.advrobust.conftest import _cnn_and_data
+from tests.advrobust.conftest import cnn_and_data
 
 
 def test_curve_starts_at_clean_accuracy_and_never_rises():
-    model, x, y = _cnn_and_data()
+    model, x, y = cnn_and_data()
     curve = evaluation.robust_accuracy_curve(model, x, y, attack="bim", epsilons=[0.0, 0.01, 0.05, 0.2],
                                              params={"steps": 5}, progress=False)
     assert curve.robust_accuracy[0] == curve.clean_accuracy == 1.0
@@ -21,7 +21,7 @@ def test_curve_starts_at_clean_accuracy_and_never_rises():
 
 
 def test_curve_counts_only_clean_correct_points():
-    model, x, y = _cnn_and_data()
+    model, x, y = cnn_and_data()
     wrong = (y + 1) % 10
     curve = evaluation.robust_accuracy_curve(model, x, wrong, attack="fgsm", epsilons=[0.0, 0.3], progress=False)
     assert curve.clean_accuracy == 0.0 and np.all(curve.robust_accuracy == 0.0)
@@ -30,7 +30,7 @@ def test_curve_counts_only_clean_correct_points():
 def test_curve_attacks_only_clean_correct_examples_at_positive_eps(monkeypatch):
     from attacks import spec as attack_spec
 
-    model, x, y = _cnn_and_data()
+    model, x, y = cnn_and_data()
     y = y.copy()
     y[:10] = (y[:10] + 1) % 10  # 10 examples misclassified clean
     calls = []

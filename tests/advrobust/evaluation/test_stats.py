@@ -1,5 +1,6 @@
-"""The paired comparison of two models: Newcombe's interval and the exact McNemar test,
-against published values, an independent implementation and simulated coverage."""
+"""advrobust.evaluation.stats: Wilson intervals, and the paired comparison of two models (Newcombe's
+interval and the exact McNemar test) against published values, an independent implementation and
+simulated coverage."""
 
 import numpy as np
 import pytest

@@ -6,7 +6,6 @@ import pytest
 from advrobust import models
 from attacks.backend import keras
 
-
 X = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
 
 
@@ -15,6 +14,6 @@ def cnn():
     return models.build("cnn", seed=0)
 
 
-def _ends_in_linear_dense(model):
+def ends_in_linear_dense(model):
     last = model.layers[-1]
     return isinstance(last, keras.layers.Dense) and last.activation is keras.activations.linear

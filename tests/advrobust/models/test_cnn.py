@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from advrobust import models
-from tests.advrobust.models.conftest import X, _ends_in_linear_dense
+from tests.advrobust.models.conftest import X, ends_in_linear_dense
 from tests.conftest import ok_stdout, run_python
 
 
@@ -20,7 +20,7 @@ def test_models_still_work_when_tf_keras_is_keras3():
 def test_cnn_outputs_logits(cnn):
     logits = cnn(X, training=False).numpy()
     assert logits.shape == (4, 10) and logits.dtype == np.float32
-    assert _ends_in_linear_dense(cnn)
+    assert ends_in_linear_dense(cnn)
     # Not probabilities: rows do not sum to one and values leave [0, 1].
     assert not np.allclose(logits.sum(axis=1), 1.0) or (logits < 0).any()
 

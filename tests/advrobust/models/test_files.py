@@ -1,4 +1,9 @@
-"""Model builders, trainable flags, safe save/load and cards, on untrained models."""
+"""advrobust.models.files: save and load with a card, and safe loading: no code from a model file
+runs unless the user opts in.
+
+Each hostile file, when Keras's own loaders read it without advrobust's checks, would
+create a marker file; every test that reads one asserts that the marker does not exist afterwards.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import pytest
 
 from advrobust import models
 from attacks.backend import keras
-from tests.advrobust.conftest import _arm, _lambda_model
+from tests.advrobust.conftest import arm, lambda_model
 from tests.advrobust.models.conftest import X
 
 
@@ -36,8 +41,8 @@ def _rewrite_config(source: Path, target: Path, edit) -> Path:
 
 def test_keras_itself_runs_code_from_an_h5_file(tmp_path, marker):
     """The hole the checks close: tf-keras's loader runs a Lambda from H5 even in safe mode."""
-    _lambda_model(marker).save(tmp_path / "lambda.h5")
-    _arm(marker)
+    lambda_model(marker).save(tmp_path / "lambda.h5")
+    arm(marker)
     keras.models.load_model(tmp_path / "lambda.h5", compile=False, safe_mode=True)
     assert marker.exists()
     marker.unlink()
@@ -45,8 +50,8 @@ def test_keras_itself_runs_code_from_an_h5_file(tmp_path, marker):
 
 @pytest.mark.parametrize("name", ["lambda.h5", "model.keras", "model.hdf5", "model"])
 def test_h5_is_refused_whatever_its_name(tmp_path, marker, name):
-    _lambda_model(marker).save(tmp_path / "made.h5")
-    _arm(marker)
+    lambda_model(marker).save(tmp_path / "made.h5")
+    arm(marker)
     shutil.copy(tmp_path / "made.h5", tmp_path / name)
     with pytest.raises(models.ModelFileError, match=rf"{name}.* H5 format.*arbitrary.*--unsafe-load"):
         models.load(tmp_path / name)
@@ -60,8 +65,8 @@ def test_savedmodel_folder_is_refused(tmp_path, marker):
 
 
 def test_lambda_in_a_keras_zip_is_refused_even_renamed_h5(tmp_path, marker):
-    _lambda_model(marker).save(tmp_path / "lambda.keras")
-    _arm(marker)
+    lambda_model(marker).save(tmp_path / "lambda.keras")
+    arm(marker)
     shutil.copy(tmp_path / "lambda.keras", tmp_path / "lambda.h5")
     for path in (tmp_path / "lambda.keras", tmp_path / "lambda.h5"):
         with pytest.raises(models.ModelFileError, match="names code outside Keras.*a Python lambda"):

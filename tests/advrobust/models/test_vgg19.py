@@ -6,13 +6,13 @@ import pytest
 
 from advrobust import models
 from attacks.backend import keras
-from tests.advrobust.models.conftest import X, _ends_in_linear_dense
+from tests.advrobust.models.conftest import X, ends_in_linear_dense
 
 
 def test_vgg19_outputs_logits_for_mnist_shaped_input():
     model = models.build("vgg19", weights=None, seed=0)
     assert model(X, training=False).shape == (4, 10)
-    assert _ends_in_linear_dense(model)
+    assert ends_in_linear_dense(model)
     assert models.vgg_base(model).input_shape == (None, 32, 32, 3)
 
 

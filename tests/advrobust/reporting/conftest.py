@@ -8,20 +8,15 @@ import numpy as np
 
 from advrobust.evaluation.stats import wilson_interval
 
-
 SCRIPT_NAME = "<script>alert(1)</script>"
 MATH_NAME = "_$\\frac{bad | *math*"  # would break mathtext, a legend and a Markdown table unescaped
 EPS = [0.0, 0.05, 0.1, 0.2, 0.3]
 BASELINE_WORST = [0.99, 0.80, 0.40, 0.05, 0.00]
 DEFENDED_WORST = [0.98, 0.92, 0.81, 0.55, 0.20]
-
-
 # The runner's per-image comparison (paired_vs_baseline): (eps, ci95_low, ci95_high, p) per row;
 # eps 0.3 has none, and one more row is unreadable.
 PAIRED = [(None, -0.021, 0.001, 0.08), (0.0, -0.021, 0.001, 0.08), (0.05, 0.09, 0.15, 1e-6),
           (0.1, 0.36, 0.46, 1e-20), (0.2, 0.45, 0.55, 3e-30)]
-
-
 # (label, clean, worst case per eps) of two Fashion-MNIST classes; Shirt is the weaker at the largest eps.
 PER_CLASS = [(1, 0.97, [0.97, 0.9, 0.8, 0.5, 0.2]), (6, 0.61, [0.61, 0.5, 0.36, 0.2, 0.1])]
 

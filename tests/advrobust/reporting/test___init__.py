@@ -1,4 +1,5 @@
-"""Reports rendered from a synthetic results.json: content, escaping, figures, self-containment."""
+"""advrobust.reporting.build_report: reports rendered from a synthetic results.json: content,
+escaping, figures, self-containment."""
 
 from __future__ import annotations
 
@@ -12,14 +13,9 @@ from advrobust.reporting import build_report, load_run
 from advrobust.results.schema import SchemaError
 from tests.advrobust.reporting.conftest import EPS, MATH_NAME, PAIRED, SCRIPT_NAME, write_run
 
-
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
 # defended minus baseline in percentage points: clean, then each eps
 EXPECTED_DELTAS = ["-1.0", "-1.0", "+12.0", "+41.0", "+50.0", "+20.0"]
-
-
 EXPECTED_PAIRED_CELLS = ["-2.1 to +0.1", "-2.1 to +0.1", "+9.0 to +15.0", "+36.0 to +46.0", "+45.0 to +55.0", "—"]
 EXPECTED_P_CELLS = ["0.08", "0.08", "1e-06", "1e-20", "3e-30", "—"]
 

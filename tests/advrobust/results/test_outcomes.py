@@ -8,12 +8,12 @@ import pytest
 
 from advrobust.evaluation.stats import compare_paired
 from advrobust.results import outcomes
-from tests.advrobust.conftest import LABELS, _outcomes, _run_folder
+from tests.advrobust.conftest import LABELS, make_outcomes, make_run_folder
 
 
 def test_outcomes_survive_the_round_trip_through_a_run_folder(tmp_path):
-    saved = _outcomes("pgd-at", 300)
-    _run_folder(tmp_path, saved, _outcomes("nsl", 200, seed=1))
+    saved = make_outcomes("pgd-at", 300)
+    make_run_folder(tmp_path, saved, make_outcomes("nsl", 200, seed=1))
     loaded = outcomes.load(tmp_path, "pgd-at")
     assert (loaded.name, loaded.dataset, loaded.norm, loaded.n) == ("pgd-at", "fashion_mnist", "inf", 300)
     np.testing.assert_array_equal(loaded.clean, saved.clean)
@@ -23,8 +23,8 @@ def test_outcomes_survive_the_round_trip_through_a_run_folder(tmp_path):
 
 
 def test_compare_pairs_the_images_both_models_saw(tmp_path):
-    first = _outcomes("w1", 300, epsilons=(0.0, 0.05, 0.1))
-    second = _outcomes("w2", 200, epsilons=(0.0, 0.1, 0.2), seed=5)
+    first = make_outcomes("w1", 300, epsilons=(0.0, 0.05, 0.1))
+    second = make_outcomes("w2", 200, epsilons=(0.0, 0.1, 0.2), seed=5)
     comparison = outcomes.compare(first, second)
     assert comparison["n_examples"] == 200 and (comparison["first"], comparison["second"]) == ("w1", "w2")
     assert [row["eps"] for row in comparison["rows"]] == [None, 0.0, 0.1]  # eps both were attacked at
@@ -43,7 +43,7 @@ def test_compare_pairs_the_images_both_models_saw(tmp_path):
 
 
 def test_compare_warns_when_the_worst_cases_are_over_different_attacks():
-    first, second = _outcomes("a", 50), _outcomes("b", 50, seed=1)
+    first, second = make_outcomes("a", 50), make_outcomes("b", 50, seed=1)
     assert outcomes.compare(first, second)["same_attacks"]
     assert "WARNING" not in outcomes.format_comparison(outcomes.compare(first, second))
     fewer = outcomes.Outcomes(**{**second.__dict__, "per_attack": {"fgsm {}": second.worst}})
@@ -53,18 +53,18 @@ def test_compare_warns_when_the_worst_cases_are_over_different_attacks():
 
 
 @pytest.mark.parametrize("second, match", [
-    (_outcomes("m", 100, dataset="mnist"), "evaluated on fashion_mnist and 'm' on mnist: not the same test images"),
-    (_outcomes("m", 100, norm="l2"), "attacked in inf and 'm' in l2"),
+    (make_outcomes("m", 100, dataset="mnist"), "evaluated on fashion_mnist and 'm' on mnist: not the same test images"),
+    (make_outcomes("m", 100, norm="l2"), "attacked in inf and 'm' in l2"),
 ])
 def test_compare_refuses_models_not_evaluated_alike(second, match):
     with pytest.raises(ValueError, match=match):
-        outcomes.compare(_outcomes("first", 100), second)
+        outcomes.compare(make_outcomes("first", 100), second)
 
 
 def test_load_says_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a finished `advrobust run` folder"):
         outcomes.load(tmp_path / "nowhere")
-    _run_folder(tmp_path, _outcomes("a", 10), _outcomes("b", 10))
+    make_run_folder(tmp_path, make_outcomes("a", 10), make_outcomes("b", 10))
     with pytest.raises(ValueError, match="holds 2 models; name one as .*, one of: a, b"):
         outcomes.load(tmp_path)
     with pytest.raises(ValueError, match="no model 'c' in .*; choose one of: a, b"):
@@ -90,25 +90,25 @@ def test_per_class_counts_each_class_on_its_own_images():
         assert all(low <= value <= high for low, value, high in zip(row.ci95_low, row.robust_accuracy,
                                                                     row.ci95_high))
     # The classes' accuracies, weighted by their sizes, give back the overall ones.
-    big = _outcomes("big", 300, labels=LABELS)
+    big = make_outcomes("big", 300, labels=LABELS)
     rows = outcomes.per_class(big)
     assert sum(row.n_examples for row in rows) == 300
     for k in range(2):
         assert sum(row.robust_accuracy[k] * row.n_examples for row in rows) / 300 == pytest.approx(
             big.worst[k].mean())
     with pytest.raises(ValueError, match="saved without the images' labels.*--resume"):
-        outcomes.per_class(_outcomes("old", 10))
+        outcomes.per_class(make_outcomes("old", 10))
 
 
 def test_labels_survive_the_round_trip_and_files_without_them_still_load(tmp_path):
-    _run_folder(tmp_path, _outcomes("new", 300, labels=LABELS), _outcomes("old", 300))
+    make_run_folder(tmp_path, make_outcomes("new", 300, labels=LABELS), make_outcomes("old", 300))
     np.testing.assert_array_equal(outcomes.load(tmp_path, "new").labels, LABELS)
     assert outcomes.load(tmp_path, "old").labels is None
 
 
 def test_compare_per_class_pairs_the_images_of_each_class():
-    first = _outcomes("w1", 300, labels=LABELS)
-    second = _outcomes("w2", 250, seed=5, labels=LABELS)
+    first = make_outcomes("w1", 300, labels=LABELS)
+    second = make_outcomes("w2", 250, seed=5, labels=LABELS)
     comparison = outcomes.compare(first, second)
     classes = comparison["per_class"]
     assert [entry["label"] for entry in classes] == sorted(set(LABELS[:250]))
@@ -122,8 +122,8 @@ def test_compare_per_class_pairs_the_images_of_each_class():
     assert "per class (eps 0.1" in text and "\nShirt " in text and "\nAnkle boot " in text
     assert "per class" not in outcomes.format_comparison(comparison)
 
-    assert outcomes.compare(first, _outcomes("old", 300))["per_class"] is None
+    assert outcomes.compare(first, make_outcomes("old", 300))["per_class"] is None
     assert "per class: not available" in outcomes.format_comparison(
-        outcomes.compare(first, _outcomes("old", 300)), per_class=True)
+        outcomes.compare(first, make_outcomes("old", 300)), per_class=True)
     with pytest.raises(ValueError, match="other labels for the same first 300 images"):
-        outcomes.compare(first, _outcomes("shuffled", 300, labels=LABELS[::-1]))
+        outcomes.compare(first, make_outcomes("shuffled", 300, labels=LABELS[::-1]))

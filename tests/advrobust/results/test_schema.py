@@ -20,14 +20,9 @@ from advrobust.run import runner
 from advrobust.run.config import ModelEntry
 from tests.conftest import REPO
 
-
 DATA = Path(__file__).parent / "data"
-
-
 # Written by the runner before results.json became dataclasses (same inputs as _golden_results).
 GOLDEN = DATA / "results_v1.json"
-
-
 EPSILONS = np.array([0.0, 0.1, 0.2])
 LABELS = np.arange(12) % 3
 CONFIG = {"name": "golden", "dataset": "fashion_mnist", "epsilons": [0.0, 0.1, 0.2], "norm": "inf",
@@ -99,15 +94,6 @@ def _golden_results(tmp_path):
                           models=records)
 
 
-def _golden():
-    return json.loads(GOLDEN.read_text())
-
-
-def _class(label, n, robust=(0.9, 0.5, 0.4)):
-    return {"label": label, "n_examples": n, "clean_accuracy": 0.9, "robust_accuracy": list(robust),
-            "ci95_low": [0.0] * 3, "ci95_high": [1.0] * 3}
-
-
 def test_the_runners_records_write_exactly_what_the_runner_wrote_before(tmp_path):
     results = _golden_results(tmp_path)
     assert results.to_json() == GOLDEN.read_text()
@@ -123,6 +109,15 @@ def test_reading_and_writing_again_gives_the_same_text():
     assert results.models[1].check_curves.transfer[0].source == "base"
     assert isinstance(results.models[0].checks[0], checks.Check)
     assert schema.read(GOLDEN) == results
+
+
+def _golden():
+    return json.loads(GOLDEN.read_text())
+
+
+def _class(label, n, robust=(0.9, 0.5, 0.4)):
+    return {"label": label, "n_examples": n, "clean_accuracy": 0.9, "robust_accuracy": list(robust),
+            "ci95_low": [0.0] * 3, "ci95_high": [1.0] * 3}
 
 
 @pytest.mark.parametrize("mutate, message", [

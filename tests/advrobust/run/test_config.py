@@ -8,7 +8,6 @@ import pytest
 from advrobust.run import config
 from tests.conftest import REPO
 
-
 BASE = """
 [run]
 dataset = "mnist"

@@ -13,7 +13,6 @@ import pytest
 from advrobust.run import folder
 from tests.conftest import REPO
 
-
 HOLD = """
 import sys, time
 from advrobust.run import folder

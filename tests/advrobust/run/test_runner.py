@@ -19,14 +19,14 @@ import pytest
 from advrobust import models
 from advrobust.results import outcomes, schema
 from advrobust.run import config, runner
-from tests.advrobust.conftest import _arm, _lambda_model
+from tests.advrobust.conftest import arm, lambda_model
 
 
 def test_a_run_refuses_an_h5_model_path_before_any_work(tmp_path, marker):
     from advrobust.run import config, runner
 
-    _lambda_model(marker).save(tmp_path / "made.h5")
-    _arm(marker)
+    lambda_model(marker).save(tmp_path / "made.h5")
+    arm(marker)
     shutil.copy(tmp_path / "made.h5", tmp_path / "model.keras")
     (tmp_path / "run.toml").write_text(
         '[run]\nname = "t"\ndataset = "mnist"\nepsilons = [0.1]\nn_examples = 5\n'
@@ -107,43 +107,6 @@ def _comparable(results):
                                                                         for c in m["curves"]],
              "worst": m["worst_case"]["robust_accuracy"], "checks": m["checks"],
              "minimal_eps": m["minimal_eps"]["values"]} for m in document["models"]]
-
-
-def _units(store: Path) -> int:
-    try:
-        with sqlite3.connect(store, timeout=1) as connection:
-            return connection.execute("SELECT COUNT(*) FROM units").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-
-
-def _finished(store: Path) -> dict[tuple[str, str, int], float]:
-    """When each unit was committed, by (model, attack key, batch)."""
-    with sqlite3.connect(store) as connection:
-        return {(model, attack, batch): finished for model, attack, batch, finished
-                in connection.execute("SELECT model, attack, batch, finished FROM units")}
-
-
-TRAINED_CONFIG = """
-[run]
-name = "update-trained"
-dataset = "mnist"
-epsilons = [0.0, 0.1]
-n_examples = 50
-batch_size = 50
-check_examples = 50
-
-[[attacks]]
-name = "fgsm"
-
-[[models]]
-name = "a"
-train = {{ model = "cnn", epochs = {epochs_a}, train_subset = 512, test_subset = 50 }}
-
-[[models]]
-name = "b"
-train = {{ model = "cnn", epochs = 1, train_subset = 512, test_subset = 50, learning_rate = 0.002 }}
-"""
 
 
 @pytest.mark.slow
@@ -231,6 +194,14 @@ def test_report_mentions_every_model_and_escapes_names(finished_run):
     assert "trained" in html and "trained" in markdown
 
 
+def _units(store: Path) -> int:
+    try:
+        with sqlite3.connect(store, timeout=1) as connection:
+            return connection.execute("SELECT COUNT(*) FROM units").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
 @pytest.mark.slow
 def test_run_killed_mid_way_and_resumed_gives_the_same_results(run_config, finished_run, tmp_path):
     _, uninterrupted = finished_run
@@ -265,6 +236,13 @@ def test_a_changed_config_is_not_mixed_with_old_results(run_config, finished_run
     assert result.returncode == 2 and "different config" in result.stderr and "--update" in result.stderr
 
 
+def _finished(store: Path) -> dict[tuple[str, str, int], float]:
+    """When each unit was committed, by (model, attack key, batch)."""
+    with sqlite3.connect(store) as connection:
+        return {(model, attack, batch): finished for model, attack, batch, finished
+                in connection.execute("SELECT model, attack, batch, finished FROM units")}
+
+
 @pytest.mark.slow
 def test_update_recomputes_only_what_a_changed_config_changed(run_config, finished_run, tmp_path):
     source, _ = finished_run
@@ -292,6 +270,28 @@ def test_update_recomputes_only_what_a_changed_config_changed(run_config, finish
     assert _comparable(updated) == _comparable(fresh)
     assert all(curve.params["steps"] == 11 for model in updated.models for curve in model.curves
                if curve.attack == "pgd")
+
+
+TRAINED_CONFIG = """
+[run]
+name = "update-trained"
+dataset = "mnist"
+epsilons = [0.0, 0.1]
+n_examples = 50
+batch_size = 50
+check_examples = 50
+
+[[attacks]]
+name = "fgsm"
+
+[[models]]
+name = "a"
+train = {{ model = "cnn", epochs = {epochs_a}, train_subset = 512, test_subset = 50 }}
+
+[[models]]
+name = "b"
+train = {{ model = "cnn", epochs = 1, train_subset = 512, test_subset = 50, learning_rate = 0.002 }}
+"""
 
 
 @pytest.mark.slow

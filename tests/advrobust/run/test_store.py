@@ -10,23 +10,6 @@ import pytest
 from advrobust.run.store import ResultStore, StoreMismatchError, StoredUnits
 
 
-def _legacy_store(path, clean, robust):
-    """A store as advrobust wrote it before units had specs."""
-    connection = sqlite3.connect(path)
-    with connection:
-        connection.executescript("""
-            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-            CREATE TABLE models (name TEXT PRIMARY KEY, path TEXT NOT NULL, card TEXT NOT NULL, finished REAL NOT NULL);
-            CREATE TABLE units (model TEXT NOT NULL, attack TEXT NOT NULL, batch INTEGER NOT NULL,
-                n INTEGER NOT NULL, epsilons TEXT NOT NULL, clean BLOB NOT NULL, robust BLOB NOT NULL,
-                seconds REAL NOT NULL, finished REAL NOT NULL, PRIMARY KEY (model, attack, batch));""")
-        connection.execute("INSERT INTO meta VALUES ('config_hash', 'h1')")
-        connection.execute("INSERT INTO models VALUES ('m', 'models/m/model.keras', '{}', 0)")
-        connection.execute("INSERT INTO units VALUES ('m', 'pgd', 0, 2, '[0.1]', ?, ?, 1.0, 0)",
-                           (np.packbits(clean).tobytes(), np.packbits(robust, axis=-1).tobytes()))
-    connection.close()
-
-
 def test_store_round_trips_units_and_refuses_another_config(tmp_path):
     path = tmp_path / "store.sqlite"
     clean = np.array([True, False, True])
@@ -69,6 +52,23 @@ def test_store_update_goes_on_under_a_changed_config(tmp_path):
         assert store.unit("m", "pgd", 0, "s9") is None  # changed settings: computed again
     with ResultStore(path, config_hash="h2", config={"v": 2}, resume=True) as store:  # the store is h2's now
         assert store.updated_from is None
+
+
+def _legacy_store(path, clean, robust):
+    """A store as advrobust wrote it before units had specs."""
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.executescript("""
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE models (name TEXT PRIMARY KEY, path TEXT NOT NULL, card TEXT NOT NULL, finished REAL NOT NULL);
+            CREATE TABLE units (model TEXT NOT NULL, attack TEXT NOT NULL, batch INTEGER NOT NULL,
+                n INTEGER NOT NULL, epsilons TEXT NOT NULL, clean BLOB NOT NULL, robust BLOB NOT NULL,
+                seconds REAL NOT NULL, finished REAL NOT NULL, PRIMARY KEY (model, attack, batch));""")
+        connection.execute("INSERT INTO meta VALUES ('config_hash', 'h1')")
+        connection.execute("INSERT INTO models VALUES ('m', 'models/m/model.keras', '{}', 0)")
+        connection.execute("INSERT INTO units VALUES ('m', 'pgd', 0, 2, '[0.1]', ?, ?, 1.0, 0)",
+                           (np.packbits(clean).tobytes(), np.packbits(robust, axis=-1).tobytes()))
+    connection.close()
 
 
 def test_store_rows_without_spec_are_trusted_only_under_the_config_that_made_them(tmp_path):

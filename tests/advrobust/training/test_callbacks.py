@@ -1,5 +1,5 @@
-"""Training interrupted after an epoch goes on from that epoch when started again (BackupAndRestore),
-at that epoch's scheduled learning rate."""
+"""advrobust.training.callbacks: training interrupted after an epoch goes on from that epoch when
+started again (BackupAndRestore), at that epoch's scheduled learning rate; the CSV log appends."""
 
 from __future__ import annotations
 

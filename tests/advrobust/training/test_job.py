@@ -10,12 +10,6 @@ from advrobust import models, training
 pytestmark = pytest.mark.slow
 
 
-def _first_test(n):
-    from advrobust import data
-    x, y = data.load("fashion_mnist", "test", download=False)
-    return x[:n], y[:n]
-
-
 def test_short_cnn_training_beats_80_percent_on_fashion_mnist(tmp_path):
     config = training.TrainConfig(dataset="fashion_mnist", model="cnn", epochs=3, train_subset=12000, seed=0)
     result = training.train(config, tmp_path, verbose=0)
@@ -31,6 +25,12 @@ def test_short_cnn_training_beats_80_percent_on_fashion_mnist(tmp_path):
     saved = models.load(result["model_path"])
     assert training.accuracy(saved, *_first_test(500)) == training.accuracy(result["model"], *_first_test(500))
     assert models.load_card(result["model_path"])["clean_test_accuracy"] == card["clean_test_accuracy"]
+
+
+def _first_test(n):
+    from advrobust import data
+    x, y = data.load("fashion_mnist", "test", download=False)
+    return x[:n], y[:n]
 
 
 def test_same_seed_same_model(tmp_path):
