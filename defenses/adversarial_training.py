@@ -42,7 +42,7 @@ time); the training loss uses ``training=True``. ``attacks.pgd`` itself cannot r
 inside a compiled ``train_step`` (it validates and batches on the NumPy side), so
 :func:`perturb` assembles the same iteration from ``attacks``' own pieces
 (``attacks.loop.start_point``, ``attacks.norms.steepest_step`` and ``project``,
-``attacks.losses``); ``tests/unit/test_defenses.py`` checks it against ``attacks.fgsm``
+``attacks.losses``); ``tests/defenses/test_adversarial_training.py`` checks it against ``attacks.fgsm``
 and a hand-written PGD.
 
 Epsilon warm-up (``warmup_epochs``): the radius grows linearly from ``eps /

@@ -34,7 +34,7 @@ Every worker must see the same data files and run the same configuration.
 call :func:`get_strategy` first thing in the program (``train`` does). Only the chief (task 0) keeps the outputs: the other workers take part in
 every step (saving included) but write into ``out_dir/.worker-<index>``
 (:func:`output_dir`), which is left in place. Try a cluster on one machine with
-``localhost`` ports first (``tests/integration/test_multi_worker.py`` does exactly that:
+``localhost`` ports first (``tests/defenses/test_distribute.py`` does exactly that:
 two worker processes train one model and end with the same weights).
 """
 

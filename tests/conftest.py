@@ -53,6 +53,12 @@ def run_python(code: str, env: dict | None = None) -> subprocess.CompletedProces
                           env=full_env, cwd=REPO, timeout=300)
 
 
+def ok_stdout(result: subprocess.CompletedProcess) -> str:
+    """The stdout of a subprocess that must have exited 0 (else its stderr's end fails the test)."""
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
 @pytest.fixture
 def isolated_lookup(tmp_path, monkeypatch):
     """No dataset anywhere: empty env dir, no system dirs, an empty Keras cache."""
