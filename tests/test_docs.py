@@ -51,7 +51,7 @@ PYTHON = ("python",)
 SHELL = ("bash", "console")
 TOML = ("toml",)
 # Commands a shell block may hold that need no check beyond their name.
-UNCHECKED_COMMANDS = ("export", "cd", "apt-get", "git")
+UNCHECKED_COMMANDS = ("export", "cd", "apt-get", "git", ".", "source")
 
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>```+)(?P<language>[\w+-]*)\s*$")
 
