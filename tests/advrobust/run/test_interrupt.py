@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 
 from advrobust import models
 from advrobust.run.interrupt import CheckedUnits, Interrupts, RunInterrupted
+from tests.advrobust.run.conftest import count_units
 from tests.conftest import REPO
 
 CONFIG = """
@@ -35,13 +35,6 @@ name = "cnn"
 path = "{model}"
 """
 
-
-def _units(store: Path) -> int:
-    try:
-        with sqlite3.connect(store, timeout=1) as connection:
-            return connection.execute("SELECT COUNT(*) FROM units").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
 
 
 def _without_timings(node):
@@ -100,7 +93,7 @@ def test_ctrl_c_mid_attack_saves_says_how_to_resume_and_resuming_equals_an_unint
     out = tmp_path / "interrupted"
     process = subprocess.Popen(base + ["--out", str(out)], cwd=REPO, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
-    while _units(out / "store.sqlite") < 2 and process.poll() is None and time.time() < deadline:
+    while count_units(out / "store.sqlite") < 2 and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert process.poll() is None, "the run ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
@@ -108,10 +101,10 @@ def test_ctrl_c_mid_attack_saves_says_how_to_resume_and_resuming_equals_an_unint
     assert process.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr and "stopping after the unit in progress" in stderr
     assert f"Continue with: advrobust run {config} --out {out} --resume" in stderr
-    saved = _units(out / "store.sqlite")
+    saved = count_units(out / "store.sqlite")
     assert saved >= 2 and not (out / "results.json").exists()
 
     resumed = subprocess.run(base + ["--out", str(out), "--resume"], cwd=REPO, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert _without_timings(out / "results.json") == _without_timings(tmp_path / "whole" / "results.json")
-    assert _units(out / "store.sqlite") == _units(tmp_path / "whole" / "store.sqlite")  # no unit twice
+    assert count_units(out / "store.sqlite") == count_units(tmp_path / "whole" / "store.sqlite")  # no unit twice

@@ -20,6 +20,7 @@ from advrobust import models
 from advrobust.results import outcomes, schema
 from advrobust.run import config, runner
 from tests.advrobust.conftest import arm, lambda_model
+from tests.advrobust.run.conftest import count_units
 
 
 def test_a_run_refuses_an_h5_model_path_before_any_work(tmp_path, marker):
@@ -194,13 +195,6 @@ def test_report_mentions_every_model_and_escapes_names(finished_run):
     assert "trained" in html and "trained" in markdown
 
 
-def _units(store: Path) -> int:
-    try:
-        with sqlite3.connect(store, timeout=1) as connection:
-            return connection.execute("SELECT COUNT(*) FROM units").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-
 
 @pytest.mark.slow
 def test_run_killed_mid_way_and_resumed_gives_the_same_results(run_config, finished_run, tmp_path):
@@ -209,12 +203,12 @@ def test_run_killed_mid_way_and_resumed_gives_the_same_results(run_config, finis
     command = [sys.executable, "-m", "advrobust", "run", str(run_config), "--out", str(out), "--no-report"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while _units(out / "store.sqlite") < 5 and process.poll() is None and time.time() < deadline:
+    while count_units(out / "store.sqlite") < 5 and process.poll() is None and time.time() < deadline:
         time.sleep(0.1)
     assert process.poll() is None, "the run ended before it could be killed"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    finished_before = _units(out / "store.sqlite")
+    finished_before = count_units(out / "store.sqlite")
     assert finished_before >= 5 and not (out / "results.json").exists()
 
     again = subprocess.run(command, capture_output=True, text=True)
@@ -223,7 +217,7 @@ def test_run_killed_mid_way_and_resumed_gives_the_same_results(run_config, finis
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     document = json.loads((out / "results.json").read_text())
     assert _comparable(document) == _comparable(uninterrupted)
-    assert _units(out / "store.sqlite") > finished_before
+    assert count_units(out / "store.sqlite") > finished_before
 
 
 @pytest.mark.slow
