@@ -9,10 +9,9 @@ ensemble of diverse parameter-free attacks"): PGD whose step size tunes itself.
         raised the loss, or the step was not halved at the last checkpoint and the best loss
         has not risen since: halve the step and go on from the best point found
 
-where P projects onto the eps-ball and the clip range. The checkpoints are AutoAttack's:
-after ``max(int(0.22 * steps), 1)`` steps, then each interval ``max(int(0.03 * steps), 1)``
-shorter than the one before, never shorter than ``max(int(0.06 * steps), 1)`` (for 100
-steps: 22, 41, 57, 70, 80, 87, 93, 99, i.e. ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``).
+where P projects onto the eps-ball and the clip range. The checkpoints are the paper's
+``ceil(p_j * steps)`` with ``p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03,
+0.06)``: for 100 steps after 22, 41, 57, 70, 80, 87, 93 and 99 steps.
 
 Losses: cross-entropy (APGD-CE) or the difference of logits ratio (APGD-DLR, invariant to
 shifting and scaling the logits); ``targeted=True`` runs once per target class, the
@@ -68,16 +67,16 @@ class _Static:
 
 
 def checkpoints(steps: int) -> list[int]:
-    """The iterations (counted from 1, all < ``steps``) after which the step may be halved."""
-    interval = max(int(0.22 * steps), 1)
-    shrink, shortest = max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
-    points = []
-    done = interval
-    while done < steps:
-        points.append(done)
-        interval = max(interval - shrink, shortest)
-        done += interval
-    return points
+    """The iterations (counted from 1, all < ``steps``) after which the step may be halved.
+
+    The paper's ``w_j = ceil(p_j * steps)`` with ``p_0 = 0``, ``p_1 = 0.22`` and ``p_{j+1} =
+    p_j + max(p_j - p_{j-1} - 0.03, 0.06)``, in exact integer arithmetic (hundredths), so
+    that float rounding never moves a checkpoint.
+    """
+    fractions = [0, 22]  # p_j in hundredths
+    while fractions[-1] + max(fractions[-1] - fractions[-2] - 3, 6) <= 100:
+        fractions.append(fractions[-1] + max(fractions[-1] - fractions[-2] - 3, 6))
+    return sorted({-(-p * steps // 100) for p in fractions[1:]} - {steps})
 
 
 def schedule(steps: int) -> list[tuple[int, int]]:
@@ -321,6 +320,19 @@ def _per_example(value: tf.Tensor, static: _Static) -> tf.Tensor:
     return tf.reshape(value, [-1] + [1] * len(static.example_shape))
 
 
+def _feasible(x: tf.Tensor, point: tf.Tensor, eps: tf.Tensor, static: _Static) -> tf.Tensor:
+    """``point`` clipped to the clip range, then projected onto the eps-ball around ``x``.
+
+    Clipping first matters for L2: projecting first and clipping after (as AutoAttack's
+    code does) spends part of the radius on coordinates the clip then removes, so the
+    iterates stay well inside the ball. Projection moves a point in the range towards
+    ``x``, which is in the range too, so the result is in both (the last clip only
+    absorbs float rounding). For L-inf both orders give the same point.
+    """
+    projected = x + norms.project(_clip(point, static.clip) - x, eps, static.norm)
+    return _clip(projected, static.clip)
+
+
 def _clip(x_t: tf.Tensor, clip: tuple[float, float] | None) -> tf.Tensor:
     return x_t if clip is None else tf.clip_by_value(x_t, clip[0], clip[1])
 
@@ -359,10 +371,9 @@ def _build(logits_fn: Callable, static: _Static) -> Callable[[Any], Callable]:
 
     def step(state, weight):
         x, x_t, eps = state["x"], state["x_t"], state["eps"]
-        z = norms.ascent_step(x, x_t, state["grad"], _per_example(state["step"], static), eps, static.norm,
-                              static.clip)
-        moved = x_t + weight * (z - x_t) + (1.0 - weight) * (x_t - state["x_prev"])
-        x_next = _clip(x + norms.project(moved - x, eps, static.norm), static.clip)
+        z = _feasible(x, x_t + _per_example(state["step"], static) * norms.steepest_step(state["grad"], static.norm),
+                      eps, static)
+        x_next = _feasible(x, x_t + weight * (z - x_t) + (1.0 - weight) * (x_t - state["x_prev"]), eps, static)
         loss, gradient, success = evaluate(x_next, state["y"], state["target"])
         improved, first_success = loss > state["loss_best"], success & ~state["success"]
         better, fooled = _mask(improved, x_t), _mask(first_success, x_t)

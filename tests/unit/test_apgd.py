@@ -93,7 +93,9 @@ def test_dlr_agrees_with_numpy_and_ignores_shifts_and_scales():
 def test_checkpoints_follow_autoattack_schedule():
     # p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), times 100 steps
     assert checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
-    assert checkpoints(1) == [] and checkpoints(10) == [2, 3, 4, 5, 6, 7, 8, 9]
+    # w_j = ceil(p_j * steps), without float rounding: 0.41 * 100 is 41, not 42
+    assert checkpoints(20) == [5, 9, 12, 14, 16, 18, 19] and checkpoints(10) == [3, 5, 6, 7, 8, 9]
+    assert checkpoints(1) == [] and checkpoints(5) == [2, 3, 4]
     for steps in (1, 7, 20, 100, 137):
         plan = schedule(steps)
         assert sum(size for size, _ in plan) == steps
@@ -272,3 +274,16 @@ def test_registered_and_run_by_the_harness(model):
                                   progress=False)
     assert curve.robust_accuracy[0] == curve.clean_accuracy == 1.0
     assert curve.robust_accuracy[1] < 1.0
+
+
+def test_l2_steps_spend_the_whole_radius_at_the_edge_of_the_clip_range():
+    # logits (s, -s) with s = x1 + x2 + x3 + x4: the loss of label 0 rises as s falls, but
+    # x1 = x2 = 0 cannot fall. The best point spends the radius on x3 and x4 alone; a
+    # step projected before clipping would lose the part spent on x1 and x2.
+    weights = np.array([[1.0, -1.0]] * 4, np.float32)
+    model = dense_model(weights, np.zeros(2, np.float32))
+    x = np.tile(np.array([[0.0, 0.0, 0.5, 0.5]], np.float32), (3, 1))
+    one_step = apgd(model, x, np.zeros(3, int), eps=0.2, norm="l2", steps=1, seed=0)
+    np.testing.assert_allclose(np.linalg.norm(one_step - x, axis=1), 0.2, rtol=1e-5)
+    best = apgd(model, x, np.zeros(3, int), eps=0.2, norm="l2", steps=10, seed=0)
+    np.testing.assert_allclose(best, np.tile([[0.0, 0.0, 0.5 - 0.1 * 2**0.5, 0.5 - 0.1 * 2**0.5]], (3, 1)), atol=1e-3)
