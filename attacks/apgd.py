@@ -9,7 +9,8 @@ ensemble of diverse parameter-free attacks"): PGD whose step size tunes itself.
         raised the loss, or the step was not halved at the last checkpoint and the best loss
         has not risen since: halve the step and go on from the best point found
 
-where P projects onto the eps-ball and the clip range. The checkpoints are the paper's
+where P clips to the clip range, then projects onto the eps-ball (see :func:`_feasible` for
+why in this order). The checkpoints are the paper's
 ``ceil(p_j * steps)`` with ``p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03,
 0.06)``: for 100 steps after 22, 41, 57, 70, 80, 87, 93 and 99 steps.
 
@@ -23,9 +24,10 @@ Cheap by construction, like AutoAttack's ensemble: examples already misclassifie
 attacked, an example leaves the batch once it is fooled (its first successful iterate is
 returned), and every restart and target attacks only the examples still standing.
 
-Compiled as in :mod:`attacks.loop`: segments of up to ``loop.SEGMENT`` unrolled steps
-(``tf.function`` with a ``GradientTape`` inside, input signatures whose batch dimension is
-``None``), memoised per model; between segments the fooled examples leave the batch and
+Compiled as in :mod:`attacks.loop`: segments of ``loop.SEGMENT`` unrolled steps, or of one
+step to reach a checkpoint (``tf.function`` with a ``GradientTape`` inside, input signatures
+whose batch dimension is ``None``, so neither a new batch size nor a new number of steps
+retraces), memoised per model; between segments the fooled examples leave the batch and
 the checkpoint rule runs.
 """
 
@@ -44,8 +46,8 @@ DEFAULT_BATCH_SIZE = 512
 APGD_LOSSES: tuple[str, ...] = ("ce", "dlr")
 RHO = 0.75  # share of the steps since the last checkpoint that must raise the loss
 MOMENTUM = 0.75  # weight of the new step against the previous one
-# Compiled functions kept per model: a logits, an evaluate and up to loop.SEGMENT segment
-# functions for each setting (norm, loss, targeted, clip, dtype, shape); the oldest go beyond this.
+# Compiled functions kept per model: logits, evaluate and two segment lengths for each
+# setting (norm, loss, targeted, clip, dtype, shape); the oldest go beyond this.
 MAX_COMPILED_PER_MODEL = 32
 _COMPILED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
