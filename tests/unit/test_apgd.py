@@ -148,6 +148,16 @@ def test_dtype_and_array_type_are_kept(model):
     assert_in_ball_and_range(x_adv64[0], x64, 0.1, "l2")
 
 
+def test_plain_function_and_tf_module_models_give_the_keras_result(model):
+    class Linear(tf.Module):
+        def __call__(self, x):
+            return tf.matmul(x, W) + B
+
+    expected = apgd(model, X2, Y2, eps=0.1, loss="dlr", steps=5, seed=0)
+    for candidate in (Linear(), lambda x: tf.matmul(x, W) + B):
+        np.testing.assert_allclose(apgd(candidate, X2, Y2, eps=0.1, loss="dlr", steps=5, seed=0), expected, atol=1e-6)
+
+
 def test_eps_zero_and_misclassified_points_come_back_unchanged(model):
     np.testing.assert_array_equal(apgd(model, X2, Y2, eps=0.0, steps=3), X2)
     wrong = (Y2 + 1) % 3  # every point misclassified already: nothing to attack
