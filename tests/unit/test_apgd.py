@@ -158,6 +158,13 @@ def test_plain_function_and_tf_module_models_give_the_keras_result(model):
         np.testing.assert_allclose(apgd(candidate, X2, Y2, eps=0.1, loss="dlr", steps=5, seed=0), expected, atol=1e-6)
 
 
+def test_bfloat16_gradients_keep_ball_range_and_dtype(model):
+    x_adv = apgd(model, X2, Y2, eps=0.15, loss="dlr", steps=5, seed=0, compute_dtype="bfloat16")
+    assert x_adv.dtype == np.float32
+    assert_in_ball_and_range(x_adv, X2, 0.15)
+    assert np.mean(predictions(model, x_adv) != Y2) >= 0.25
+
+
 def test_eps_zero_and_misclassified_points_come_back_unchanged(model):
     np.testing.assert_array_equal(apgd(model, X2, Y2, eps=0.0, steps=3), X2)
     wrong = (Y2 + 1) % 3  # every point misclassified already: nothing to attack
