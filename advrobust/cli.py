@@ -118,9 +118,9 @@ def _add_attack(subparsers) -> None:
     parser.add_argument("--attack", default="pgd", choices=tuple(ATTACKS))
     parser.add_argument("--norm", default="inf", choices=("inf", "l2"))
     parser.add_argument("--eps", type=float, nargs="+", required=True)
-    parser.add_argument("--steps", type=int, default=None, help="iterations (bim, pgd, mim)")
+    parser.add_argument("--steps", type=int, default=None, help="iterations (bim, pgd, mim, apgd)")
     parser.add_argument("--step-size", type=float, default=None, help="absolute step size (default per attack)")
-    parser.add_argument("--restarts", type=int, default=None, help="random restarts (pgd, mim)")
+    parser.add_argument("--restarts", type=int, default=None, help="random restarts (pgd, mim, apgd)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compute-dtype", default=None, choices=COMPUTE_DTYPES,
                         help="take gradients in this dtype (faster on 16-bit hardware; "

@@ -8,10 +8,11 @@ Importing this package selects Keras 2 for TensorFlow first (``attacks/backend.p
 """
 
 from attacks import backend  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+from attacks.auto_pgd import apgd
 from attacks.external import apgd_art
 from attacks.gradient import bim, fgsm, mim, pgd
 from attacks.losses import cross_entropy, margin
 from attacks.noise import random_noise
 from attacks.spec import ATTACKS, AttackSpec, get_attack
 
-__all__ = ["fgsm", "bim", "pgd", "mim", "random_noise", "apgd_art", "cross_entropy", "margin", "ATTACKS", "AttackSpec", "get_attack"]
+__all__ = ["fgsm", "bim", "pgd", "mim", "apgd", "random_noise", "apgd_art", "cross_entropy", "margin", "ATTACKS", "AttackSpec", "get_attack"]

@@ -13,13 +13,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from attacks.auto_pgd import apgd
 from attacks.external import apgd_ce_art, apgd_dlr_art
 from attacks.gradient import bim, fgsm, mim, pgd
 from attacks.noise import random_noise
 
-ATTACKS: dict[str, Callable[..., Any]] = {"fgsm": fgsm, "bim": bim, "pgd": pgd, "mim": mim,
+ATTACKS: dict[str, Callable[..., Any]] = {"fgsm": fgsm, "bim": bim, "pgd": pgd, "mim": mim, "apgd": apgd,
                                           "noise": random_noise,
-                                          # ART's APGD until the project has its own (attacks/external.py)
+                                          # ART's APGD, to cross-check the project's own (attacks/external.py)
                                           "apgd_ce_art": apgd_ce_art, "apgd_dlr_art": apgd_dlr_art}
 
 

@@ -23,6 +23,7 @@ import pytest
 
 MODULES = (
     "attacks",
+    "attacks.auto_pgd",
     "attacks.backend",
     "attacks.external",
     "attacks.gradient",

@@ -163,7 +163,7 @@ def problems(draw, dtypes=(np.float32, np.float64)):
     return _model(shape), x, y, norm, eps, dtype
 
 
-def _distance(delta: np.ndarray, norm: str) -> np.ndarray:
+def distance(delta: np.ndarray, norm: str) -> np.ndarray:
     flat = delta.reshape(len(delta), -1).astype(np.float64)
     return np.abs(flat).max(axis=1) if norm == "inf" else np.sqrt((flat ** 2).sum(axis=1))
 
@@ -178,7 +178,7 @@ def test_stays_in_the_ball_and_the_clip_range_and_keeps_the_dtype(name, problem)
     assert np.all(x_adv >= 0.0) and np.all(x_adv <= 1.0)
     # float32 rounding of x + delta can exceed the radius by a few ulps of the pixel values.
     tolerance = 4 * np.finfo(dtype).eps * max(1.0, np.sqrt(x[0].size))
-    assert np.all(_distance(x_adv - x, norm) <= eps + tolerance)
+    assert np.all(distance(x_adv - x, norm) <= eps + tolerance)
 
 
 @pytest.mark.parametrize("name", PROPERTY_ATTACKS)
