@@ -49,7 +49,7 @@ __all__ = ["curves", "examples", "minimal_eps"]
 
 CURVE_FIELDS = ("epsilons", "robust_accuracy", "ci95_low", "ci95_high")
 MINIMAL_EPS_KINDS = ("cdf", "histogram")
-_NORM_TITLES = {"inf": "L∞", "l2": "L2"}
+NORM_TITLES = {"inf": "L∞", "l2": "L2"}  # how a norm is written in titles and labels
 _WRONG_COLOR = "#b00020"
 _BAND_ALPHA = 0.18
 
@@ -260,14 +260,22 @@ def _root(ax: Axes) -> Figure:
     return ax.figure.figure
 
 
-def _norm_title(norm: str) -> str:
-    return _NORM_TITLES.get(norm, norm)
+def norm_title(norm: str) -> str:
+    """How ``norm`` is written in titles and labels.
+
+    Args:
+        norm: ``"inf"`` or ``"l2"`` (anything else is written as it is).
+
+    Returns:
+        ``"L∞"``, ``"L2"``, or ``norm`` itself.
+    """
+    return NORM_TITLES.get(norm, norm)
 
 
 def _eps_label(text: str, norms: set[str | None]) -> str:
     """``text`` with the norm when every curve has the same known one."""
     if len(norms) == 1 and None not in norms:
-        return f"{text} ({_norm_title(next(iter(norms)))})"
+        return f"{text} ({norm_title(next(iter(norms)))})"
     return text
 
 
@@ -308,7 +316,7 @@ def _listed(items: list[Any], where: str) -> list[_Line]:
         raise ValueError(f"{where} is empty: pass at least one curve")
     lines = [_line(curve, _attack_of(curve, number), f"{where}[{number}]") for number, curve in enumerate(items)]
     if len({line.norm for line in lines}) > 1:
-        lines = [_Line(f"{line.label} ({_norm_title(line.norm)})" if line.norm else line.label, line.epsilons,
+        lines = [_Line(f"{line.label} ({norm_title(line.norm)})" if line.norm else line.label, line.epsilons,
                        line.accuracy, line.ci_low, line.ci_high, line.norm) for line in lines]
     return lines
 

@@ -65,7 +65,8 @@ from typing import Any, Callable
 from attacks import losses, norms
 from attacks.backend import keras, tf
 from attacks.loop import start_point
-from defenses import check_clip, check_iterations, check_nonnegative, check_radius, distribute
+from defenses import distribute
+from defenses.validation import check_clip, check_iterations, check_nonnegative, check_radius
 
 METHODS: tuple[str, ...] = ("pgd_at", "trades", "fgsm_rs")
 REL_STEP_SIZE = {"pgd_at": 2.5, "trades": 2.5, "fgsm_rs": 1.25}  # step = rel * eps / steps

@@ -45,6 +45,7 @@ import numpy as np
 
 from attacks import fgsm, pgd
 from attacks.backend import keras, tf
+from defenses.validation import check_decay
 
 
 class CatastrophicOverfittingWarning(UserWarning):
@@ -259,23 +260,6 @@ class RobustEarlyStopping(keras.callbacks.Callback):
                 "best_robust_accuracy": None if self.best_epoch is None else float(self.best),
                 "best_epoch": None if self.best_epoch is None else self.best_epoch + 1,
                 "stopped_early_at_epoch": None if self.stopped_epoch is None else self.stopped_epoch + 1}
-
-
-def check_decay(decay: Any, name: str = "decay", *, optional: bool = False) -> None:
-    """Check the decay of an exponential moving average.
-
-    Args:
-        decay: A number in (0, 1) (bools are refused).
-        name: The argument's name, used in the error message.
-        optional: Accept None as well.
-
-    Raises:
-        ValueError: ``decay`` is not a number in (0, 1) (or None, if ``optional``).
-    """
-    if optional and decay is None:
-        return
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
-        raise ValueError(f"{name} must be a number in (0, 1){' or None' if optional else ''}, got {decay!r}")
 
 
 class WeightAveraging(keras.callbacks.Callback):

@@ -83,7 +83,8 @@ from typing import Any
 
 from attacks.backend import keras, tf
 from attacks.norms import canonical_norm
-from defenses import check_clip, check_iterations, check_nonnegative, check_radius, distribute
+from defenses import distribute
+from defenses.validation import check_clip, check_iterations, check_nonnegative, check_radius
 from defenses.nsl_compat import import_nsl
 
 REL_STEP_SIZE = 2.5  # step = 2.5 * eps / iterations when a preset gives no explicit step

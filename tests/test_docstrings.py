@@ -40,6 +40,7 @@ MODULES = (
     "defenses.distribute",
     "defenses.nsl",
     "defenses.nsl_compat",
+    "defenses.validation",
     "advrobust.data",
     "advrobust.data.catalog",
     "advrobust.data.idx",
@@ -187,7 +188,7 @@ def test_every_module_of_the_walked_packages_is_walked(package):
 
 def test_the_walk_finds_the_public_api():
     names = {name for name, _, _ in API}
-    assert {"attacks.gradient.pgd", "defenses.check_radius", "advrobust.models.files.load",
+    assert {"attacks.gradient.pgd", "defenses.validation.check_radius", "advrobust.models.files.load",
             "defenses.callbacks.RobustEarlyStopping", "defenses.callbacks.RobustEarlyStopping.measure",
             "advrobust.evaluation.stats.PairedComparison"} <= names
     assert not any(name.rsplit(".", 1)[-1].startswith("_") for name in names)

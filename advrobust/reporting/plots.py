@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator
 
 from advrobust import plot
 from advrobust.files import atomic_write_bytes
-from advrobust.reporting.view import Model, Run, Series, dataset_title, norm_title
+from advrobust.reporting.view import Model, Run, Series, dataset_title
 
 DPI = 110
 MAX_EXAMPLES = 8
@@ -130,7 +130,7 @@ def _save(figure: MplFigure, path: Path, caption: str) -> Figure:
 
 
 def _eps_label(norms: set[str]) -> str:
-    return f"ε ({norm_title(next(iter(norms)))})" if len(norms) == 1 else "ε"
+    return f"ε ({plot.norm_title(next(iter(norms)))})" if len(norms) == 1 else "ε"
 
 
 def _dataset_figure(models: list[Model], dataset: str, path: Path) -> Figure | None:
@@ -159,7 +159,7 @@ def _attacks_figure(model: Model, path: Path) -> Figure | None:
     figure = _new_figure(6.2 * len(groups), 4.0)
     for position, (norm, curves) in enumerate(groups):
         axes = _accuracy_axes(figure, 1, len(groups), position + 1)
-        xlabel = "ε" if norm is None else f"ε ({norm_title(norm)})"
+        xlabel = "ε" if norm is None else f"ε ({plot.norm_title(norm)})"
         _draw_series(axes, [(_label(curve.label), curve.series) for curve in curves], xlabel=xlabel)
         if position == worst_group:
             # No band: it would only darken the band of the attack that sets the worst case.
@@ -209,7 +209,7 @@ def _minimal_eps_figure(model: Model, path: Path) -> Figure | None:
     figure = _new_figure(9.0, 3.6)
     for position, kind in enumerate(("histogram", "cdf"), start=1):
         plot.minimal_eps(values, ax=figure.add_subplot(1, 2, position), kind=kind, color="#4477aa",
-                         xlabel=f"minimal ε ({norm_title(minimal.norm)})")
+                         xlabel=f"minimal ε ({plot.norm_title(minimal.norm)})")
     figure.suptitle(f"{_label(model.name)}: per-example minimal ε ({_label(minimal.attack)})", fontsize=10)
     return _save(figure, path, f"{model.name}: the smallest ε that fools each example ({minimal.attack}); "
                                f"{never} of {len(values)} never fooled.")

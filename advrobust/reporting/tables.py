@@ -12,7 +12,8 @@ from typing import Literal
 
 import numpy as np
 
-from advrobust.reporting.view import Comparison, Model, Run, Series, dataset_title, norm_title
+from advrobust.plot import norm_title
+from advrobust.reporting.view import Comparison, Model, Run, Series, dataset_title
 
 Tone = Literal["good", "bad", "up", "down", "muted"]  # up/down: sign of a difference
 MISSING = "—"

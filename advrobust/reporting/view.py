@@ -23,11 +23,11 @@ import numpy as np
 
 from advrobust.data.catalog import class_name
 from advrobust.evaluation.checks import Check
+from advrobust.plot import norm_title
 from advrobust.results import schema
 from advrobust.results.schema import PairedRow
 
 DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
-NORM_TITLES = {"inf": "L∞", "l2": "L2"}
 
 
 @dataclass(frozen=True)
@@ -195,8 +195,6 @@ def dataset_title(dataset: str) -> str:
     return DATASET_TITLES.get(dataset, dataset)
 
 
-def norm_title(norm: str) -> str:
-    return NORM_TITLES.get(norm, norm)
 
 
 def load_run(run_dir: str | Path) -> Run:

@@ -255,7 +255,7 @@ def _csv(records: list[ModelRecord]) -> str:
     return buffer.getvalue()
 
 
-def summary_table(results: Results) -> str:
+def summary_text(results: Results) -> str:
     """Clean and worst-case robust accuracy per model and eps, and failed checks, as text.
 
     Args:
@@ -421,5 +421,5 @@ def _run(config: RunConfig, out: Path, *, resume: bool, update: bool, data_dir: 
         from advrobust.reporting import build_report
 
         build_report(out)
-    print(summary_table(results), flush=True)
+    print(summary_text(results), flush=True)
     return results

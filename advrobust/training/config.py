@@ -32,7 +32,7 @@ from advrobust import data, models
 from advrobust.training.schedules import LR_SCHEDULES
 from advrobust.validation import check_choice
 import defenses
-from defenses import callbacks as defense_callbacks
+from defenses import validation as defense_validation
 from defenses import distribute
 
 WEIGHT_CHOICES_HELP = "imagenet | none | PATH | pretrained-run"
@@ -168,7 +168,7 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
 
     def _check_defense(self) -> None:
-        defense_callbacks.check_decay(self.ema_decay, "ema_decay", optional=True)
+        defense_validation.check_decay(self.ema_decay, "ema_decay", optional=True)
         if self.ema_decay is not None and self.defense == "none":
             raise ValueError("ema_decay needs a defense: weight averaging is selected by robust early "
                              "stopping, which only defended training runs")

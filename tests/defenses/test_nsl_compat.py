@@ -49,3 +49,11 @@ def test_estimator_stand_in_refuses_to_build_estimators():
         "assert e.ModeKeys.TRAIN == 'train' and e.ModeKeys.PREDICT == 'infer'\n"
         "try:\n    e.Estimator()\nexcept NotImplementedError as err:\n    print('RAISED', err)\n"))
     assert "RAISED tf.estimator was removed" in out
+
+
+def test_after_import_defenses_a_plain_import_of_nsl_works():
+    # The foundation's promise: no private helper needs to run first.
+    out = ok_stdout(run_python(
+        "import defenses\nimport neural_structured_learning as nsl\n"
+        "print('OK', nsl.keras.AdversarialRegularization.__name__)\n"))
+    assert "OK AdversarialRegularization" in out

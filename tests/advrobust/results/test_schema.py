@@ -98,7 +98,7 @@ def test_the_runners_records_write_exactly_what_the_runner_wrote_before(tmp_path
     results = _golden_results(tmp_path)
     assert results.to_json() == GOLDEN.read_text()
     assert runner._csv(results.models) == (DATA / "results_v1.csv").read_text()
-    assert runner.summary_table(results) + "\n" == (DATA / "results_v1_summary.txt").read_text()
+    assert runner.summary_text(results) + "\n" == (DATA / "results_v1_summary.txt").read_text()
 
 
 def test_reading_and_writing_again_gives_the_same_text():

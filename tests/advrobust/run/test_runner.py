@@ -153,7 +153,7 @@ def test_a_model_with_a_baseline_is_compared_with_it_per_image(finished_run):
     # An untrained CNN against a trained one: clean, the loss is certain.
     clean = paired["rows"][0]
     assert clean["baseline"] > 0.9 and clean["ci95_high"] < -0.5 and clean["p_value"] < 1e-20
-    summary = runner.summary_table(results)
+    summary = runner.summary_text(results)
     assert "<script>alert(1)</script> vs trained, clean: " in summary and "McNemar p" in summary
     assert "paired per image" in (out / "report.md").read_text()
 
@@ -182,7 +182,7 @@ def test_each_class_is_evaluated_on_its_own_test_images(finished_run):
         assert sum(entry["robust_accuracy"][k] * entry["n_examples"] for entry in classes) / 200 == pytest.approx(
             overall)
     at_largest = sorted(classes, key=lambda entry: entry["robust_accuracy"][-1])[0]
-    assert f"trained, weakest classes at eps 0.3: {at_largest['label']} " in runner.summary_table(results)
+    assert f"trained, weakest classes at eps 0.3: {at_largest['label']} " in runner.summary_text(results)
     assert "#### Per class" in (out / "report.md").read_text()
 
 
