@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import shlex
 import sys
 import typing
@@ -14,6 +15,9 @@ from advrobust.run.interrupt import RunInterrupted
 
 # What a user's input or situation causes: one line and exit status 2, never a traceback.
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError, RunFolderError)
+# File-system refusals the user can fix (permissions, a full or read-only disk, a file where
+# a folder belongs); other OSErrors are bugs and keep their traceback.
+_USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
 
 
 def _add_unsafe_load(parser: argparse.ArgumentParser) -> None:
@@ -309,6 +313,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except _USER_ERRORS as error:
         print(f"advrobust: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno not in _USER_ERRNOS:
+            raise
+        print(f"advrobust: error: {error}", file=sys.stderr)  # e.g. "[Errno 28] No space left on device: 'x'"
         return 2
 
 

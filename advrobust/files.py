@@ -30,9 +30,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
                                      delete=False) as handle:
-        handle.write(data)
-    os.chmod(handle.name, 0o644)  # NamedTemporaryFile creates 0600; results are for sharing
-    os.replace(handle.name, path)
+        try:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())  # the bytes are on disk before the rename makes them the file
+        except BaseException:
+            handle.close()
+            os.unlink(handle.name)  # a failed write (disk full, Ctrl-C) leaves no temporary file
+            raise
+    try:
+        os.chmod(handle.name, 0o644)  # NamedTemporaryFile creates 0600; results are for sharing
+        os.replace(handle.name, path)
+    except BaseException:
+        os.unlink(handle.name)
+        raise
     return path
 
 
@@ -50,6 +61,30 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         OSError: The folder cannot be created or written to.
     """
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def inside(folder: str | Path, relative: str) -> Path:
+    """The path of ``relative`` inside ``folder``, refusing one that leads out of it.
+
+    Run folders name their files in results.json; a results.json from elsewhere must not
+    make the report or ``compare`` read files outside its folder.
+
+    Args:
+        folder: The run folder.
+        relative: A path relative to ``folder``, as results.json records it.
+
+    Returns:
+        ``folder / relative``.
+
+    Raises:
+        ValueError: ``relative`` is absolute or resolves outside ``folder``.
+    """
+    folder = Path(folder)
+    path = folder / relative
+    if Path(relative).is_absolute() or not path.resolve().is_relative_to(folder.resolve()):
+        raise ValueError(f"{relative!r} leads outside the run folder {str(folder)!r}; results.json may only name "
+                         "files inside its own folder")
+    return path
 
 
 def digest(value: Any) -> str:

@@ -86,6 +86,9 @@ def _cli_cases(saved_model, tmp_path):
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "store.sqlite").write_bytes(b"this is not a database, but it is long enough" * 4)
     (tmp_path / "a_file").write_text("x")
+    (tmp_path / "escaping").mkdir()
+    (tmp_path / "escaping" / "results.json").write_text(
+        '{"models": [{"name": "m", "outcomes": "../../secret.npz"}]}')
     good = tmp_path / "good.toml"
     good.write_text('[run]\nepsilons = [0.1]\ndataset = "mnist"\nn_examples = 5\n[[attacks]]\nname = "fgsm"\n'
                     f'[[models]]\nname = "m"\npath = "{saved_model}"\n')
@@ -109,13 +112,17 @@ def _cli_cases(saved_model, tmp_path):
                                 "does not exist"),
         "report: no results": (["report", str(tmp_path / "o4")], "results.json does not exist"),
         "compare: no run": (["compare", str(tmp_path / "x"), str(tmp_path / "y")], "neither a run folder"),
+        "compare: results.json names a file outside its folder": (
+            ["compare", str(tmp_path / "escaping"), str(tmp_path / "escaping")], "leads outside the run folder"),
+        "run: --out under a file": (["run", str(good), "--out", str(tmp_path / "a_file" / "sub")], "Not a directory"),
     }
 
 
 CLI_CASE_NAMES = ["attack: negative eps", "attack: eps on the 0-255 scale", "attack: missing model file",
                   "attack: n 0", "attack: steps 0", "run: malformed TOML", "run: unknown dataset",
                   "run: a foreign non-empty --out", "run: --out is a file", "run: corrupt store",
-                  "run: missing config", "report: no results", "compare: no run"]
+                  "run: missing config", "report: no results", "compare: no run",
+                  "compare: results.json names a file outside its folder", "run: --out under a file"]
 
 
 @pytest.mark.parametrize("case", CLI_CASE_NAMES)

@@ -26,7 +26,6 @@ CROSS_CUTTING = {
 UNTESTED_ON_THEIR_OWN = {
     "advrobust/__main__.py": "two lines calling cli.main; tests/advrobust/test_cli.py runs the console script",
     "advrobust/_lazy.py": "the lazy names of the subpackages; tests/test_import_graph.py",
-    "advrobust/files.py": "atomic writes and digests; through results, run and models tests",
     "advrobust/validation.py": "shared checks; through every refusal test of the harness",
     "advrobust/__init__.py": "re-exports only; tests/test_import_graph.py",
     "advrobust/data/__init__.py": "re-exports only",

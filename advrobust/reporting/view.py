@@ -23,6 +23,7 @@ import numpy as np
 
 from advrobust.data.catalog import class_name
 from advrobust.evaluation.checks import Check
+from advrobust.files import inside
 from advrobust.plot import norm_title
 from advrobust.results import schema
 from advrobust.results.schema import PairedRow
@@ -306,9 +307,8 @@ def _minimal_eps(record: schema.MinimalEpsRecord) -> MinimalEps:
 
 
 def _load_card(run_dir: Path, relative: str, where: str, notes: list[str]) -> dict[str, Any]:
-    path = run_dir / relative
     try:
-        card = json.loads(path.read_text(encoding="utf-8"))
+        card = json.loads(inside(run_dir, relative).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         notes.append(f"{where}: cannot read the model card {relative}: {error}")
         return {}
@@ -330,10 +330,9 @@ def _history(card: dict[str, Any]) -> dict[str, list[float]]:
 def _load_examples(run_dir: Path, relative: str | None, where: str, notes: list[str]) -> Examples | None:
     if relative is None:
         return None
-    path = run_dir / relative
     try:
         # allow_pickle=False: a results folder from elsewhere must not run code on load.
-        with np.load(path, allow_pickle=False) as archive:
+        with np.load(inside(run_dir, relative), allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         notes.append(f"{where}: cannot read the examples file {relative}: {error}")

@@ -20,6 +20,7 @@ import numpy as np
 
 from advrobust.data.catalog import class_name
 from advrobust.evaluation import stats
+from advrobust.files import inside
 from advrobust.results import outcome_files, schema
 from advrobust.results.outcome_files import Outcomes
 
@@ -74,11 +75,11 @@ def load(run_dir: str | Path, model: str | None = None) -> Outcomes:
     elif model not in paths:
         raise ValueError(f"no model {model!r} in {run_dir}; choose one of: {', '.join(names)}")
     relative = paths[model]
-    if not relative or not (run_dir / relative).is_file():
+    if not relative or not inside(run_dir, relative).is_file():
         raise FileNotFoundError(f"{run_dir} has no per-example outcomes for {model!r} (runs before they were "
                                 f"saved); `advrobust run CONFIG --out {run_dir} --resume` writes them from the "
                                 f"stored results without attacking again")
-    return outcome_files.read(run_dir / relative, name=model)
+    return outcome_files.read(inside(run_dir, relative), name=model)
 
 
 def per_class(outcomes: Outcomes) -> list[schema.ClassRecord]:
