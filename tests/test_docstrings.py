@@ -41,19 +41,48 @@ MODULES = (
     "defenses.nsl",
     "defenses.nsl_compat",
     "defenses.validation",
+    "advrobust",
+    "advrobust._lazy",
+    "advrobust.cli",
     "advrobust.data",
     "advrobust.data.catalog",
     "advrobust.data.idx",
     "advrobust.data.loading",
     "advrobust.data.pipeline",
+    "advrobust.evaluation",
+    "advrobust.evaluation.checks",
+    "advrobust.evaluation.curves",
+    "advrobust.evaluation.stats",
+    "advrobust.files",
     "advrobust.models",
     "advrobust.models.cnn",
     "advrobust.models.files",
     "advrobust.models.vgg19",
-    "advrobust.evaluation.stats",
+    "advrobust.plot",
+    "advrobust.reporting",
+    "advrobust.reporting.html",
+    "advrobust.reporting.markdown",
+    "advrobust.reporting.plots",
+    "advrobust.reporting.tables",
+    "advrobust.reporting.view",
+    "advrobust.results",
+    "advrobust.results.outcome_files",
+    "advrobust.results.outcomes",
+    "advrobust.results.schema",
+    "advrobust.run",
+    "advrobust.run.config",
+    "advrobust.run.folder",
+    "advrobust.run.interrupt",
+    "advrobust.run.runner",
+    "advrobust.run.store",
+    "advrobust.training",
+    "advrobust.training.callbacks",
+    "advrobust.training.config",
+    "advrobust.training.defended",
+    "advrobust.training.fitting",
+    "advrobust.training.job",
+    "advrobust.training.schedules",
     "advrobust.validation",
-    "advrobust.files",
-    "advrobust._lazy",
 )
 
 _SECTION = re.compile(r"^(\s*)([A-Z][A-Za-z ]*):\s*$")
@@ -143,6 +172,8 @@ def _returns_none(function: Any) -> bool:
 
 
 def _constructor_parameters(cls: type) -> list[str]:
+    if getattr(cls, "_is_protocol", False):
+        return []  # a Protocol is never constructed; its __init__ is typing's placeholder
     if dataclasses.is_dataclass(cls) or "__init__" in vars(cls):
         return _parameters(cls)
     return []
