@@ -35,7 +35,7 @@ class Curve:
 
     Attributes:
         attack: The attack's name (``"worst_case"`` for :func:`worst_case`).
-        norm: The canonical norm: ``"inf"``, ``"2"`` or ``"1"``.
+        norm: The canonical norm: ``"inf"`` or ``"l2"``.
         params: The attack's keyword arguments besides ``eps`` and ``norm``.
         epsilons: The radii (K,), float64, in the order given.
         robust_accuracy: The fraction robust at each eps (K,), in [0, 1].
@@ -170,7 +170,7 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
         y: The integer labels (N,).
         attack: The attack's name.
         epsilons: The radii, each >= 0; at eps 0 robust accuracy is the clean accuracy.
-        norm: The norm of the ball: ``"inf"``, ``2`` or ``1`` (any spelling
+        norm: The norm of the ball: ``"inf"`` or ``"l2"`` (or any spelling
             :func:`attacks.norms.canonical_norm` accepts).
         params: The attack's keyword arguments besides ``eps`` and ``norm``.
         batch_size: The examples per chunk (default ``DEFAULT_CHUNK``).

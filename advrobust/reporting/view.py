@@ -68,7 +68,7 @@ class AttackCurve:
 
     Attributes:
         attack: The attack's name.
-        norm: The norm: ``"inf"``, ``"2"`` or ``"1"``.
+        norm: The norm: ``"inf"`` or ``"l2"``.
         params: The attack's parameters besides ``eps`` and ``norm``.
         series: Robust accuracy against eps.
         n_examples: The number of test images attacked.
