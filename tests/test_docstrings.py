@@ -171,6 +171,11 @@ def _returns_none(function: Any) -> bool:
     return inspect.signature(function).return_annotation in (None, "None")
 
 
+def _yields(function: Any) -> str:
+    """"Yields" for a generator (also one wrapped by ``contextlib.contextmanager``), else "Returns"."""
+    return "Yields" if inspect.isgeneratorfunction(inspect.unwrap(function)) else "Returns"
+
+
 def _constructor_parameters(cls: type) -> list[str]:
     if getattr(cls, "_is_protocol", False):
         return []  # a Protocol is never constructed; its __init__ is typing's placeholder
@@ -205,7 +210,7 @@ def _problems(name: str, obj: Any, kind: str) -> list[str]:
     stale = [p for p in documented if p not in parameters]
     if stale:
         problems.append(f"{name}: Args section names {stale}, which are not parameters")
-    if not _returns_none(obj) and "Returns" not in sections:
+    if not _returns_none(obj) and not {"Returns", _yields(obj)} & set(sections):
         problems.append(f"{name}: no Returns section")
     return problems
 
