@@ -312,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message printed to stderr), 130 when a run was interrupted.
 
     Raises:
-        SystemExit: argparse rejects the arguments, or ``--help`` / ``--version`` was given.
+        SystemExit: argparse rejects the arguments, or ``--help`` was given.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     reading = argv[:1] if argv[:1] and argv[0] in _READING_COMMANDS else None
