@@ -206,8 +206,9 @@ def format_comparison(comparison: dict[str, Any], *, per_class: bool = False) ->
             rows are not available).
 
     Returns:
-        The table's lines, joined by newlines, ending with the method and, when the worst
-        cases are over different attacks, a warning.
+        The lines, joined by newlines: a title, one row per distinct eps (clean first),
+        the method, the per-class lines if asked, and a warning when the two worst cases
+        are over different attacks.
     """
     lines = [f"{comparison['second']} vs {comparison['first']} on the first {comparison['n_examples']} "
              f"{comparison['dataset']} test images ({comparison['norm']}, worst case per image)",
