@@ -175,7 +175,8 @@ def _returns_none(function: Any) -> bool:
 
 
 def _yields(function: Any) -> str:
-    """"Yields" for a generator (also one wrapped by ``contextlib.contextmanager``), else "Returns"."""
+    """The section that says what ``function`` gives back: ``Yields`` for a generator (also
+    one wrapped by ``contextlib.contextmanager``), else ``Returns``."""
     return "Yields" if inspect.isgeneratorfunction(inspect.unwrap(function)) else "Returns"
 
 
@@ -214,7 +215,7 @@ def _problems(name: str, obj: Any, kind: str) -> list[str]:
     if stale:
         problems.append(f"{name}: Args section names {stale}, which are not parameters")
     if not _returns_none(obj) and not {"Returns", _yields(obj)} & set(sections):
-        problems.append(f"{name}: no Returns section")
+        problems.append(f"{name}: no {_yields(obj)} section")
     return problems
 
 
