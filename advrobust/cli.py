@@ -305,7 +305,19 @@ def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentPars
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit status."""
+    """Entry point of the console script; returns the exit status.
+
+    Args:
+        argv: The command-line arguments without the program name (default
+            ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 2 when the command fails on a user error (its
+        message printed to stderr), 130 when a run was interrupted.
+
+    Raises:
+        SystemExit: argparse rejects the arguments, or ``--help`` was given.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     reading = argv[:1] if argv[:1] and argv[0] in _READING_COMMANDS else None
     args = build_parser(reading).parse_args(argv)

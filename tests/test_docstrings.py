@@ -1,13 +1,16 @@
 """Docstrings of the public API are in Google style, so mkdocstrings can render a reference.
 
-Every public function, method and class of the modules in ``MODULES`` has a one-line
-summary that ends with a period; a function's ``Args:`` section names each of its
-parameters and nothing else, and one that can return something other than None (its
-annotation is not ``-> None``) has a ``Returns:`` section. A class documents its
-constructor's parameters under ``Args:`` (or ``Attributes:`` for a dataclass). Methods
-that override a base class's (Keras hooks such as ``call`` or ``on_epoch_end``) keep the
-base's contract and are not walked. ``MODULES`` is explicit: add a package's modules once
-their docstrings are converted; every module of a walked package must be listed.
+Every public function, method and class of the modules in ``MODULES`` (every module of
+``attacks``, ``defenses`` and ``advrobust``) has a one-line summary that ends with a
+period; a function's ``Args:`` section names each of its parameters and nothing else,
+and one that can return something other than None (its annotation is not ``-> None``)
+has a ``Returns:`` section (a generator or context manager: ``Yields:``). A class
+documents its constructor's parameters under ``Args:`` (or ``Attributes:`` for a
+dataclass); a ``typing.Protocol`` is never constructed and documents none. Methods that
+override a base class's (Keras hooks such as ``call`` or ``on_epoch_end``) keep the
+base's contract and are not walked. ``MODULES`` is explicit, and a test checks that it
+lists every module of the three packages, so a new module cannot be left out;
+``advrobust.__main__`` is left out, as importing it runs the command line.
 """
 
 from __future__ import annotations
@@ -41,19 +44,48 @@ MODULES = (
     "defenses.nsl",
     "defenses.nsl_compat",
     "defenses.validation",
+    "advrobust",
+    "advrobust._lazy",
+    "advrobust.cli",
     "advrobust.data",
     "advrobust.data.catalog",
     "advrobust.data.idx",
     "advrobust.data.loading",
     "advrobust.data.pipeline",
+    "advrobust.evaluation",
+    "advrobust.evaluation.checks",
+    "advrobust.evaluation.curves",
+    "advrobust.evaluation.stats",
+    "advrobust.files",
     "advrobust.models",
     "advrobust.models.cnn",
     "advrobust.models.files",
     "advrobust.models.vgg19",
-    "advrobust.evaluation.stats",
+    "advrobust.plot",
+    "advrobust.reporting",
+    "advrobust.reporting.html",
+    "advrobust.reporting.markdown",
+    "advrobust.reporting.plots",
+    "advrobust.reporting.tables",
+    "advrobust.reporting.view",
+    "advrobust.results",
+    "advrobust.results.outcome_files",
+    "advrobust.results.outcomes",
+    "advrobust.results.schema",
+    "advrobust.run",
+    "advrobust.run.config",
+    "advrobust.run.folder",
+    "advrobust.run.interrupt",
+    "advrobust.run.runner",
+    "advrobust.run.store",
+    "advrobust.training",
+    "advrobust.training.callbacks",
+    "advrobust.training.config",
+    "advrobust.training.defended",
+    "advrobust.training.fitting",
+    "advrobust.training.job",
+    "advrobust.training.schedules",
     "advrobust.validation",
-    "advrobust.files",
-    "advrobust._lazy",
 )
 
 _SECTION = re.compile(r"^(\s*)([A-Z][A-Za-z ]*):\s*$")
@@ -142,7 +174,15 @@ def _returns_none(function: Any) -> bool:
     return inspect.signature(function).return_annotation in (None, "None")
 
 
+def _yields(function: Any) -> str:
+    """The section that says what ``function`` gives back: ``Yields`` for a generator (also
+    one wrapped by ``contextlib.contextmanager``), else ``Returns``."""
+    return "Yields" if inspect.isgeneratorfunction(inspect.unwrap(function)) else "Returns"
+
+
 def _constructor_parameters(cls: type) -> list[str]:
+    if getattr(cls, "_is_protocol", False):
+        return []  # a Protocol is never constructed; its __init__ is typing's placeholder
     if dataclasses.is_dataclass(cls) or "__init__" in vars(cls):
         return _parameters(cls)
     return []
@@ -174,15 +214,20 @@ def _problems(name: str, obj: Any, kind: str) -> list[str]:
     stale = [p for p in documented if p not in parameters]
     if stale:
         problems.append(f"{name}: Args section names {stale}, which are not parameters")
-    if not _returns_none(obj) and "Returns" not in sections:
-        problems.append(f"{name}: no Returns section")
+    if not _returns_none(obj) and not {"Returns", _yields(obj)} & set(sections):
+        problems.append(f"{name}: no {_yields(obj)} section")
     return problems
 
 
-@pytest.mark.parametrize("package", ["attacks", "defenses", "advrobust.data", "advrobust.models"])
+# Run as ``python -m advrobust``: importing it would run the command line.
+_NOT_IMPORTABLE = ("advrobust.__main__",)
+
+
+@pytest.mark.parametrize("package", ["attacks", "defenses", "advrobust"])
 def test_every_module_of_the_walked_packages_is_walked(package):
     path = importlib.import_module(package).__path__
-    modules = {f"{package}.{info.name}" for info in pkgutil.iter_modules(path)}
+    modules = {info.name for info in pkgutil.walk_packages(path, prefix=f"{package}.")}
+    modules -= set(_NOT_IMPORTABLE)
     assert modules <= set(MODULES), f"add {sorted(modules - set(MODULES))} to MODULES"
 
 
@@ -190,7 +235,8 @@ def test_the_walk_finds_the_public_api():
     names = {name for name, _, _ in API}
     assert {"attacks.gradient.pgd", "defenses.validation.check_radius", "advrobust.models.files.load",
             "defenses.callbacks.RobustEarlyStopping", "defenses.callbacks.RobustEarlyStopping.measure",
-            "advrobust.evaluation.stats.PairedComparison"} <= names
+            "advrobust.evaluation.stats.PairedComparison", "advrobust.run.store.ResultStore.unit",
+            "advrobust.reporting.view.Model.failed_checks", "advrobust.cli.main"} <= names
     assert not any(name.rsplit(".", 1)[-1].startswith("_") for name in names)
 
 

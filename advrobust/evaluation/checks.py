@@ -36,13 +36,24 @@ ITERATIVE = ("pgd", "mim", "bim")
 
 @dataclass(frozen=True)
 class Check:
-    """The verdict of one check; ``detail`` says what was measured, in words."""
+    """The verdict of one check; ``detail`` says what was measured, in words.
+
+    Attributes:
+        name: What was checked, e.g. ``"monotone (pgd)"`` or ``"large eps (linf 1)"``.
+        passed: True if the check passed.
+        detail: What was measured, in words; on failure, also what it suggests.
+    """
 
     name: str
     passed: bool
     detail: str
 
     def to_dict(self) -> dict[str, Any]:
+        """The check as JSON-ready data.
+
+        Returns:
+            ``{"name": str, "passed": bool, "detail": str}``.
+        """
         return asdict(self)
 
 
@@ -55,7 +66,15 @@ def _eps_list(epsilons: Sequence[float]) -> str:
 
 
 def monotone(curve) -> Check:
-    """Robust accuracy of ``curve`` never rises with eps by more than the tolerance."""
+    """Robust accuracy of ``curve`` never rises with eps by more than the tolerance.
+
+    Args:
+        curve: A :class:`~advrobust.evaluation.curves.Curve` (or anything with its
+            ``attack``, ``epsilons``, ``robust_accuracy`` and ``n_examples``).
+
+    Returns:
+        The verdict; on failure its detail lists every eps step where accuracy rose.
+    """
     rises = np.diff(curve.robust_accuracy)
     slack = _slack(curve.n_examples)
     bad = np.flatnonzero(rises > slack)
@@ -68,7 +87,16 @@ def monotone(curve) -> Check:
 
 
 def iterative_not_weaker(curves) -> list[Check]:
-    """Every iterative attack's robust accuracy is at most FGSM's (plus tolerance), per eps."""
+    """Every iterative attack's robust accuracy is at most FGSM's (plus tolerance), per eps.
+
+    Args:
+        curves: The curves of one model over the same epsilons; those of attacks in
+            ``ITERATIVE`` are compared with those in ``SINGLE_STEP``, others are ignored.
+
+    Returns:
+        One verdict per (iterative, single-step) pair, named ``"pgd <= fgsm"`` and so on;
+        empty if either kind is missing.
+    """
     single = [curve for curve in curves if curve.attack in SINGLE_STEP]
     checks = []
     for iterative in (curve for curve in curves if curve.attack in ITERATIVE):
@@ -89,7 +117,15 @@ def iterative_not_weaker(curves) -> list[Check]:
 
 
 def large_eps(curve, *, max_accuracy: float = LARGE_EPS_MAX_ACCURACY) -> Check:
-    """At the (single) large radius of ``curve``, robust accuracy is at most ``max_accuracy``."""
+    """At the (single) large radius of ``curve``, robust accuracy is at most ``max_accuracy``.
+
+    Args:
+        curve: A curve whose last eps is the large radius (where every image is reachable).
+        max_accuracy: The highest robust accuracy, a fraction in [0, 1], that passes.
+
+    Returns:
+        The verdict on the robust accuracy at the last eps of ``curve``.
+    """
     accuracy = float(curve.robust_accuracy[-1])
     eps = float(curve.epsilons[-1])
     name = f"large eps ({curve.norm} {eps:g})"
@@ -119,19 +155,50 @@ def _not_stronger(name: str, what: str, other, worst) -> Check:
 
 
 def noise_not_stronger(noise_curve, worst) -> Check:
-    """Random noise in the ball fools no (more than tolerance) example the white box missed."""
+    """Random noise in the ball fools no (more than tolerance) example the white box missed.
+
+    Args:
+        noise_curve: The curve of the noise attack, with per-example ``robust_mask``
+            (K, n) and ``clean_mask`` (n,) and ``params["draws"]``; its epsilons are
+            among ``worst``'s.
+        worst: The worst case over the white-box attacks (see
+            :func:`~advrobust.evaluation.curves.worst_case`), with ``robust_mask``
+            covering at least the first n examples.
+
+    Returns:
+        The verdict; on failure its detail gives, per eps, how many examples noise fooled
+        that every white-box attack missed.
+    """
     return _not_stronger("noise not stronger", f"uniform noise ({noise_curve.params.get('draws', '?')} draws)",
                          noise_curve, worst)
 
 
 def black_box_not_stronger(transfer_curve, worst, source: str) -> Check:
-    """A transfer attack from ``source`` fools no (more than tolerance) example the white box missed."""
+    """A transfer attack from ``source`` fools no (more than tolerance) example the white box missed.
+
+    Args:
+        transfer_curve: The curve of the transfer attack, with per-example masks as in
+            :func:`noise_not_stronger`; its epsilons are among ``worst``'s.
+        worst: The worst case over the white-box attacks on the target model.
+        source: The name of the model the adversarial examples were crafted on.
+
+    Returns:
+        The verdict, named ``"black box not stronger (SOURCE)"``.
+    """
     return _not_stronger(f"black box not stronger ({source})",
                          f"{transfer_curve.attack} transferred from {source!r}", transfer_curve, worst)
 
 
 def logits(outputs: np.ndarray) -> Check:
-    """``outputs`` (N, C) of the model look like logits: not rows of probabilities."""
+    """``outputs`` (N, C) of the model look like logits: not rows of probabilities.
+
+    Args:
+        outputs: The model's outputs (N, C) on clean examples.
+
+    Returns:
+        Fails if any output is NaN or Inf, or if every output lies in [0, 1] and every
+        row sums to 1 (softmax applied).
+    """
     outputs = np.asarray(outputs, dtype=np.float64)
     if not np.all(np.isfinite(outputs)):
         return Check("logits", False, "the model outputs NaN or Inf")
@@ -144,7 +211,15 @@ def logits(outputs: np.ndarray) -> Check:
 
 
 def gradients(gradient_norms: np.ndarray) -> Check:
-    """Input gradients of the loss, one norm per clean example: finite and mostly non-zero."""
+    """Input gradients of the loss, one norm per clean example: finite and mostly non-zero.
+
+    Args:
+        gradient_norms: The L1 norm of the loss gradient for each clean example (N,).
+
+    Returns:
+        Fails if any norm is NaN or Inf, or if more than ``MAX_ZERO_GRADIENT_FRACTION``
+        of them are exactly zero.
+    """
     norms = np.asarray(gradient_norms, dtype=np.float64)
     if not np.all(np.isfinite(norms)):
         return Check("gradients", False, f"{int((~np.isfinite(norms)).sum())} of {len(norms)} input gradients "

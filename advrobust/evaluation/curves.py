@@ -32,6 +32,20 @@ class Curve:
 
     Arrays have one entry per epsilon; accuracies are fractions in [0, 1];
     ``ci95_low``/``ci95_high`` are 95% Wilson intervals over ``n_examples``.
+
+    Attributes:
+        attack: The attack's name (``"worst_case"`` for :func:`worst_case`).
+        norm: The canonical norm: ``"inf"`` or ``"l2"``.
+        params: The attack's keyword arguments besides ``eps`` and ``norm``.
+        epsilons: The radii (K,), float64, in the order given.
+        robust_accuracy: The fraction robust at each eps (K,), in [0, 1].
+        ci95_low: The lower ends of the 95% Wilson intervals (K,).
+        ci95_high: The upper ends of the 95% Wilson intervals (K,).
+        n_examples: The number of examples N.
+        clean_accuracy: The fraction classified correctly clean, in [0, 1] (NaN if N is 0).
+        seconds: The compute time of the attack, in seconds.
+        robust_mask: (K, N) bool: robust at each eps.
+        clean_mask: (N,) bool: correct on the clean example.
     """
 
     attack: str
@@ -48,7 +62,11 @@ class Curve:
     clean_mask: np.ndarray = field(repr=False)  # (N,) bool: correct on the clean example
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (lists, no masks)."""
+        """JSON-ready dict (lists, no masks).
+
+        Returns:
+            Every field but the masks, arrays as lists of floats.
+        """
         return {"attack": self.attack, "norm": self.norm, "params": self.params,
                 "epsilons": self.epsilons.tolist(), "robust_accuracy": self.robust_accuracy.tolist(),
                 "ci95_low": self.ci95_low.tolist(), "ci95_high": self.ci95_high.tolist(),
@@ -62,15 +80,41 @@ def _predict(logits_fn, x: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 class UnitCache(Protocol):
-    """Where finished units (attack x batch, all epsilons) are kept; the run's is
-    :class:`advrobust.run.store.StoredUnits`.
-    ``fingerprint`` digests the settings that decide a unit's outcome: a unit stored under
-    another fingerprint is not returned."""
+    """Where finished units (attack x batch, all epsilons) are kept.
 
-    def get(self, attack: str, batch: int, fingerprint: str) -> tuple[np.ndarray, np.ndarray, float] | None: ...
+    The run's is :class:`advrobust.run.store.StoredUnits`. ``fingerprint`` digests the
+    settings that decide a unit's outcome: a unit stored under another fingerprint is not
+    returned.
+    """
+
+    def get(self, attack: str, batch: int, fingerprint: str) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """Look up a finished unit.
+
+        Args:
+            attack: The unit's attack key (the ``cache_key`` of :func:`robust_accuracy_curve`).
+            batch: The index of the chunk of examples.
+            fingerprint: The digest of the settings that decide the unit's outcome.
+
+        Returns:
+            ``(clean (n,) bool, robust (K, n) bool, seconds)``, or None if no unit is
+            stored under this attack, batch and fingerprint.
+        """
+        ...
 
     def put(self, attack: str, batch: int, epsilons: list[float], clean: np.ndarray, robust: np.ndarray,
-            seconds: float, fingerprint: str) -> None: ...
+            seconds: float, fingerprint: str) -> None:
+        """Keep a finished unit.
+
+        Args:
+            attack: The unit's attack key.
+            batch: The index of the chunk of examples.
+            epsilons: The K radii the unit was attacked at.
+            clean: (n,) bool: correct on each clean example of the chunk.
+            robust: (K, n) bool: robust at each eps.
+            seconds: The unit's compute time.
+            fingerprint: The digest of the settings that decide the unit's outcome.
+        """
+        ...
 
 
 def _curve(attack: str, norm: str, params: dict[str, Any], epsilons: np.ndarray, clean: np.ndarray,
@@ -119,6 +163,31 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
     work, looked up in the cache under ``cache_key`` (default: the attack spec's JSON)
     and the chunk index before it is computed, and stored there when done; ``seconds``
     then sums the units' own compute times.
+
+    Args:
+        model: The logits model to evaluate (Keras model, ``tf.Module`` or function).
+        x: The inputs (N, ...), floating point, within the attack's ``clip`` (default [0, 1]).
+        y: The integer labels (N,).
+        attack: The attack's name.
+        epsilons: The radii, each >= 0; at eps 0 robust accuracy is the clean accuracy.
+        norm: The norm of the ball: ``"inf"`` or ``"l2"`` (or any spelling
+            :func:`attacks.norms.canonical_norm` accepts).
+        params: The attack's keyword arguments besides ``eps`` and ``norm``.
+        batch_size: The examples per chunk (default ``DEFAULT_CHUNK``).
+        progress: Show a progress bar.
+        source_model: Craft the examples on this model instead (transfer attack).
+        cache: Where finished chunks are looked up and stored.
+        cache_key: The key of this curve's units in ``cache`` (default: the spec's JSON).
+
+    Returns:
+        The curve over ``epsilons``, with per-example masks (K, N).
+
+    Raises:
+        ValueError: ``x`` is empty or not a batch within ``clip``, labels are negative or
+            outside the model's classes, the model outputs probabilities, an eps is
+            negative or out of reach, ``attack`` is unknown or its params are invalid.
+        TypeError: ``x`` is not a floating-point array, ``y`` not integer, or ``model``
+            not callable.
     """
     params = dict(params or {})
     norm = canonical_norm(norm)
@@ -171,8 +240,18 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
 def worst_case(curves: Sequence[Curve]) -> Curve:
     """Per example and eps, robust only if robust under every curve's attack.
 
-    The curves must share epsilons, norm and examples. Returns a :class:`Curve` with
-    attack ``"worst_case"`` (params list the attacks), its intervals and masks.
+    The curves must share epsilons, norm and examples.
+
+    Args:
+        curves: The curves of one model, each with its masks.
+
+    Returns:
+        A :class:`Curve` with attack ``"worst_case"`` (params list the attacks), its
+        intervals and masks; ``seconds`` sums the curves'.
+
+    Raises:
+        ValueError: ``curves`` is empty, or the curves differ in epsilons, norm or
+            examples.
     """
     if not curves:
         raise ValueError("worst_case needs at least one curve")
@@ -188,7 +267,14 @@ def worst_case(curves: Sequence[Curve]) -> Curve:
 
 @dataclass(frozen=True)
 class ModelEvaluation:
-    """Every attack's curve on one model, and their per-example worst case."""
+    """Every attack's curve on one model, and their per-example worst case.
+
+    Attributes:
+        clean_accuracy: The fraction of clean examples classified correctly, in [0, 1].
+        n_examples: The number of examples evaluated.
+        curves: One curve per attack, in the order of the attacks.
+        worst_case: The per-example worst case over ``curves`` (see :func:`worst_case`).
+    """
 
     clean_accuracy: float
     n_examples: int
@@ -204,8 +290,24 @@ def evaluate(models: Mapping[str, Any], x: np.ndarray, y: np.ndarray, *,
 
     ``models`` maps names to logits models; ``attacks`` are names or ``(name, params)``
     pairs; all run on the same ``x, y``. ``caches`` (optional, per model name) make every
-    attacked chunk a resumable unit (see :func:`robust_accuracy_curve`). Returns
-    ``{name: ModelEvaluation}`` in the order of ``models``.
+    attacked chunk a resumable unit (see :func:`robust_accuracy_curve`).
+
+    Args:
+        models: Model names to logits models.
+        x: The inputs (N, ...), as for :func:`robust_accuracy_curve`.
+        y: The integer labels (N,).
+        attacks: Attack names or ``(name, params)`` pairs.
+        epsilons: The radii, each >= 0.
+        norm: The norm of the ball.
+        batch_size: The examples per chunk (default ``DEFAULT_CHUNK``).
+        caches: Optional unit caches, by model name.
+        progress: Show progress bars.
+
+    Returns:
+        ``{name: ModelEvaluation}`` in the order of ``models``.
+
+    Raises:
+        ValueError: ``attacks`` is empty, or as :func:`robust_accuracy_curve` raises.
     """
     pairs = [(attack, {}) if isinstance(attack, str) else (attack[0], dict(attack[1])) for attack in attacks]
     if not pairs:
@@ -226,6 +328,15 @@ def input_gradient_norms(model: Any, x: np.ndarray, y: np.ndarray, *, batch_size
 
     Computed in inference mode on the clean ``x``; NaN/Inf pass through (a check
     reports them).
+
+    Args:
+        model: The logits model.
+        x: The clean inputs (N, ...).
+        y: The integer labels (N,).
+        batch_size: The examples per gradient computation.
+
+    Returns:
+        The L1 norm of each example's input gradient (N,); empty if ``x`` is.
     """
     logits_fn = inference_fn(model)
     norms = []
@@ -240,6 +351,15 @@ def input_gradient_norms(model: Any, x: np.ndarray, y: np.ndarray, *, batch_size
 
 
 def logits_of(model: Any, x: np.ndarray, *, batch_size: int = DEFAULT_CHUNK) -> np.ndarray:
-    """The model's raw outputs for ``x`` in inference mode, (N, C)."""
+    """The model's raw outputs for ``x`` in inference mode, (N, C).
+
+    Args:
+        model: The logits model.
+        x: The inputs (N, ...), N >= 1.
+        batch_size: The examples per call of the model.
+
+    Returns:
+        The outputs (N, C), as returned by the model (logits for a well-formed one).
+    """
     logits_fn = inference_fn(model)
     return np.concatenate([logits_fn(tf.constant(x[i:i + batch_size])).numpy() for i in range(0, len(x), batch_size)])

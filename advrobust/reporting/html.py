@@ -73,12 +73,32 @@ footer { color: var(--muted); font-size: 13px; margin-top: 48px; border-top: 1px
 
 
 def e(value: object) -> str:
-    """Escape any value for HTML text or a quoted attribute."""
+    """Escape any value for HTML text or a quoted attribute.
+
+    Args:
+        value: Anything; its ``str()`` is escaped.
+
+    Returns:
+        The text with ``&``, ``<``, ``>``, ``"`` and ``'`` as entities.
+    """
     return html.escape(str(value), quote=True)
 
 
 def render_html(run: Run, figures: dict[str, Figure], *, version: str) -> str:
-    """The whole report page as a string."""
+    """The whole report page as a string.
+
+    Args:
+        run: The run, as :func:`advrobust.reporting.view.load_run` reads it.
+        figures: The written figures, keyed as :func:`advrobust.reporting.plots.write_figures`
+            returns them; their PNGs are embedded.
+        version: The advrobust version named in the footer.
+
+    Returns:
+        A self-contained HTML document (inline CSS, PNGs as data URIs).
+
+    Raises:
+        OSError: A figure's PNG cannot be read.
+    """
     body = ["<h1>Robustness report</h1>", f'<p class="lede">{e(lede(run))}</p>']
     body += _failed_checks_box(run)
     if run.notes:
@@ -127,7 +147,15 @@ def _contents(run: Run) -> str:
 
 
 def table_html(table: Table, *, wrap_last: bool = False) -> str:
-    """A table; cells are escaped here. Key/value tables (empty header) get row headers."""
+    """A table; cells are escaped here. Key/value tables (empty header) get row headers.
+
+    Args:
+        table: The table; numeric columns are right-aligned, a cell's tone is its class.
+        wrap_last: Let the last column wrap anywhere (long details and parameters).
+
+    Returns:
+        The ``<table>`` in a horizontally scrolling ``<div>``.
+    """
     key_value = not any(table.header)
     out = ['<div class="scroll"><table>']
     if not key_value:
@@ -149,6 +177,17 @@ def table_html(table: Table, *, wrap_last: bool = False) -> str:
 
 
 def figure_html(figure: Figure | None) -> str:
+    """A figure with its PNG embedded as a data URI and its caption.
+
+    Args:
+        figure: The figure, or None.
+
+    Returns:
+        A ``<figure>`` element, or ``""`` for None.
+
+    Raises:
+        OSError: The PNG cannot be read.
+    """
     if figure is None:
         return ""
     data = base64.b64encode(figure.path.read_bytes()).decode("ascii")

@@ -22,13 +22,35 @@ _SPECIAL = re.compile(r"([\\`*_\[\]|#$~])")  # $: GitHub math; ~: strikethrough
 
 
 def md(value: object) -> str:
-    """Escape any value as inline Markdown text on one line."""
+    """Escape any value as inline Markdown text on one line.
+
+    Args:
+        value: Anything; its ``str()`` is escaped, runs of whitespace become one space.
+
+    Returns:
+        The text with ``&``, ``<`` and ``>`` as entities and Markdown's special
+        characters backslash-escaped.
+    """
     text = " ".join(str(value).split())
     return _SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
 def render_markdown(run: Run, figures: dict[str, Figure], *, report_dir: Path, version: str) -> str:
-    """The whole report; figure links are relative to ``report_dir``."""
+    """The whole report; figure links are relative to ``report_dir``.
+
+    Args:
+        run: The run, as :func:`advrobust.reporting.view.load_run` reads it.
+        figures: The written figures, keyed as :func:`advrobust.reporting.plots.write_figures`
+            returns them.
+        report_dir: The folder report.md is written to; every figure lies below it.
+        version: The advrobust version named at the end.
+
+    Returns:
+        The report as GitHub-flavoured Markdown, ending in a newline.
+
+    Raises:
+        ValueError: A figure does not lie below ``report_dir``.
+    """
     out = ["# Robustness report", ""]
     out += [md(lede(run)), ""]
     failed = run.failed_checks
@@ -78,7 +100,14 @@ def render_markdown(run: Run, figures: dict[str, Figure], *, report_dir: Path, v
 
 
 def table_md(table: Table) -> str:
-    """A GitHub-flavoured Markdown table; cells are escaped here."""
+    """A GitHub-flavoured Markdown table; cells are escaped here.
+
+    Args:
+        table: The table; numeric columns are right-aligned, cells of tone ``"bad"`` bold.
+
+    Returns:
+        The table's lines, without a trailing newline.
+    """
     width = len(table.header)
     lines = ["| " + " | ".join(md(text) for text in table.header) + " |",
              "|" + "|".join("---:" if table.is_numeric(column) else "---" for column in range(width)) + "|"]

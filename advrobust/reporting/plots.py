@@ -33,30 +33,73 @@ _OUR_FILES = re.compile(r"^(dataset|model)-\d+(-[A-Za-z0-9_-]*)?\.png$")
 
 @dataclass(frozen=True)
 class Figure:
-    """A written PNG and the sentence that describes it."""
+    """A written PNG and the sentence that describes it.
+
+    Attributes:
+        path: The PNG file.
+        caption: One sentence saying what the figure shows.
+    """
 
     path: Path
     caption: str
 
 
 def dataset_key(dataset: str) -> str:
+    """The key of a dataset's figure in :func:`write_figures`'s result.
+
+    Args:
+        dataset: The dataset's name.
+
+    Returns:
+        ``"dataset:NAME"``.
+    """
     return f"dataset:{dataset}"
 
 
 def model_key(model: Model, kind: str) -> str:
-    """``kind`` is one of attacks, examples, minimal_eps, training."""
+    """The key of one of a model's figures in :func:`write_figures`'s result.
+
+    Args:
+        model: The model.
+        kind: One of ``"attacks"``, ``"examples"``, ``"minimal_eps"``, ``"training"``.
+
+    Returns:
+        ``"model:INDEX:KIND"``.
+    """
     return f"model:{model.index}:{kind}"
 
 
 def slug(text: str, *, limit: int = 40) -> str:
-    """``text`` reduced to ``[A-Za-z0-9_-]`` (at most ``limit`` characters); may be empty."""
+    """``text`` reduced to ``[A-Za-z0-9_-]`` (at most ``limit`` characters); may be empty.
+
+    Args:
+        text: Any string.
+        limit: The most characters kept.
+
+    Returns:
+        ``text`` with each run of other characters as one ``-``, without leading or
+        trailing ``-``.
+    """
     return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:limit].strip("-")
 
 
 def write_figures(run: Run, figures_dir: Path) -> dict[str, Figure]:
-    """Draw every figure the run's data allows; return them by :func:`dataset_key` /
-    :func:`model_key`. Old PNGs of this module's naming that were not redrawn are removed,
-    so a rebuilt report never shows a stale figure."""
+    """Draw every figure the run's data allows, as PNG files in ``figures_dir``.
+
+    Old PNGs of this module's naming that were not redrawn are removed, so a rebuilt
+    report never shows a stale figure.
+
+    Args:
+        run: The run, as :func:`advrobust.reporting.view.load_run` reads it.
+        figures_dir: The folder for the PNGs; created if missing.
+
+    Returns:
+        The written figures by :func:`dataset_key` / :func:`model_key`; a figure the data
+        do not allow (no curves, no examples, no training log) is absent.
+
+    Raises:
+        OSError: The folder or a PNG cannot be written.
+    """
     figures_dir.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Figure] = {}
     for position, dataset in enumerate(run.datasets, start=1):

@@ -21,31 +21,80 @@ MISSING = "—"
 
 @dataclass(frozen=True)
 class Cell:
+    """One table cell: raw text and how to colour it.
+
+    Attributes:
+        text: The unescaped text.
+        tone: How the renderers colour the cell (``"good"``, ``"bad"``, ``"up"``,
+            ``"down"``, ``"muted"``), or None for plain.
+    """
+
     text: str
     tone: Tone | None = None
 
 
 @dataclass(frozen=True)
 class Table:
+    """A table of cells under a header; a header of empty strings makes a key/value table.
+
+    Attributes:
+        header: The column titles.
+        rows: The rows, each a list of cells as long as ``header``.
+        numeric: The right-aligned columns; None: all but the first.
+    """
+
     header: list[str]
     rows: list[list[Cell]] = field(default_factory=list)
     numeric: tuple[int, ...] | None = None  # right-aligned columns; None: all but the first
 
     def is_numeric(self, column: int) -> bool:
+        """Whether a column is right-aligned.
+
+        Args:
+            column: The column's index, from 0.
+
+        Returns:
+            True if ``column`` is in ``numeric`` (or, when that is None, is not the first).
+        """
         return column > 0 if self.numeric is None else column in self.numeric
 
 
 def percent(value: float | None, digits: int = 1) -> str:
+    """A fraction as a percentage.
+
+    Args:
+        value: A fraction, usually in [0, 1], or None.
+        digits: The decimals shown.
+
+    Returns:
+        E.g. ``"97.3%"``; ``MISSING`` for None, NaN or infinity.
+    """
     if value is None or not math.isfinite(value):
         return MISSING
     return f"{100.0 * value:.{digits}f}%"
 
 
 def eps_text(eps: float) -> str:
+    """A radius with at most four significant digits.
+
+    Args:
+        eps: The radius.
+
+    Returns:
+        E.g. ``"0.3"`` or ``"0.03137"``.
+    """
     return f"{eps:.4g}"
 
 
 def seconds_text(seconds: float | None) -> str:
+    """A duration in seconds, minutes or hours, whichever reads best.
+
+    Args:
+        seconds: The duration in seconds, or None.
+
+    Returns:
+        E.g. ``"12.5 s"``, ``"3.2 min"`` or ``"2.1 h"``; ``MISSING`` for None.
+    """
     if seconds is None:
         return MISSING
     if seconds < 120:
@@ -54,6 +103,14 @@ def seconds_text(seconds: float | None) -> str:
 
 
 def delta_text(points: float) -> str:
+    """A difference in percentage points, always with its sign.
+
+    Args:
+        points: The difference.
+
+    Returns:
+        E.g. ``"+4.2"`` or ``"-0.7"``.
+    """
     return f"{points:+.1f}"
 
 
@@ -75,7 +132,16 @@ def _with_ci(point: tuple[float, float, float] | None) -> str:
 
 
 def summary_table(run: Run, dataset: str) -> Table:
-    """One row per model of ``dataset``: clean accuracy and worst-case robust accuracy per eps."""
+    """One row per model of ``dataset``: clean accuracy and worst-case robust accuracy per eps.
+
+    Args:
+        run: The run.
+        dataset: The dataset whose models are listed.
+
+    Returns:
+        Columns Model, Defense, Architecture, Test images, Clean and one per eps of any
+        model's worst case; a model with failed checks has its name cell marked ``"bad"``.
+    """
     models = run.models_of(dataset)
     epsilons = _union_epsilons([model.worst_case for model in models if model.worst_case is not None])
     header = ["Model", "Defense", "Architecture", "Test images", "Clean"] + [f"ε={eps_text(eps)}" for eps in epsilons]
@@ -103,7 +169,15 @@ COMPARISON_INTRO = (
 
 
 def comparison_table(comparison: Comparison) -> Table:
-    """Baseline, defended and their difference (percentage points) at clean and each eps."""
+    """Baseline, defended and their difference (percentage points) at clean and each eps.
+
+    Args:
+        comparison: A comparison whose ``baseline`` was found (not None).
+
+    Returns:
+        One column per row of the comparison; rows baseline, defended, Δ and, if any row
+        was compared per image, the paired 95% interval and the McNemar p-value.
+    """
     assert comparison.baseline is not None
     table = Table([""] + ["clean" if row.eps is None else f"ε={eps_text(row.eps)}" for row in comparison.rows])
     table.rows.append([Cell(f"baseline: {comparison.baseline.name}")]
@@ -126,7 +200,14 @@ def comparison_table(comparison: Comparison) -> Table:
 
 
 def curves_table(model: Model) -> Table:
-    """Robust accuracy [95% CI] per eps (rows) and attack (columns), worst case last."""
+    """Robust accuracy [95% CI] per eps (rows) and attack (columns), worst case last.
+
+    Args:
+        model: The model.
+
+    Returns:
+        One row per eps of any curve; a cell is empty where an attack did not run at that eps.
+    """
     series = [curve.series for curve in model.curves]
     if model.worst_case is not None:
         series.append(model.worst_case)
@@ -143,7 +224,15 @@ PER_CLASS_INTRO = (
 
 
 def per_class_table(model: Model) -> Table:
-    """One row per class: its test images, clean accuracy, worst case [95% CI] at each eps > 0."""
+    """One row per class: its test images, clean accuracy, worst case [95% CI] at each eps > 0.
+
+    Args:
+        model: A model with per-class results.
+
+    Returns:
+        The table; the row of the class with the lowest worst case at the largest eps is
+        marked ``"bad"``.
+    """
     epsilons = _union_epsilons([result.worst_case for result in model.per_class])
     epsilons = [eps for eps in epsilons if eps > 0] or epsilons
     table = Table(["Class", "Test images", "Clean"] + [f"ε={eps_text(eps)}" for eps in epsilons])
@@ -163,6 +252,14 @@ def per_class_table(model: Model) -> Table:
 
 
 def attacks_table(model: Model) -> Table:
+    """One row per attack curve: the attack, its norm, test images, time and parameters.
+
+    Args:
+        model: The model.
+
+    Returns:
+        The table; parameters as sorted JSON.
+    """
     table = Table(["Attack", "Norm", "Test images", "Time", "Parameters"], numeric=(2, 3))
     for curve in model.curves:
         params = json.dumps(curve.params, sort_keys=True, default=str) if curve.params else MISSING
@@ -173,6 +270,14 @@ def attacks_table(model: Model) -> Table:
 
 
 def checks_table(model: Model) -> Table:
+    """One row per sanity check: passed or FAILED, its name and what it measured.
+
+    Args:
+        model: The model.
+
+    Returns:
+        The table, status cells toned ``"good"`` or ``"bad"``.
+    """
     table = Table(["Status", "Check", "Detail"], numeric=())
     for check in model.checks:
         table.rows.append([Cell("passed", "good") if check.passed else Cell("FAILED", "bad"),
@@ -181,6 +286,15 @@ def checks_table(model: Model) -> Table:
 
 
 def minimal_eps_summary(model: Model) -> str | None:
+    """The minimal-eps distribution in one sentence: count, never fooled, median, range.
+
+    Args:
+        model: The model.
+
+    Returns:
+        The sentence (with the record's note, if any), or None if the model has no
+        minimal eps values.
+    """
     minimal = model.minimal_eps
     if minimal is None or not len(minimal.values):
         return None
@@ -197,7 +311,14 @@ def minimal_eps_summary(model: Model) -> str | None:
 
 
 def check_curves_table(model: Model) -> Table:
-    """The extra attacks run for the checks: robust accuracy [95% CI] at each of their eps."""
+    """The extra attacks run for the checks: robust accuracy [95% CI] at each of their eps.
+
+    Args:
+        model: The model.
+
+    Returns:
+        One row per check curve (large eps, noise, transfers).
+    """
     table = Table(["Check attack", "Attack", "Test images", "Robust accuracy by ε"], numeric=(2,))
     for title, curve in model.check_curves:
         points = "; ".join(f"ε={eps_text(float(eps))}: {_with_ci(curve.series.at(float(eps)))}"
@@ -208,6 +329,14 @@ def check_curves_table(model: Model) -> Table:
 
 
 def model_facts(model: Model) -> Table:
+    """The model's facts as a key/value table: dataset, defense, baseline, accuracy, time, file.
+
+    Args:
+        model: The model.
+
+    Returns:
+        A key/value table (empty header).
+    """
     table = Table(["", ""], numeric=())
     facts = [("Dataset", dataset_title(model.dataset)), ("Defense", model.defense),
              ("Architecture", model.architecture), ("Baseline", model.baseline or MISSING),
@@ -221,6 +350,14 @@ def model_facts(model: Model) -> Table:
 
 
 def environment_table(run: Run) -> Table:
+    """When and where the run ran, and the versions of its packages, as a key/value table.
+
+    Args:
+        run: The run.
+
+    Returns:
+        A key/value table (empty header); entries the results lack are left out.
+    """
     table = Table(["", ""], numeric=())
     environment = run.environment
     rows = [("Started", run.started), ("Finished", run.finished),
@@ -235,11 +372,26 @@ def environment_table(run: Run) -> Table:
 
 
 def config_text(run: Run) -> str:
+    """The run's configuration as indented JSON.
+
+    Args:
+        run: The run.
+
+    Returns:
+        JSON with sorted keys; values JSON cannot hold are written as their ``str()``.
+    """
     return json.dumps(run.config, indent=2, sort_keys=True, default=str, ensure_ascii=False)
 
 
 def lede(run: Run) -> str:
-    """One line under the title: models, datasets, when finished, the config hash (plain text)."""
+    """One line under the title: models, datasets, when finished, the config hash (plain text).
+
+    Args:
+        run: The run.
+
+    Returns:
+        The parts joined by `` · ``, e.g. ``"2 models on MNIST · finished ... · config 1a2b..."``.
+    """
     datasets = ", ".join(dataset_title(dataset) for dataset in run.datasets) or "no dataset"
     parts = [f"{len(run.models)} model{'s' if len(run.models) != 1 else ''} on {datasets}"]
     if run.finished:

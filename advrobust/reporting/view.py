@@ -33,8 +33,14 @@ DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 
 @dataclass(frozen=True)
 class Series:
-    """Accuracy against eps: equal-length float arrays sorted by eps (fractions in [0, 1];
-    ``ci_low``/``ci_high``: the 95% interval)."""
+    """Accuracy against eps: equal-length float arrays sorted by eps.
+
+    Attributes:
+        epsilons: The radii (K,), ascending.
+        accuracy: The robust accuracy at each eps (K,), fractions in [0, 1].
+        ci_low: The lower ends of the 95% intervals (K,); NaN where unknown.
+        ci_high: The upper ends of the 95% intervals (K,); NaN where unknown.
+    """
 
     epsilons: np.ndarray
     accuracy: np.ndarray
@@ -42,7 +48,14 @@ class Series:
     ci_high: np.ndarray
 
     def at(self, eps: float) -> tuple[float, float, float] | None:
-        """(accuracy, low, high) at ``eps`` (matched to 1e-9), or None if not evaluated there."""
+        """(accuracy, low, high) at ``eps`` (matched to 1e-9), or None if not evaluated there.
+
+        Args:
+            eps: The radius.
+
+        Returns:
+            The accuracy and its 95% interval at ``eps`` as floats, or None.
+        """
         hits = np.flatnonzero(np.isclose(self.epsilons, eps, rtol=0.0, atol=1e-9))
         if not len(hits):
             return None
@@ -52,7 +65,16 @@ class Series:
 
 @dataclass(frozen=True)
 class AttackCurve:
-    """One attack's robust accuracy against eps, with what it was run with."""
+    """One attack's robust accuracy against eps, with what it was run with.
+
+    Attributes:
+        attack: The attack's name.
+        norm: The norm: ``"inf"`` or ``"l2"``.
+        params: The attack's parameters besides ``eps`` and ``norm``.
+        series: Robust accuracy against eps.
+        n_examples: The number of test images attacked.
+        seconds: The attack's compute time.
+    """
 
     attack: str
     norm: str
@@ -63,12 +85,20 @@ class AttackCurve:
 
     @property
     def label(self) -> str:
+        """The attack and its norm, e.g. ``"pgd (L∞)"``."""
         return f"{self.attack} ({norm_title(self.norm)})"
 
 
 @dataclass(frozen=True)
 class ClassResult:
-    """Clean accuracy and the worst case against eps within one class of the test images."""
+    """Clean accuracy and the worst case against eps within one class of the test images.
+
+    Attributes:
+        label: The class label.
+        n_examples: The test images of this class.
+        clean_accuracy: Their clean accuracy, in [0, 1].
+        worst_case: Their worst-case robust accuracy against eps.
+    """
 
     label: int
     n_examples: int
@@ -78,7 +108,17 @@ class ClassResult:
 
 @dataclass(frozen=True)
 class Examples:
-    """Adversarial examples: images (M, 28, 28) in [0, 1], labels as ints."""
+    """Adversarial examples: images (M, H, W) in [0, 1], labels as ints.
+
+    Attributes:
+        x: The clean images (M, H, W), float32 (a single channel is squeezed).
+        x_adv: Their adversarial versions (M, H, W).
+        y: The true labels (M,), int64.
+        pred_clean: The predictions on ``x`` (M,).
+        pred_adv: The predictions on ``x_adv`` (M,).
+        eps: The radius of the attack, or None if the file does not say.
+        attack: The attack's name, or None if the file does not say.
+    """
 
     x: np.ndarray
     x_adv: np.ndarray
@@ -91,7 +131,14 @@ class Examples:
 
 @dataclass(frozen=True)
 class MinimalEps:
-    """Per-example smallest adversarial eps; ``inf`` where the attack never succeeded."""
+    """Per-example smallest adversarial eps; ``inf`` where the attack never succeeded.
+
+    Attributes:
+        attack: The attack used.
+        norm: Its norm.
+        values: The smallest eps per example (N,), float64; ``inf`` where never fooled.
+        note: How to read the values, e.g. that they are grid points, so upper bounds.
+    """
 
     attack: str
     norm: str
@@ -101,7 +148,31 @@ class MinimalEps:
 
 @dataclass(frozen=True)
 class Model:
-    """One model of the run as the report shows it."""
+    """One model of the run as the report shows it.
+
+    Attributes:
+        index: The 1-based position in results.json; names figure files and anchors.
+        name: The model's name in the run.
+        dataset: Its dataset's name.
+        defense: Its defense (``"none"`` for a plain model).
+        architecture: Its architecture.
+        baseline: The name of the model it is compared with, or None.
+        path: Its model file, relative to the run folder.
+        n_examples: The test images it was evaluated on.
+        clean_accuracy: Its clean accuracy, in [0, 1].
+        training_seconds: Its training time (from the model card when results.json has
+            none), or None.
+        curves: One curve per attack.
+        worst_case: The worst case over ``worst_case_over``, against eps.
+        checks: The sanity and masking checks.
+        examples: Adversarial examples, or None.
+        minimal_eps: The per-example smallest adversarial eps.
+        history: The training history by metric, from the model card; empty when it has none.
+        worst_case_over: The attacks the worst case is the minimum of.
+        check_curves: ``(what it checks, curve)``: the extra attacks run for the checks.
+        paired: The per-example comparison with ``baseline``, one row per eps (may be empty).
+        per_class: Per-class results in label order (empty in older results.json).
+    """
 
     index: int  # 1-based position in results.json; names figure files and anchors
     name: str
@@ -126,19 +197,37 @@ class Model:
 
     @property
     def failed_checks(self) -> list[Check]:
+        """The checks that did not pass, in order."""
         return [check for check in self.checks if not check.passed]
 
     @property
     def norms(self) -> list[str]:
+        """The norms of the attack curves, sorted, each once."""
         return sorted({curve.norm for curve in self.curves})
 
     def class_name(self, label: int) -> str:
+        """The name of a class of the model's dataset.
+
+        Args:
+            label: The class label.
+
+        Returns:
+            E.g. ``"T-shirt/top"`` for Fashion-MNIST, the digit for MNIST (see
+            :func:`advrobust.data.catalog.class_name`).
+        """
         return class_name(self.dataset, label)
 
 
 @dataclass(frozen=True)
 class Delta:
-    """Worst-case robust accuracy of a defended model against its baseline at one eps."""
+    """Worst-case robust accuracy of a defended model against its baseline at one eps.
+
+    Attributes:
+        eps: The radius; None for the clean-accuracy row.
+        baseline: The baseline's accuracy, in [0, 1].
+        defended: The defended model's accuracy, in [0, 1].
+        paired: The per-example comparison, when the run recorded it.
+    """
 
     eps: float | None  # None: the clean-accuracy row
     baseline: float
@@ -153,7 +242,14 @@ class Delta:
 
 @dataclass(frozen=True)
 class Comparison:
-    """A defended model against its baseline: one :class:`Delta` per eps both share."""
+    """A defended model against its baseline: one :class:`Delta` per eps both share.
+
+    Attributes:
+        defended: The model that names a baseline.
+        baseline: The baseline, or None if the run has no model of that name.
+        rows: The clean row, then one per eps both worst cases share.
+        problem: Why no rows (beyond the clean one) could be computed, or None.
+    """
 
     defended: Model
     baseline: Model | None
@@ -163,7 +259,19 @@ class Comparison:
 
 @dataclass
 class Run:
-    """A finished run as the report shows it; ``notes``: what could not be read."""
+    """A finished run as the report shows it; ``notes``: what could not be read.
+
+    Attributes:
+        run_dir: The run folder.
+        config: The run's configuration, as results.json holds it.
+        config_hash: The digest of the configuration.
+        started: When the run started (ISO 8601).
+        finished: When it finished (ISO 8601).
+        seconds: How long it took.
+        environment: Versions, device, platform and CPU count.
+        models: The models, in the order of results.json.
+        notes: What could not be read, one line each.
+    """
 
     run_dir: Path
     config: dict[str, Any]
@@ -181,18 +289,40 @@ class Run:
         return list(dict.fromkeys(model.dataset for model in self.models))
 
     def models_of(self, dataset: str) -> list[Model]:
+        """The models on one dataset.
+
+        Args:
+            dataset: The dataset's name.
+
+        Returns:
+            Its models, in run order (empty if none).
+        """
         return [model for model in self.models if model.dataset == dataset]
 
     @property
     def failed_checks(self) -> list[tuple[Model, Check]]:
+        """``(model, check)`` for every failed check of every model, in run order."""
         return [(model, check) for model in self.models for check in model.failed_checks]
 
     def comparisons(self) -> list[Comparison]:
-        """One :class:`Comparison` for every model that names a baseline."""
+        """One :class:`Comparison` for every model that names a baseline.
+
+        Returns:
+            The comparisons in run order; one whose baseline is missing, or on another
+            dataset, has no rows and says why in ``problem``.
+        """
         return [_compare(model, self.models) for model in self.models if model.baseline is not None]
 
 
 def dataset_title(dataset: str) -> str:
+    """How the report names a dataset.
+
+    Args:
+        dataset: The dataset's name.
+
+    Returns:
+        E.g. ``"Fashion-MNIST"`` for ``"fashion_mnist"``; an unknown name as it is.
+    """
     return DATASET_TITLES.get(dataset, dataset)
 
 

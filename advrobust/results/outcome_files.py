@@ -23,10 +23,16 @@ from advrobust.files import atomic_write_bytes
 class Outcomes:
     """One model's per-example outcomes on the first ``n`` test images of ``dataset``.
 
-    ``clean``: (n,) bool, right on the clean image. ``worst``: (K, n) bool, robust at
-    ``epsilons[k]`` under every attack. ``per_attack``: {attack label: (K, n) bool}.
-    ``labels``: (n,) int, the images' true classes (None in files written before they
-    were saved; :func:`advrobust.results.outcomes.per_class` needs them).
+    Attributes:
+        name: The model's name.
+        dataset: The dataset whose test images were evaluated.
+        norm: The attacks' norm (``"inf"`` or ``"l2"``).
+        epsilons: The radii (K,), float64.
+        clean: (n,) bool, right on the clean image.
+        worst: (K, n) bool, robust at ``epsilons[k]`` under every attack.
+        per_attack: {attack label: (K, n) bool}.
+        labels: (n,) int, the images' true classes (None in files written before they
+            were saved; :func:`advrobust.results.outcomes.per_class` needs them).
     """
 
     name: str
@@ -40,6 +46,7 @@ class Outcomes:
 
     @property
     def n(self) -> int:
+        """The number of test images, n."""
         return int(self.clean.shape[0])
 
 

@@ -128,18 +128,28 @@ def _paired_rows(pairs: list[tuple[float | None, np.ndarray, np.ndarray]],
 
 
 def compare(first: Outcomes, second: Outcomes) -> dict[str, Any]:
-    """Second against first, image by image, on the first min(n) test images: clean
-    accuracy, then worst-case robust accuracy at each eps both were evaluated at.
+    """Second against first, image by image, on the first min(n) test images.
 
-    Returns ``{"first", "second", "dataset", "norm", "n_examples", "method", "attacks",
-    "same_attacks", "rows", "per_class"}`` (``same_attacks``: whether both worst cases
-    are over the same attacks and parameters; if not, the comparison mixes model and
-    attack); each row: ``eps`` (None: clean), both accuracies, ``difference`` (second
-    minus first, in [-1, 1]) with its paired 95% interval, ``only_first``/``only_second``
-    (the discordant images) and the exact McNemar ``p_value``. ``per_class``: the same
-    rows within each class (``[{"label", "n_examples", "rows"}]``, label order), or None
-    when either model's outcomes lack labels. ValueError if the two are not comparable
-    (other dataset or norm, or other labels on the same images).
+    Compares clean accuracy, then worst-case robust accuracy at each eps both were
+    evaluated at.
+
+    Args:
+        first: The outcomes of the reference model (e.g. the baseline).
+        second: The outcomes of the model compared with it (e.g. the defended one).
+
+    Returns:
+        ``{"first", "second", "dataset", "norm", "n_examples", "method", "attacks",
+        "same_attacks", "rows", "per_class"}`` (``same_attacks``: whether both worst cases
+        are over the same attacks and parameters; if not, the comparison mixes model and
+        attack); each row: ``eps`` (None: clean), both accuracies, ``difference`` (second
+        minus first, in [-1, 1]) with its paired 95% interval, ``only_first``/``only_second``
+        (the discordant images) and the exact McNemar ``p_value``. ``per_class``: the same
+        rows within each class (``[{"label", "n_examples", "rows"}]``, label order), or None
+        when either model's outcomes lack labels.
+
+    Raises:
+        ValueError: The two are not comparable (other dataset or norm, or other labels on
+            the same images).
     """
     if first.dataset != second.dataset:
         raise ValueError(f"{first.name!r} was evaluated on {first.dataset} and {second.name!r} on {second.dataset}: "
@@ -168,8 +178,17 @@ def compare(first: Outcomes, second: Outcomes) -> dict[str, Any]:
 
 
 def distinct_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rows`` without an eps-0 row that only repeats the clean row (as it does when every
-    attack leaves the images unchanged at eps 0): what tables show."""
+    """``rows`` without an eps-0 row that only repeats the clean row: what tables show.
+
+    Such a row appears when every attack leaves the images unchanged at eps 0.
+
+    Args:
+        rows: The rows of :func:`compare` (or of one class), each with ``eps`` (None: clean).
+
+    Returns:
+        A new list of the rows in order, less the eps-0 rows equal to the clean row in
+        every other field; all of them if there is no clean row.
+    """
     clean = next((row for row in rows if row["eps"] is None), None)
     if clean is None:
         return list(rows)
@@ -179,9 +198,19 @@ def distinct_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def format_comparison(comparison: dict[str, Any], *, per_class: bool = False) -> str:
-    """:func:`compare`'s result as a text table (accuracies and differences in percent);
-    with ``per_class``, then one line per class: clean accuracy and the worst case at the
-    largest eps, with the paired difference there."""
+    """:func:`compare`'s result as a text table (accuracies and differences in percent).
+
+    Args:
+        comparison: The result of :func:`compare`.
+        per_class: Then add one line per class: clean accuracy and the worst case at the
+            largest eps, with the paired difference there (or a line saying why per-class
+            rows are not available).
+
+    Returns:
+        The lines, joined by newlines: a title, one row per distinct eps (clean first),
+        the method, the per-class lines if asked, and a warning when the two worst cases
+        are over different attacks.
+    """
     lines = [f"{comparison['second']} vs {comparison['first']} on the first {comparison['n_examples']} "
              f"{comparison['dataset']} test images ({comparison['norm']}, worst case per image)",
              f"{'':<10s}{'first':>8s}{'second':>8s}{'Δ points':>10s}{'95% CI (paired)':>20s}"

@@ -156,9 +156,23 @@ def _floats(values: Any) -> list[float]:
 
 @dataclass(frozen=True)
 class CurveRecord:
-    """Robust accuracy against eps under one attack (:class:`advrobust.evaluation.Curve`
-    without its per-example masks). ``source``: for a transfer check, the model the attack
-    was computed on (None otherwise)."""
+    """Robust accuracy against eps under one attack.
+
+    :class:`advrobust.evaluation.Curve` without its per-example masks.
+
+    Attributes:
+        attack: The attack's name.
+        norm: Its norm (``"inf"`` or ``"l2"``).
+        params: Its parameters besides ``eps`` and ``norm``.
+        epsilons: The K radii, in the order evaluated.
+        robust_accuracy: K fractions in [0, 1].
+        ci95_low: The lower ends of the 95% Wilson intervals, K fractions.
+        ci95_high: The upper ends of the 95% Wilson intervals, K fractions.
+        n_examples: The test images attacked.
+        clean_accuracy: Their clean accuracy, in [0, 1].
+        seconds: The attack's compute time.
+        source: For a transfer check, the model the attack was computed on (None otherwise).
+    """
 
     attack: str
     norm: str
@@ -174,7 +188,15 @@ class CurveRecord:
 
     @classmethod
     def of(cls, curve: Any, source: str | None = None) -> CurveRecord:
-        """The record of an :class:`advrobust.evaluation.Curve` (its masks are left out)."""
+        """The record of an :class:`advrobust.evaluation.Curve` (its masks are left out).
+
+        Args:
+            curve: The curve.
+            source: For a transfer check, the model the attack was computed on.
+
+        Returns:
+            The record, arrays as lists of Python floats.
+        """
         return cls(attack=curve.attack, norm=curve.norm, params=curve.params, epsilons=_floats(curve.epsilons),
                    robust_accuracy=_floats(curve.robust_accuracy), ci95_low=_floats(curve.ci95_low),
                    ci95_high=_floats(curve.ci95_high), n_examples=int(curve.n_examples),
@@ -182,7 +204,19 @@ class CurveRecord:
 
     @classmethod
     def from_dict(cls, raw: Any, where: str, *, transfer: bool = False) -> CurveRecord:
-        """Read one curve; ``transfer``: it must name its ``source``. SchemaError if malformed."""
+        """Read one curve from its JSON object.
+
+        Args:
+            raw: The parsed JSON object.
+            where: Its path in results.json, for error messages (e.g. ``"models[0].worst_case"``).
+            transfer: The curve is a transfer check's: it must name its ``source``.
+
+        Returns:
+            The record.
+
+        Raises:
+            SchemaError: A field is missing or malformed; the message starts with its path.
+        """
         raw = _object(raw, where)
         epsilons = _field(raw, "epsilons", where, _list(_real))
         return cls(attack=_field(raw, "attack", where, _text), norm=_field(raw, "norm", where, _text),
@@ -193,7 +227,11 @@ class CurveRecord:
                    source=_field(raw, "source", where, _text) if transfer else None)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object (``source`` first when there is one)."""
+        """The JSON object, keys in the schema's order.
+
+        Returns:
+            The curve's fields, ``source`` first when there is one.
+        """
         return {**({} if self.source is None else {"source": self.source}), "attack": self.attack,
                 "norm": self.norm, "params": self.params, "epsilons": self.epsilons,
                 "robust_accuracy": self.robust_accuracy, "ci95_low": self.ci95_low, "ci95_high": self.ci95_high,
@@ -202,7 +240,15 @@ class CurveRecord:
 
 @dataclass(frozen=True)
 class WorstCaseRecord:
-    """Per example and eps robust under every attack; ``params["attacks"]`` names them."""
+    """Per example and eps robust under every attack; ``params["attacks"]`` names them.
+
+    Attributes:
+        params: ``{"attacks": [names]}``.
+        epsilons: The K radii.
+        robust_accuracy: K fractions in [0, 1].
+        ci95_low: The lower ends of the 95% Wilson intervals.
+        ci95_high: The upper ends of the 95% Wilson intervals.
+    """
 
     params: dict[str, Any]
     epsilons: list[float]
@@ -212,27 +258,57 @@ class WorstCaseRecord:
 
     @classmethod
     def of(cls, worst: Any) -> WorstCaseRecord:
-        """The record of :func:`advrobust.evaluation.worst_case`'s curve."""
+        """The record of :func:`advrobust.evaluation.worst_case`'s curve.
+
+        Args:
+            worst: The worst-case curve.
+
+        Returns:
+            The record, arrays as lists of Python floats.
+        """
         return cls(params=worst.params, epsilons=_floats(worst.epsilons),
                    robust_accuracy=_floats(worst.robust_accuracy), ci95_low=_floats(worst.ci95_low),
                    ci95_high=_floats(worst.ci95_high))
 
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> WorstCaseRecord:
+        """Read the worst case from its JSON object.
+
+        Args:
+            raw: The parsed JSON object.
+            where: Its path in results.json, for error messages (e.g. ``"models[0].worst_case"``).
+
+        Returns:
+            The record.
+
+        Raises:
+            SchemaError: A field is missing or malformed; the message starts with its path.
+        """
         raw = _object(raw, where)
         epsilons = _field(raw, "epsilons", where, _list(_real))
         return cls(params=_field(raw, "params", where, _mapping), epsilons=epsilons,
                    **_accuracies(raw, where, len(epsilons)))
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object, keys in the schema's order.
+
+        Returns:
+            ``params``, ``epsilons``, ``robust_accuracy`` and its interval.
+        """
         return {"params": self.params, "epsilons": self.epsilons, "robust_accuracy": self.robust_accuracy,
                 "ci95_low": self.ci95_low, "ci95_high": self.ci95_high}
 
 
 @dataclass(frozen=True)
 class CheckCurves:
-    """The extra attacks the checks ran: a large radius, random noise, transfers from the
-    run's other models of the same dataset."""
+    """The extra attacks the checks ran.
+
+    Attributes:
+        large_eps: The attack at a radius that reaches every image.
+        noise: Random noise in the ball.
+        transfer: Transfers from the run's other models of the same dataset, each naming
+            its ``source``.
+    """
 
     large_eps: CurveRecord
     noise: CurveRecord
@@ -240,6 +316,18 @@ class CheckCurves:
 
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> CheckCurves:
+        """Read the check curves from its JSON object.
+
+        Args:
+            raw: The parsed JSON object.
+            where: Its path in results.json, for error messages (e.g. ``"models[0].worst_case"``).
+
+        Returns:
+            The record.
+
+        Raises:
+            SchemaError: A field is missing or malformed; the message starts with its path.
+        """
         raw = _object(raw, where)
         return cls(large_eps=_field(raw, "large_eps", where, CurveRecord.from_dict),
                    noise=_field(raw, "noise", where, CurveRecord.from_dict),
@@ -247,6 +335,11 @@ class CheckCurves:
                                    _list(lambda value, at: CurveRecord.from_dict(value, at, transfer=True))))
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object, keys in the schema's order.
+
+        Returns:
+            ``large_eps``, ``noise`` and ``transfer`` as curve objects.
+        """
         return {"large_eps": self.large_eps.to_dict(), "noise": self.noise.to_dict(),
                 "transfer": [curve.to_dict() for curve in self.transfer]}
 
@@ -259,7 +352,14 @@ def _check(raw: Any, where: str) -> Check:
 
 @dataclass(frozen=True)
 class MinimalEpsRecord:
-    """Per example, the smallest eps of the grid that fooled it (None: none did)."""
+    """Per example, the smallest eps of the grid that fooled it (None: none did).
+
+    Attributes:
+        attack: The attack used.
+        norm: Its norm.
+        values: One eps or None per example.
+        note: How to read the values (e.g. grid points, so upper bounds).
+    """
 
     attack: str
     norm: str
@@ -268,19 +368,45 @@ class MinimalEpsRecord:
 
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> MinimalEpsRecord:
+        """Read the minimal eps from its JSON object.
+
+        Args:
+            raw: The parsed JSON object.
+            where: Its path in results.json, for error messages (e.g. ``"models[0].worst_case"``).
+
+        Returns:
+            The record.
+
+        Raises:
+            SchemaError: A field is missing or malformed; the message starts with its path.
+        """
         raw = _object(raw, where)
         return cls(attack=_field(raw, "attack", where, _text), norm=_field(raw, "norm", where, _text),
                    values=_field(raw, "values", where, _list(_optional(_real))),
                    note=_field(raw, "note", where, _text))
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object, keys in the schema's order.
+
+        Returns:
+            ``attack``, ``norm``, ``values`` and ``note``.
+        """
         return {"attack": self.attack, "norm": self.norm, "values": self.values, "note": self.note}
 
 
 @dataclass(frozen=True)
 class ClassRecord:
-    """Clean and worst-case robust accuracy within one class (aligned with the model's
-    ``worst_case.epsilons``)."""
+    """Clean and worst-case robust accuracy within one class.
+
+    Attributes:
+        label: The class label.
+        n_examples: The test images of this class.
+        clean_accuracy: Their clean accuracy, in [0, 1].
+        robust_accuracy: Their worst-case robust accuracy, aligned with the model's
+            ``worst_case.epsilons``.
+        ci95_low: The lower ends of the 95% Wilson intervals.
+        ci95_high: The upper ends of the 95% Wilson intervals.
+    """
 
     label: int
     n_examples: int
@@ -291,20 +417,48 @@ class ClassRecord:
 
     @classmethod
     def from_dict(cls, raw: Any, where: str, *, length: int) -> ClassRecord:
+        """Read one class from its JSON object.
+
+        Args:
+            raw: The parsed JSON object.
+            where: Its path in results.json, for error messages (e.g. ``"models[0].worst_case"``).
+            length: The number of the model's worst-case epsilons; each list must be as long.
+
+        Returns:
+            The record.
+
+        Raises:
+            SchemaError: A field is missing or malformed; the message starts with its path.
+        """
         raw = _object(raw, where)
         return cls(label=_field(raw, "label", where, _integer), n_examples=_field(raw, "n_examples", where, _count),
                    clean_accuracy=_field(raw, "clean_accuracy", where, _fraction), **_accuracies(raw, where, length))
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object, keys in the schema's order.
+
+        Returns:
+            The class's fields.
+        """
         return {"label": self.label, "n_examples": self.n_examples, "clean_accuracy": self.clean_accuracy,
                 "robust_accuracy": self.robust_accuracy, "ci95_low": self.ci95_low, "ci95_high": self.ci95_high}
 
 
 @dataclass(frozen=True)
 class PairedRow:
-    """A defended model against its baseline on the same images at one eps (None: clean):
-    both accuracies, the difference (defended minus baseline) with its paired 95% interval,
-    the discordant images and the exact McNemar p."""
+    """A defended model against its baseline on the same images at one eps.
+
+    Attributes:
+        eps: The radius; None for clean accuracy.
+        baseline: The baseline's accuracy, in [0, 1].
+        defended: The defended model's accuracy, in [0, 1].
+        difference: Defended minus baseline, in [-1, 1].
+        ci95_low: The lower end of the paired 95% interval of the difference.
+        ci95_high: The upper end of the paired 95% interval of the difference.
+        only_baseline: The images only the baseline gets right.
+        only_defended: The images only the defended model gets right.
+        p_value: The exact McNemar p-value, in [0, 1].
+    """
 
     eps: float | None
     baseline: float
@@ -318,6 +472,19 @@ class PairedRow:
 
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> PairedRow:
+        """Read one row from its JSON object.
+
+        Args:
+            raw: The parsed JSON object.
+            where: Its path in results.json, for error messages (e.g. ``"models[0].worst_case"``).
+
+        Returns:
+            The record.
+
+        Raises:
+            SchemaError: A field is missing or malformed; the message starts with its path. Also when
+                the interval does not hold the difference within [-1, 1].
+        """
         raw = _object(raw, where)
         row = cls(eps=_field(raw, "eps", where, _optional(_real)),
                   baseline=_field(raw, "baseline", where, _fraction),
@@ -332,6 +499,11 @@ class PairedRow:
         return row
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object, keys in the schema's order.
+
+        Returns:
+            The row's fields.
+        """
         return {"eps": self.eps, "baseline": self.baseline, "defended": self.defended,
                 "difference": self.difference, "ci95_low": self.ci95_low, "ci95_high": self.ci95_high,
                 "only_baseline": self.only_baseline, "only_defended": self.only_defended, "p_value": self.p_value}
@@ -343,7 +515,14 @@ _AS_BASELINE = {"first": "baseline", "second": "defended", "only_first": "only_b
 
 @dataclass(frozen=True)
 class PairedVsBaseline:
-    """A defended model compared image by image with its baseline."""
+    """A defended model compared image by image with its baseline.
+
+    Attributes:
+        baseline: The baseline's name.
+        n_examples: The test images both were evaluated on.
+        method: How the interval and p-value are computed, in words.
+        rows: The clean row, then one per eps both were evaluated at.
+    """
 
     baseline: str
     n_examples: int
@@ -352,8 +531,14 @@ class PairedVsBaseline:
 
     @classmethod
     def of(cls, comparison: dict[str, Any]) -> PairedVsBaseline:
-        """From :func:`advrobust.results.outcomes.compare` (baseline first), the rows' fields
-        named after the two roles."""
+        """From :func:`advrobust.results.outcomes.compare`, the rows' fields named after the two roles.
+
+        Args:
+            comparison: The result of ``compare(baseline, defended)`` (baseline first).
+
+        Returns:
+            The record; ``first``/``second`` become ``baseline``/``defended``.
+        """
         rows = [PairedRow(**{_AS_BASELINE.get(key, key): value for key, value in row.items()})
                 for row in comparison["rows"]]
         return cls(baseline=comparison["first"], n_examples=comparison["n_examples"], method=comparison["method"],
@@ -361,21 +546,61 @@ class PairedVsBaseline:
 
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> PairedVsBaseline:
+        """Read the paired comparison from its JSON object.
+
+        Args:
+            raw: The parsed JSON object.
+            where: Its path in results.json, for error messages (e.g. ``"models[0].worst_case"``).
+
+        Returns:
+            The record.
+
+        Raises:
+            SchemaError: A field is missing or malformed; the message starts with its path.
+        """
         raw = _object(raw, where)
         return cls(baseline=_field(raw, "baseline", where, _text), n_examples=_field(raw, "n_examples", where, _count),
                    method=_field(raw, "method", where, _text),
                    rows=_field(raw, "rows", where, _list(PairedRow.from_dict)))
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object, keys in the schema's order.
+
+        Returns:
+            ``baseline``, ``n_examples``, ``method`` and ``rows``.
+        """
         return {"baseline": self.baseline, "n_examples": self.n_examples, "method": self.method,
                 "rows": [row.to_dict() for row in self.rows]}
 
 
 @dataclass(frozen=True)
 class ModelRecord:
-    """One model of the run and everything measured on it. ``per_class`` and ``outcomes``
-    are None only in an older results.json read with ``strict=False``;
-    ``paired_vs_baseline`` is None when the model has no baseline."""
+    """One model of the run and everything measured on it.
+
+    ``per_class`` and ``outcomes`` are None only in an older results.json read with
+    ``strict=False``; ``paired_vs_baseline`` is None when the model has no baseline.
+
+    Attributes:
+        name: The model's name in the run.
+        dataset: Its dataset.
+        defense: Its defense (``"none"`` for a plain model).
+        architecture: Its architecture.
+        baseline: The model it is compared with, or None.
+        path: The saved .keras file, relative to the run folder.
+        card: The model card, relative to the run folder.
+        n_examples: The first n test images it was evaluated on (>= 1).
+        clean_accuracy: Its clean accuracy, in [0, 1].
+        training_seconds: Its training time, or None.
+        curves: One curve per attack (at least one).
+        worst_case: The worst case over the attacks.
+        checks: The sanity and masking checks.
+        check_curves: The extra attacks the checks ran.
+        examples: The adversarial examples' .npz, relative, or None.
+        minimal_eps: The per-example smallest adversarial eps.
+        per_class: Per-class results in label order, holding all n examples.
+        outcomes: The per-image outcomes' .npz, relative.
+        paired_vs_baseline: The per-image comparison with ``baseline``.
+    """
 
     name: str
     dataset: str
@@ -399,8 +624,23 @@ class ModelRecord:
 
     @classmethod
     def from_dict(cls, raw: Any, where: str, *, strict: bool = True, notes: list[str] | None = None) -> ModelRecord:
-        """Read one model (see the module docstring for ``strict``; lenient reading appends
-        to ``notes``). SchemaError if malformed."""
+        """Read one model from its JSON object (see the module docstring for ``strict``).
+
+        Args:
+            raw: The parsed JSON object.
+            where: Its path in results.json, for error messages (e.g. ``"models[0]"``).
+            strict: Require ``per_class`` and ``outcomes``; False accepts an older model
+                without them.
+            notes: Where lenient reading appends a line for each model missing them.
+
+        Returns:
+            The record.
+
+        Raises:
+            SchemaError: A field is missing or malformed, ``n_examples`` is 0, there are
+                no curves, or the classes do not hold ``n_examples``; the message starts
+                with the path.
+        """
         raw = _object(raw, where)
         missing = [key for key in NEWER_MODEL_FIELDS if key not in raw]
         if missing and strict:
@@ -440,7 +680,11 @@ class ModelRecord:
                               f"evaluated on {self.n_examples}")
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object; ``per_class``, ``outcomes`` and ``paired_vs_baseline`` only when set."""
+        """The JSON object, keys in the schema's order.
+
+        Returns:
+            The model's fields; ``per_class``, ``outcomes`` and ``paired_vs_baseline`` only when set.
+        """
         document = {
             "name": self.name, "dataset": self.dataset, "defense": self.defense, "architecture": self.architecture,
             "baseline": self.baseline, "path": self.path, "card": self.card, "n_examples": self.n_examples,
@@ -460,7 +704,14 @@ class ModelRecord:
 
 @dataclass(frozen=True)
 class Environment:
-    """Where the run ran: library versions, the compute device, the platform."""
+    """Where the run ran: library versions, the compute device, the platform.
+
+    Attributes:
+        versions: Library name to version.
+        device: The compute device, in words.
+        platform: The operating system and Python.
+        cpu_count: The CPU cores, or None if unknown.
+    """
 
     versions: dict[str, Any]
     device: str
@@ -469,19 +720,47 @@ class Environment:
 
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> Environment:
+        """Read the environment from its JSON object.
+
+        Args:
+            raw: The parsed JSON object.
+            where: Its path in results.json, for error messages (e.g. ``"models[0].worst_case"``).
+
+        Returns:
+            The record.
+
+        Raises:
+            SchemaError: A field is missing or malformed; the message starts with its path.
+        """
         raw = _object(raw, where)
         return cls(versions=_field(raw, "versions", where, _mapping), device=_field(raw, "device", where, _text),
                    platform=_field(raw, "platform", where, _text),
                    cpu_count=_field(raw, "cpu_count", where, _optional(_count)))
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object, keys in the schema's order.
+
+        Returns:
+            ``versions``, ``device``, ``platform`` and ``cpu_count``.
+        """
         return {"versions": self.versions, "device": self.device, "platform": self.platform,
                 "cpu_count": self.cpu_count}
 
 
 @dataclass(frozen=True)
 class Results:
-    """A whole results.json. ``notes``: what lenient reading found missing (never written)."""
+    """A whole results.json.
+
+    Attributes:
+        config: The run's configuration.
+        config_hash: The digest of the configuration.
+        started: When the run started (ISO 8601).
+        finished: When it finished (ISO 8601).
+        seconds: How long it took.
+        environment: Where it ran.
+        models: The models, in run order.
+        notes: What lenient reading found missing (never written).
+    """
 
     config: dict[str, Any]
     config_hash: str
@@ -524,13 +803,24 @@ class Results:
                    notes=tuple(notes))
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object, keys in the order the run has always written them."""
+        """The JSON object, keys in the order the run has always written them.
+
+        Returns:
+            The document, ``schema_version`` first; ``notes`` are not part of it.
+        """
         return {"schema_version": SCHEMA_VERSION, "config": self.config, "config_hash": self.config_hash,
                 "started": self.started, "finished": self.finished, "seconds": self.seconds,
                 "environment": self.environment.to_dict(), "models": [model.to_dict() for model in self.models]}
 
     def to_json(self) -> str:
-        """results.json's text: indented JSON, a newline at the end. ValueError on NaN or Inf."""
+        """results.json's text: indented JSON, a newline at the end.
+
+        Returns:
+            The text of :meth:`to_dict`.
+
+        Raises:
+            ValueError: A number is NaN or infinite.
+        """
         return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
 
 

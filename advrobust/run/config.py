@@ -65,19 +65,46 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class AttackEntry:
-    """One attack of the run: a registered attack name and its keyword parameters."""
+    """One attack of the run: a registered attack name and its keyword parameters.
+
+    Attributes:
+        name: A name in ``attacks.ATTACKS``.
+        params: Its keyword arguments besides ``eps`` and ``norm``.
+    """
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
 
     def spec(self, norm: str) -> AttackSpec:
-        """The :class:`attacks.AttackSpec` of this attack at ``norm``."""
+        """The :class:`attacks.AttackSpec` of this attack at ``norm``.
+
+        Args:
+            norm: The run's norm (``"inf"`` or ``"l2"``).
+
+        Returns:
+            The spec of ``name`` with ``params`` and ``norm``.
+
+        Raises:
+            ValueError: The name is not registered or a parameter is not the attack's.
+        """
         return AttackSpec(self.name, {**self.params, "norm": norm})
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model of the run: trained by the run (``train``) or loaded (``path``)."""
+    """One model of the run: trained by the run (``train``) or loaded (``path``).
+
+    Attributes:
+        name: The model's name, unique in the run.
+        dataset: Its dataset.
+        baseline: The name of the model it is compared with, or None.
+        n_examples: The test images it is evaluated on; None: the run's n_examples.
+        attacks: The run's attacks it is evaluated with; None: every attack of the run.
+        path: A saved logits model to load (absolute), or None.
+        train: The fields of :class:`advrobust.training.TrainConfig` to train it with, or None.
+        weights_sha256: SHA-256 of a weights file named in ``train`` (None otherwise):
+            part of the config's hash.
+    """
 
     name: str
     dataset: str
@@ -90,7 +117,18 @@ class ModelEntry:
     weights_sha256: str | None = None
 
     def train_config(self, seed: int):
-        """The :class:`advrobust.training.TrainConfig` of this model (validated)."""
+        """The :class:`advrobust.training.TrainConfig` of this model (validated).
+
+        Args:
+            seed: The run's seed, used unless ``train`` sets one.
+
+        Returns:
+            The training config of ``dataset`` and ``train``.
+
+        Raises:
+            ValueError: A field of ``train`` is unknown or invalid.
+            TypeError: A field of ``train`` has the wrong type.
+        """
         from advrobust.training import TrainConfig
 
         options = {"seed": seed, **(self.train or {})}
@@ -105,6 +143,21 @@ class RunConfig:
     radius of the "accuracy must reach ~0" sanity check. ``noise_draws``: random-noise
     samples per example and eps in the noise check. ``check_examples``: at most this
     many examples per model go into the checks that run extra attacks.
+
+    Attributes:
+        models: The models, in order.
+        attacks: The attacks, each once.
+        epsilons: The radii, increasing without repeats, each >= 0.
+        name: The run's name.
+        dataset: The default dataset of every model.
+        norm: ``"inf"`` or ``"l2"``.
+        n_examples: The first n test images evaluated (a model may use fewer).
+        batch_size: The examples per attacked chunk.
+        seed: The seed of training and of stochastic attacks.
+        examples: Adversarial examples per model shown in the report.
+        large_eps: The radius of the large-eps check; None: 1.0 for L-inf, 10.0 for L2.
+        noise_draws: Random-noise samples per example and eps in the noise check.
+        check_examples: At most this many examples per model go into the extra attacks.
     """
 
     models: tuple[ModelEntry, ...]
@@ -122,7 +175,11 @@ class RunConfig:
     check_examples: int = 500
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict of the resolved config."""
+        """Plain JSON-ready dict of the resolved config.
+
+        Returns:
+            The fields as JSON types; a model's ``weights_sha256`` only when set.
+        """
         document = json.loads(json.dumps(dataclasses.asdict(self)))
         for model in document["models"]:
             if model["weights_sha256"] is None:
@@ -132,28 +189,58 @@ class RunConfig:
         return document
 
     def hash(self) -> str:
-        """SHA-256 hex digest of the canonical JSON of :meth:`to_dict`."""
+        """SHA-256 hex digest of the canonical JSON of :meth:`to_dict`.
+
+        Returns:
+            64 hexadecimal characters; equal configs give equal hashes.
+        """
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     @property
     def effective_large_eps(self) -> float:
+        """The radius of the large-eps check: ``large_eps``, or 1.0 for L-inf, 10.0 for L2."""
         if self.large_eps is not None:
             return self.large_eps
         return 1.0 if self.norm == "inf" else 10.0
 
     def model(self, name: str) -> ModelEntry:
+        """The model of a name.
+
+        Args:
+            name: The model's name.
+
+        Returns:
+            Its entry.
+
+        Raises:
+            KeyError: No model has that name.
+        """
         for entry in self.models:
             if entry.name == name:
                 return entry
         raise KeyError(name)
 
     def n_for(self, entry: ModelEntry) -> int:
-        """Test images evaluated for ``entry``: its own n_examples, else the run's."""
+        """Test images evaluated for ``entry``: its own n_examples, else the run's.
+
+        Args:
+            entry: A model of the run.
+
+        Returns:
+            The number of test images, >= 1.
+        """
         return entry.n_examples if entry.n_examples is not None else self.n_examples
 
     def attacks_for(self, entry: ModelEntry) -> tuple[AttackEntry, ...]:
-        """The run's attacks restricted to the ones ``entry`` names (all by default)."""
+        """The run's attacks restricted to the ones ``entry`` names (all by default).
+
+        Args:
+            entry: A model of the run.
+
+        Returns:
+            The attacks, in the run's order.
+        """
         if entry.attacks is None:
             return self.attacks
         return tuple(attack for attack in self.attacks if attack.name in entry.attacks)
@@ -331,8 +418,18 @@ def _check_train_types(train: dict[str, Any], where: str) -> dict[str, Any]:
 def from_dict(document: dict[str, Any], *, base_dir: str | Path | None = None) -> RunConfig:
     """Validate a parsed TOML document and return the :class:`RunConfig`.
 
-    Raises :class:`ConfigError` naming the first problem found. ``base_dir`` resolves
-    relative model paths (the config file's folder).
+    Args:
+        document: The parsed TOML: ``run``, ``attacks`` and ``models`` tables.
+        base_dir: The folder relative model and weights paths are resolved against (the
+            config file's); None: the working directory.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: The first problem found: an unknown key, a value of the wrong type
+            or range, an unknown attack or dataset, a missing file, a baseline that is not
+            another model of the run on the same dataset (a ValueError).
     """
     _unknown_keys(document, {"run", "attacks", "models"}, "config")
     run = dict(document.get("run", {}))
@@ -385,7 +482,18 @@ def from_dict(document: dict[str, Any], *, base_dir: str | Path | None = None) -
 
 
 def loads(text: str, *, base_dir: str | Path | None = None) -> RunConfig:
-    """Parse TOML ``text`` into a :class:`RunConfig` (ConfigError on any problem)."""
+    """Parse TOML ``text`` into a :class:`RunConfig`.
+
+    Args:
+        text: The config's TOML text.
+        base_dir: The folder relative paths are resolved against.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: The text is not TOML, or as :func:`from_dict` raises.
+    """
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -394,7 +502,18 @@ def loads(text: str, *, base_dir: str | Path | None = None) -> RunConfig:
 
 
 def load(path: str | Path | None = None) -> RunConfig:
-    """Read a config file; ``None`` reads the embedded quick default."""
+    """Read a config file; ``None`` reads the embedded quick default.
+
+    Args:
+        path: The TOML file, or None.
+
+    Returns:
+        The validated config; relative paths in it are resolved against the file's folder.
+
+    Raises:
+        FileNotFoundError: There is no such file.
+        ConfigError: As :func:`loads` raises; the message starts with the file's path.
+    """
     if path is None:
         return loads(default_text())
     path = Path(path)
@@ -407,5 +526,9 @@ def load(path: str | Path | None = None) -> RunConfig:
 
 
 def default_text() -> str:
-    """The TOML text of the embedded quick default run."""
+    """The TOML text of the embedded quick default run.
+
+    Returns:
+        The text of ``advrobust/run/configs/quick.toml``.
+    """
     return resources.files("advrobust.run").joinpath("configs", DEFAULT_CONFIG_NAME).read_text(encoding="utf-8")

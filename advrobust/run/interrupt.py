@@ -54,7 +54,11 @@ class Interrupts:
 
     @contextlib.contextmanager
     def deferred(self) -> Iterator[None]:
-        """Within the block, the first SIGINT waits for :meth:`check` instead of stopping at once."""
+        """Within the block, the first SIGINT waits for :meth:`check` instead of stopping at once.
+
+        Yields:
+            None; a second SIGINT still stops at once.
+        """
         self._deferring = True
         try:
             yield
@@ -72,18 +76,38 @@ class Interrupts:
 
 
 class CheckedUnits:
-    """A unit cache (:class:`advrobust.evaluation.curves.UnitCache`) that checks for a
-    stop request after each unit it stores."""
+    """A unit cache that checks for a stop request after each unit it stores.
+
+    Args:
+        units: The wrapped :class:`advrobust.evaluation.curves.UnitCache`.
+        interrupts: The run's SIGINT handler, checked after each stored unit.
+    """
 
     def __init__(self, units: Any, interrupts: Interrupts) -> None:
         self._units = units
         self._interrupts = interrupts
 
     def get(self, *args: Any, **kwargs: Any) -> Any:
-        """The stored unit, as the wrapped cache returns it (None if not there)."""
+        """The stored unit, as the wrapped cache returns it (None if not there).
+
+        Args:
+            *args: As :meth:`advrobust.evaluation.curves.UnitCache.get` takes them.
+            **kwargs: As :meth:`advrobust.evaluation.curves.UnitCache.get` takes them.
+
+        Returns:
+            ``(clean, robust, seconds)`` of the unit, or None.
+        """
         return self._units.get(*args, **kwargs)
 
     def put(self, *args: Any, **kwargs: Any) -> None:
-        """Store a unit, then stop if asked (:meth:`Interrupts.check`)."""
+        """Store a unit, then stop if asked (:meth:`Interrupts.check`).
+
+        Args:
+            *args: As :meth:`advrobust.evaluation.curves.UnitCache.put` takes them.
+            **kwargs: As :meth:`advrobust.evaluation.curves.UnitCache.put` takes them.
+
+        Raises:
+            RunInterrupted: A SIGINT asked the run to stop (the unit is stored first).
+        """
         self._units.put(*args, **kwargs)
         self._interrupts.check()

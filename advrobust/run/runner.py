@@ -56,7 +56,16 @@ def _log(message: str) -> None:
 
 
 def model_folder(index: int, name: str) -> str:
-    """A file-system-safe folder name for the ``index``-th model called ``name``."""
+    """A file-system-safe folder name for the ``index``-th model called ``name``.
+
+    Args:
+        index: The model's position in the run, from 1.
+        name: The model's name.
+
+    Returns:
+        ``"NN-SLUG"``: the index with two digits and at most 40 characters of
+        ``[A-Za-z0-9_-]`` from the name (``"model"`` if none are left).
+    """
     slug = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:40] or "model"
     return f"{index:02d}-{slug}"
 
@@ -72,9 +81,21 @@ class _Model:
 
 
 def model_spec(entry: ModelEntry, config: RunConfig) -> str:
-    """Digest of what decides a model: its dataset and either its training settings as
-    configured (with the run's seed and the bytes of a weights file it names) or the bytes
-    of its file. Part of every unit's spec."""
+    """Digest of what decides a model; part of every unit's spec.
+
+    That is its dataset and either its training settings as configured (with the run's
+    seed and the bytes of a weights file it names) or the bytes of its file.
+
+    Args:
+        entry: The model's entry in the run config.
+        config: The run config (for its seed).
+
+    Returns:
+        The digest (:func:`advrobust.files.digest`).
+
+    Raises:
+        OSError: The model file named by ``path`` cannot be read.
+    """
     if entry.path is not None:
         file_digest = hashlib.sha256(Path(entry.path).read_bytes()).hexdigest()
         return digest({"dataset": entry.dataset, "file_sha256": file_digest})
@@ -214,7 +235,11 @@ def _run_checks(item: _Model, others: list[_Model], x: np.ndarray, y: np.ndarray
 
 
 def environment() -> Environment:
-    """Library versions, the compute device and the platform."""
+    """Library versions, the compute device and the platform.
+
+    Returns:
+        The environment: the GPUs' names, or ``"CPU only (N cores)"``.
+    """
     gpus = tf.config.list_physical_devices("GPU")
     device = (", ".join(gpu.name for gpu in gpus) if gpus else f"CPU only ({os.cpu_count()} cores)")
     return Environment(versions=models.library_versions(), device=device, platform=platform.platform(),

@@ -64,16 +64,29 @@ def _unpack(blob: bytes, shape: tuple[int, ...]) -> np.ndarray:
 
 
 class ResultStore:
-    """Finished units of one run, keyed by model name, attack key and batch index."""
+    """Finished units of one run, keyed by model name, attack key and batch index.
+
+    Opening creates the store at ``path`` for the config with ``config_hash``, or opens
+    the one there. A store that already holds results opens with ``resume=True`` and the
+    same hash, or with ``update=True`` (implies resume) and any hash: the store then
+    belongs to the new config. Otherwise :class:`StoreMismatchError` says what to do.
+
+    Args:
+        path: The SQLite file (``DIR/store.sqlite``); its folder is created if missing.
+        config_hash: :meth:`advrobust.run.config.RunConfig.hash` of the run's config.
+        config: The config as JSON-ready data, kept for reference.
+        resume: Go on with a store that already holds results of this config.
+        update: Go on with a store of another config, reusing the models and units whose
+            spec is unchanged.
+
+    Raises:
+        StoreMismatchError: The file is not a readable advrobust store, it holds results
+            of another config and ``update`` is False, or it holds results of this config
+            and neither ``resume`` nor ``update`` is set.
+    """
 
     def __init__(self, path: str | Path, *, config_hash: str, config: dict[str, Any], resume: bool,
                  update: bool = False) -> None:
-        """Open or create the store at ``path`` for the config with ``config_hash``.
-
-        A store that already holds results opens with ``resume=True`` and the same hash,
-        or with ``update=True`` (implies resume) and any hash: the store then belongs to
-        the new config. Otherwise :class:`StoreMismatchError` says what to do.
-        """
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = sqlite3.connect(self.path, timeout=30)
@@ -141,24 +154,45 @@ class ResultStore:
 
     @property
     def created(self) -> str:
+        """When the store was created (``%Y-%m-%dT%H:%M:%S%z``), or ``""`` if not recorded."""
         return self._meta("created") or ""
 
     def has_work(self) -> bool:
-        """Whether any model or unit is finished."""
+        """Whether any model or unit is finished.
+
+        Returns:
+            True if the models or units table holds a row.
+        """
         return any(self._connection.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
                    for table in ("models", "units"))
 
     # -- models ---------------------------------------------------------------------------
     def model(self, name: str, spec: str | None = None) -> tuple[str, dict[str, Any]] | None:
-        """``(relative path, card)`` of a finished model made under ``spec``, or None.
-        ``spec=None``: whatever is stored under ``name``."""
+        """The saved path and card of a finished model made under ``spec``.
+
+        Args:
+            name: The model's name.
+            spec: The model's spec (:func:`advrobust.run.runner.model_spec`); None:
+                whatever is stored under ``name``.
+
+        Returns:
+            ``(path relative to the run folder, card)``, or None if no model of that name
+            was finished under ``spec``.
+        """
         row = self._connection.execute("SELECT path, card, spec FROM models WHERE name = ?", (name,)).fetchone()
         if row is None or not self._matches("models", "name = ?", (name,), row[2], spec):
             return None
         return row[0], json.loads(row[1])
 
     def put_model(self, name: str, path: str, card: dict[str, Any], spec: str | None = None) -> None:
-        """Record a model whose file is already saved (``path`` relative to the run folder)."""
+        """Record a model whose file is already saved (``path`` relative to the run folder).
+
+        Args:
+            name: The model's name; replaces a model stored under it.
+            path: The saved .keras file, relative to the run folder.
+            card: The model card.
+            spec: The model's spec, or None.
+        """
         with self._connection:
             self._connection.execute("INSERT OR REPLACE INTO models (name, path, card, finished, spec) "
                                      "VALUES (?, ?, ?, ?, ?)", (name, path, json.dumps(card), time.time(), spec))
@@ -166,8 +200,18 @@ class ResultStore:
     # -- attacked batches -------------------------------------------------------------------
     def unit(self, model: str, attack: str, batch: int,
              spec: str | None = None) -> tuple[np.ndarray, np.ndarray, float] | None:
-        """``(clean (n,) bool, robust (K, n) bool, seconds)`` of a finished unit made under
-        ``spec``, or None. ``spec=None``: whatever is stored under that key."""
+        """A finished unit made under ``spec``.
+
+        Args:
+            model: The model's name.
+            attack: The attack key.
+            batch: The index of the chunk of test images.
+            spec: The unit's spec; None: whatever is stored under that key.
+
+        Returns:
+            ``(clean (n,) bool, robust (K, n) bool, seconds)``, or None if the unit was not
+            finished under ``spec``.
+        """
         where, args = "model = ? AND attack = ? AND batch = ?", (model, attack, batch)
         row = self._connection.execute(f"SELECT n, epsilons, clean, robust, seconds, spec FROM units WHERE {where}",
                                        args).fetchone()
@@ -179,7 +223,18 @@ class ResultStore:
 
     def put_unit(self, model: str, attack: str, batch: int, epsilons: list[float], clean: np.ndarray,
                  robust: np.ndarray, seconds: float, spec: str | None = None) -> None:
-        """Commit one finished unit: ``clean`` (n,) and ``robust`` (K, n) boolean masks."""
+        """Commit one finished unit: ``clean`` (n,) and ``robust`` (K, n) boolean masks.
+
+        Args:
+            model: The model's name.
+            attack: The attack key.
+            batch: The index of the chunk of test images.
+            epsilons: The K radii.
+            clean: (n,) bool: correct on each clean example.
+            robust: (K, n) bool: robust at each eps.
+            seconds: The unit's compute time.
+            spec: The unit's spec, or None.
+        """
         clean = np.asarray(clean, dtype=bool)
         robust = np.asarray(robust, dtype=bool).reshape(len(epsilons), len(clean))
         with self._connection:
@@ -190,9 +245,15 @@ class ResultStore:
                  _pack(robust), float(seconds), time.time(), spec))
 
     def unit_count(self) -> int:
+        """The number of finished units.
+
+        Returns:
+            The rows of the units table.
+        """
         return self._connection.execute("SELECT COUNT(*) FROM units").fetchone()[0]
 
     def close(self) -> None:
+        """Close the SQLite connection; every finished unit is already committed."""
         self._connection.close()
 
     def __enter__(self) -> "ResultStore":
@@ -203,11 +264,16 @@ class ResultStore:
 
 
 class StoredUnits:
-    """The units of one model in a :class:`ResultStore`: what evaluation takes as its
-    :class:`advrobust.evaluation.curves.UnitCache`.
+    """The units of one model in a :class:`ResultStore`, as evaluation's unit cache.
 
-    ``model_spec`` is the model's spec; a unit's spec is the digest of it and the
-    ``fingerprint`` evaluation gives (attack, parameters, epsilons, chunk size).
+    This is what evaluation takes as its :class:`advrobust.evaluation.curves.UnitCache`.
+    A unit's spec is the digest of the model's spec and the ``fingerprint`` evaluation
+    gives (attack, parameters, epsilons, chunk size).
+
+    Args:
+        store: The run's store.
+        model: The model's name.
+        model_spec: The model's spec (:func:`advrobust.run.runner.model_spec`), or None.
     """
 
     def __init__(self, store: ResultStore, model: str, model_spec: str | None = None) -> None:
@@ -221,7 +287,28 @@ class StoredUnits:
         return digest([self.model_spec, fingerprint])
 
     def get(self, attack: str, batch: int, fingerprint: str | None = None):
+        """A finished unit of this model (see :meth:`ResultStore.unit`).
+
+        Args:
+            attack: The attack key.
+            batch: The index of the chunk of test images.
+            fingerprint: The digest of the unit's settings, or None.
+
+        Returns:
+            ``(clean (n,) bool, robust (K, n) bool, seconds)``, or None.
+        """
         return self.store.unit(self.model, attack, batch, self._spec(fingerprint))
 
     def put(self, attack: str, batch: int, epsilons, clean, robust, seconds, fingerprint: str | None = None) -> None:
+        """Commit a finished unit of this model (see :meth:`ResultStore.put_unit`).
+
+        Args:
+            attack: The attack key.
+            batch: The index of the chunk of test images.
+            epsilons: The K radii.
+            clean: (n,) bool: correct on each clean example.
+            robust: (K, n) bool: robust at each eps.
+            seconds: The unit's compute time.
+            fingerprint: The digest of the unit's settings, or None.
+        """
         self.store.put_unit(self.model, attack, batch, epsilons, clean, robust, seconds, self._spec(fingerprint))

@@ -17,8 +17,10 @@ from attacks.backend import keras, tf
 
 
 class EpochSeconds(keras.callbacks.Callback):
-    """Adds ``epoch_seconds`` (wall time of the epoch, validation included) to the epoch
-    logs, so the CSV log keeps each finished epoch's time across restarts."""
+    """Adds ``epoch_seconds`` (wall time of the epoch, validation included) to the epoch logs.
+
+    So the CSV log keeps each finished epoch's time across restarts.
+    """
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
@@ -99,8 +101,9 @@ def logged_epochs(csv_path: str | Path) -> dict[str, list[float]]:
 
 def standard_callbacks(out_dir: str | Path, *, monitor: str = "val_accuracy", patience: int = 3,
                        checkpoint: bool = True, early_stopping: bool = True) -> list[keras.callbacks.Callback]:
-    """Backup and restore, best-model checkpoint, early stopping (restores the best
-    weights), TensorBoard, CSV.
+    """Backup and restore, best-model checkpoint, early stopping, TensorBoard, CSV.
+
+    Early stopping restores the best weights.
 
     Writes ``out_dir/checkpoints/best.keras``, ``out_dir/logs/`` (TensorBoard) and
     ``out_dir/training_log.csv`` (with ``epoch_seconds``). ``out_dir/backup/`` holds the

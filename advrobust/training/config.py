@@ -56,6 +56,48 @@ def _option(default: Any, help: str, *, choices: tuple[str, ...] = (), what: str
 class TrainConfig:
     """Everything that defines one training run (stored in the model card).
 
+    The fields with a ``help`` are the flags of ``advrobust train`` (see the module
+    docstring); their help is the longer description.
+
+    Attributes:
+        dataset: The dataset to train and test on.
+        model: ``"cnn"`` (the baseline CNN) or ``"vgg19"`` (a VGG-19 transfer model).
+        vgg_mode: VGG-19: ``"frozen"`` feature extractor with a new head, or
+            ``"finetune"`` the last block(s).
+        weights: VGG-19 weights: ``"imagenet"``, ``"none"``, a path (.h5 weights or a saved
+            VGG-19 .keras model), ``"pretrained-run"``; None: random initialisation.
+        image_size: VGG-19 input size (>= 32).
+        trainable_blocks: VGG-19 fine-tuning: how many of the last convolution blocks train.
+        base_blocks: VGG-19 convolution blocks kept (1-5; 5: the whole base).
+        dropout: Build the model with its Dropout layers (CNN: 0.25, 0.5; VGG-19 head: 0.5).
+        width: CNN channel multiplier (>= 1; 1 for VGG-19).
+        epochs: Training epochs (early stopping may end sooner).
+        batch_size: Training examples per batch.
+        learning_rate: The learning rate; None: see :attr:`effective_learning_rate`.
+        lr_schedule: The learning rate over the epochs, one of ``LR_SCHEDULES``.
+        val_fraction: The fraction of the training split held out for validation.
+        train_subset: Train on this many training examples (None: all).
+        test_subset: The card's clean accuracy on the first N test images (None: all).
+        patience: Early-stopping patience in epochs.
+        seed: Seed of the validation split, initialisation, shuffling and robust validation.
+        pretrain_dataset: For ``weights="pretrained-run"``; None: the other dataset.
+        pretrain_epochs: Epochs of that pretraining.
+        pretrain_subset: Training examples of that pretraining (None: all).
+        extra: Free-form entries kept with the config in the model card.
+        defense: The training-time defense, one of ``defenses.DEFENSES``.
+        defense_eps: The defense radius (L-inf); None: the preset's or dataset's default.
+        preset: The defense preset, or None.
+        defense_params: Further defense settings (``awp_gamma``).
+        strategy: The ``tf.distribute`` strategy (``"auto"``: MirroredStrategy with 2+ GPUs).
+        robust_val_size: Defenses: validation images attacked (PGD) after each epoch to
+            pick the most robust epoch.
+        robust_val_steps: The PGD steps of that attack.
+        co_check_size: ``fgsm_rs``: examples of the catastrophic-overfitting check.
+        ema_decay: Defenses: evaluate, select and save an exponential moving average of
+            the weights with this decay; None: the raw weights.
+        augment: Augmentation of the training batches: ``"none"``, ``"shift"`` or
+            ``"flip_shift"``.
+
     Raises:
         ValueError: A value is outside its choices or range, the options contradict each
             other (a width for VGG-19, ``ema_decay`` without a defense), or the defense
@@ -210,8 +252,10 @@ class TrainConfig:
 
     @property
     def effective_learning_rate(self) -> float:
-        """The learning rate training uses: ``learning_rate``, or by default 1e-3 (1e-4 when
-        fine-tuning VGG-19)."""
+        """The learning rate training uses: ``learning_rate``, or by default 1e-3.
+
+        The default is 1e-4 when fine-tuning VGG-19.
+        """
         if self.learning_rate is not None:
             return self.learning_rate
         return 1e-4 if self.model == "vgg19" and self.vgg_mode == "finetune" else 1e-3
