@@ -42,8 +42,9 @@ def test_curve_attacks_only_clean_correct_examples_at_positive_eps(monkeypatch):
     monkeypatch.setitem(attack_spec.ATTACKS, "spy", spy)
     curve = evaluation.robust_accuracy_curve(model, x, y, attack="spy", epsilons=[0.0, 0.05, 0.3],
                                              batch_size=25, progress=False)
-    # Chunks of 25: 15 correct in the first, 15 in the second; eps 0 never attacked.
-    assert calls == [(15, [0.05, 0.3]), (15, [0.05, 0.3])]
+    # First the parameter check on an empty batch (AttackSpec.check_values); then chunks
+    # of 25: 15 correct in the first, 15 in the second; eps 0 never attacked.
+    assert calls == [(0, [0.0, 0.05, 0.3]), (15, [0.05, 0.3]), (15, [0.05, 0.3])]
     np.testing.assert_array_equal(curve.robust_mask[0], curve.clean_mask)
     assert not curve.robust_mask[:, :10].any()
     # The same masks as attacking everything at every eps.
