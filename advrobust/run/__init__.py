@@ -5,6 +5,8 @@
 
 Modules: :mod:`~advrobust.run.config` (the run config: parsing and validation),
 :mod:`~advrobust.run.runner` (trains or loads each model, evaluates it, runs the checks,
-writes results and the report) and :mod:`~advrobust.run.store` (every finished unit
-committed on its own, so a killed run resumes without losing work).
+writes results and the report), :mod:`~advrobust.run.store` (every finished unit
+committed on its own, so a killed run resumes without losing work),
+:mod:`~advrobust.run.folder` (one run per output folder, and never a folder that is not a
+run) and :mod:`~advrobust.run.interrupt` (Ctrl-C finishes the unit in progress).
 """
