@@ -211,9 +211,6 @@ def _build(logits_fn: Callable, static: _Static) -> Callable[[str], Callable]:
             direction = tf.sign(gradient)
         return x_t, fooled, perturbation + _per_example(distance, gradient) * direction
 
-    def _per_example(value, like):
-        return tf.reshape(value, tf.concat([tf.shape(value), tf.ones([tf.rank(like) - 1], tf.int32)], 0))
-
     def part(name: str) -> Callable:
         if name == "logits":
             return tf.function(logits_of, input_signature=[image])
@@ -222,6 +219,11 @@ def _build(logits_fn: Callable, static: _Static) -> Callable[[str], Callable]:
         return tf.function(step, input_signature=[image, image, labels, targets_spec])
 
     return part
+
+
+def _per_example(value: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+    """Reshape (N,) to (N, 1, ..., 1) so it broadcasts against ``like``."""
+    return tf.reshape(value, tf.concat([tf.shape(value), tf.ones([tf.rank(like) - 1], tf.int32)], 0))
 
 
 def _compiled(model: Any, static: _Static) -> Callable[[str], Callable]:
