@@ -62,11 +62,12 @@ class _Static:
 
 def deepfool(model: Any, x: Any, y: Any, *, norm: Any = "l2", steps: int = 50, overshoot: float = 0.02,
              candidates: int = 10, clip: Clip = (0.0, 1.0), batch_size: int | None = None):
-    """DeepFool (Moosavi-Dezfooli et al. 2016): the smallest perturbation that crosses the
-    nearest linearised decision boundary, step after step, until the model is fooled.
+    """DeepFool (Moosavi-Dezfooli et al. 2016): a small perturbation that fools the model.
 
-    Untargeted and without a radius: each example moves only as far as it takes to be
-    misclassified (times ``1 + overshoot``). See the module docstring for the algorithm.
+    Step after step, each example crosses the nearest linearised decision boundary until
+    the model misclassifies it. Untargeted and without a radius: each example moves only
+    as far as it takes to be misclassified (times ``1 + overshoot``). See the module
+    docstring of :mod:`attacks.deepfool` for the algorithm.
 
     Args:
         model: The attacked model: any callable mapping a float batch to **logits** (N, C),

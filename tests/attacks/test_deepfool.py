@@ -209,4 +209,4 @@ def test_median_l2_matches_foolbox(trained_mnist_cnn):
     x_fb, _, _ = attack(fmodel, tf.constant(x), tf.constant(y), epsilons=None)
     theirs = np.linalg.norm((x_fb.numpy() - x).reshape(len(x), -1), axis=1)[correct]
     assert np.all(predictions(model, x_fb.numpy()) != y)
-    np.testing.assert_allclose(np.median(ours), np.median(theirs), rtol=0.05)
+    np.testing.assert_allclose(np.median(ours), np.median(theirs), rtol=0.01)
