@@ -27,6 +27,7 @@ import pytest
 MODULES = (
     "attacks",
     "attacks.auto_pgd",
+    "attacks.deep_fool",
     "attacks.backend",
     "attacks.external",
     "attacks.gradient",

@@ -1,4 +1,4 @@
-"""DeepFool (attacks/deepfool.py): the exact minimal distance on affine models (L2 and
+"""DeepFool (attacks/deep_fool.py): the exact minimal distance on affine models (L2 and
 L-inf), a trained CNN fooled with small perturbations, clip range, dtypes and array types,
 already misclassified inputs, no retracing, candidate classes, and every documented bad
 input raising pgd's error."""
@@ -8,7 +8,7 @@ import pytest
 
 from attacks import pgd
 from attacks.backend import keras, tf
-from attacks.deepfool import candidate_classes, deepfool, trace_count
+from attacks.deep_fool import candidate_classes, deepfool, trace_count
 
 DIM, CLASSES = 20, 10
 

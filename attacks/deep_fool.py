@@ -67,7 +67,7 @@ def deepfool(model: Any, x: Any, y: Any, *, norm: Any = "l2", steps: int = 50, o
     Step after step, each example crosses the nearest linearised decision boundary until
     the model misclassifies it. Untargeted and without a radius: each example moves only
     as far as it takes to be misclassified (times ``1 + overshoot``). See the module
-    docstring of :mod:`attacks.deepfool` for the algorithm.
+    docstring of :mod:`attacks.deep_fool` for the algorithm.
 
     Args:
         model: The attacked model: any callable mapping a float batch to **logits** (N, C),
