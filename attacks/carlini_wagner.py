@@ -211,16 +211,19 @@ def _build(logits_fn: Callable, static: _Static) -> Callable:
     def per_row(flags: tf.Tensor) -> tf.Tensor:
         return tf.reshape(flags, [-1] + [1] * len(static.example_shape))
 
+    def margin_and_success(x_new, labels, confidence):
+        logits = tf.cast(logits_fn(x_new), dtype)  # a float64 attack on a float32 model: cast up
+        label_logit, other_max = _margins(logits, labels)
+        margin = label_logit - other_max if static.targeted else other_max - label_logit
+        return margin, (margin >= confidence) & (margin > 0)
+
     def evaluate(w, x, labels, const, confidence):
         with tf.GradientTape() as tape:
             tape.watch(w)
             x_new = _from_tanh_space(w, static.clip)
-            logits = tf.cast(logits_fn(x_new), dtype)
-            label_logit, other_max = _margins(logits, labels)
-            margin = label_logit - other_max if static.targeted else other_max - label_logit
+            margin, success = margin_and_success(x_new, labels, confidence)
             l2 = tf.reduce_sum(tf.square(x_new - x), axis=axes)
             loss = l2 + const * tf.maximum(confidence - margin, 0)
-        success = (margin >= confidence) & (margin > 0)
         return x_new, l2, loss, success, tape.gradient(loss, w)
 
     @tf.function(input_signature=[image, image, tf.TensorSpec((None,), tf.int64), per_example, per_example, image,
@@ -228,14 +231,17 @@ def _build(logits_fn: Callable, static: _Static) -> Callable:
     def run(x, w0, labels, const, best_l2, best_x, confidence, learning_rate, steps):
         check_every = tf.maximum(steps // 10, 1)
         n = tf.shape(x)[0]
+        _, clean_success = margin_and_success(x, labels, confidence)  # x itself, not its tanh round trip
+        best_l2 = tf.where(clean_success, tf.zeros_like(best_l2), best_l2)
+        best_x = tf.where(per_row(clean_success), x, best_x)
         zeros = tf.zeros_like(w0)
 
-        def body(i, w, m, v, active, previous, best_l2, best_x, fooled):
+        def body(i, w, m, v, active, previous, best_l2, best_x, success_seen):
             x_new, l2, loss, success, gradient = evaluate(w, x, labels, const, confidence)
             better = success & (l2 < best_l2)
             best_l2 = tf.where(better, l2, best_l2)
             best_x = tf.where(per_row(better), x_new, best_x)
-            fooled = fooled | success
+            success_seen = success_seen | success
             checkpoint = tf.equal(i % check_every, 0)
             stalled = checkpoint & (i > 0) & (loss > previous * ABORT_TOLERANCE)
             active = active & ~stalled
@@ -247,17 +253,17 @@ def _build(logits_fn: Callable, static: _Static) -> Callable:
                 tf.sqrt(v_next / (1 - ADAM_BETA2 ** t)) + ADAM_EPSILON)
             moving = per_row(active)
             return (i + 1, tf.where(moving, w - step, w), tf.where(moving, m_next, m), tf.where(moving, v_next, v),
-                    active, previous, best_l2, best_x, fooled)
+                    active, previous, best_l2, best_x, success_seen)
 
-        def cond(i, w, m, v, active, previous, best_l2, best_x, fooled):
+        def cond(i, w, m, v, active, previous, best_l2, best_x, success_seen):
             return (i < steps) & tf.reduce_any(active)
 
         state = (tf.constant(0), w0, zeros, zeros, tf.ones([n], tf.bool), tf.fill([n], tf.constant(np.inf, dtype)),
-                 best_l2, best_x, tf.zeros([n], tf.bool))
-        _, w, _, _, _, _, best_l2, best_x, fooled = tf.while_loop(cond, body, state)
+                 best_l2, best_x, clean_success)
+        _, w, _, _, _, _, best_l2, best_x, success_seen = tf.while_loop(cond, body, state)
         x_last, l2, _, success, _ = evaluate(w, x, labels, const, confidence)
         better = success & (l2 < best_l2)
-        return (tf.where(better, l2, best_l2), tf.where(per_row(better), x_last, best_x), fooled | success)
+        return (tf.where(better, l2, best_l2), tf.where(per_row(better), x_last, best_x), success_seen | success)
 
     return run
 
