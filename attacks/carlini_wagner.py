@@ -109,7 +109,7 @@ def carlini_wagner_l2(model: Any, x: Any, y: Any, *, confidence: float = 0.0, st
     binary_search_steps = validation.check_positive_int(binary_search_steps, "binary_search_steps")
     learning_rate = validation.check_positive_float(learning_rate, "learning_rate")
     initial_const = validation.check_positive_float(initial_const, "initial_const")
-    batch_size = validation.check_positive_int(batch_size or DEFAULT_BATCH_SIZE, "batch_size")
+    batch_size = validation.check_positive_int(DEFAULT_BATCH_SIZE if batch_size is None else batch_size, "batch_size")
     is_tensor = isinstance(x, (tf.Tensor, tf.Variable))
     if len(x_np) == 0:
         return tf.constant(x_np) if is_tensor else x_np.copy()
