@@ -177,7 +177,7 @@ def test_cw_specific_errors(model, kwargs, match):
         carlini_wagner_l2(model, np.array([[0.1, 0.2]], np.float32), np.array([0]), **kwargs)
 
 
-CROSSCHECK = {"steps": 100, "binary_search_steps": 5, "learning_rate": 0.01, "initial_const": 0.01}
+CROSSCHECK = {"steps": 100, "binary_search_steps": 5, "learning_rate": 0.05, "initial_const": 0.1}
 
 
 @pytest.mark.slow
