@@ -227,7 +227,7 @@ def _build(logits_fn: Callable, static: _Static) -> Callable:
         return x_new, l2, loss, success, tape.gradient(loss, w)
 
     @tf.function(input_signature=[image, image, tf.TensorSpec((None,), tf.int64), per_example, per_example, image,
-                                  scalar, scalar, tf.TensorSpec((), tf.int32)], reduce_retracing=True)
+                                  scalar, scalar, tf.TensorSpec((), tf.int32)])
     def run(x, w0, labels, const, best_l2, best_x, confidence, learning_rate, steps):
         check_every = tf.maximum(steps // 10, 1)
         n = tf.shape(x)[0]

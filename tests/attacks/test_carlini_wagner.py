@@ -52,7 +52,7 @@ def margins(model, x, y):
     return logits.max(axis=1) - label
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_in_clip_range_and_dtype_kept(model, dtype):
     x_adv = carlini_wagner_l2(model, X2.astype(dtype), Y2, **FAST)
     assert x_adv.dtype == dtype and x_adv.shape == X2.shape
