@@ -29,6 +29,7 @@ MODULES = (
     "attacks.auto_pgd",
     "attacks.deep_fool",
     "attacks.backend",
+    "attacks.carlini_wagner",
     "attacks.external",
     "attacks.gradient",
     "attacks.loop",
