@@ -174,8 +174,10 @@ def p_schedule(iteration: int, queries: int, p_init: float) -> float:
 
 
 def pseudo_gaussian_block(side: int, transposed: bool = False) -> np.ndarray:
-    """The L2 update's ``side x side`` block: a positive and a negative half, each a sum of
-    nested centred rectangles weighted ``1 / (k + 1)^2``, with unit L2 norm.
+    """The L2 update's ``side x side`` block, of unit L2 norm.
+
+    A positive top half and a negative bottom half, each a sum of nested centred
+    rectangles, the k-th weighted ``1 / (k + 1)^2`` (the paper's pseudo-Gaussian square).
 
     Args:
         side: The block's side, >= 1.
