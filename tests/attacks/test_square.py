@@ -240,24 +240,36 @@ def _art_square_accuracy(model, x, y, *, eps, norm, queries, seed):
         x_adv = attack.generate(x, y=y)
     finally:
         np.random.set_state(state)
-    return _accuracy(model, x_adv.astype(np.float32), y)
+    # ART's L2 update divides by a zero budget for some examples and returns NaN images; the
+    # model classifies those arbitrarily, so they would count as fooled. They are attacks
+    # that failed: the clean image stands in for them.
+    failed = ~np.all(np.isfinite(x_adv.reshape(len(x), -1)), axis=1)
+    x_adv = np.where(failed[:, None, None, None], x, x_adv).astype(np.float32)
+    assert np.all(distance(x_adv - x, norm) <= eps + 1e-5)
+    return _accuracy(model, x_adv, y)
 
 
 @pytest.mark.slow
 @pytest.mark.crosscheck
-@pytest.mark.parametrize("norm, eps", [
-    ("inf", 0.1),
-    # Ours follows the reference's L2 update; ART 1.20.1 divides the new square by its
-    # budget (operator precedence) and still ends about 6 points lower (0.65 vs 0.715 here);
-    # the same division in ours gives 0.80, so that bug does not explain the gap.
-    pytest.param("l2", 1.5, marks=pytest.mark.xfail(reason="ART's L2 Square Attack is stronger; gap unexplained",
-                                                    strict=False)),
-])
-def test_robust_accuracy_matches_art(trained_mnist_cnn, norm, eps):
+def test_linf_robust_accuracy_matches_art(trained_mnist_cnn):
     model, x, y = trained_mnist_cnn
-    x, y = x[:200], y[:200]
-    queries = 500
-    ours = _accuracy(model, square(model, x, y, eps=eps, norm=norm, queries=queries, seed=0), y)
-    theirs = _art_square_accuracy(model, x, y, eps=eps, norm=norm, queries=queries, seed=0)
-    print(f"square {norm} eps={eps} queries={queries}: ours {ours:.3f}, ART {theirs:.3f}")
+    x, y, queries = x[:200], y[:200], 500
+    ours = _accuracy(model, square(model, x, y, eps=0.1, queries=queries, seed=0), y)
+    theirs = _art_square_accuracy(model, x, y, eps=0.1, norm="inf", queries=queries, seed=0)
+    print(f"square inf eps=0.1 queries={queries}: ours {ours:.3f}, ART {theirs:.3f}")
     assert abs(ours - theirs) <= 0.02 + 1e-9, (ours, theirs)
+
+
+@pytest.mark.slow
+@pytest.mark.crosscheck
+def test_l2_is_at_least_as_strong_as_art(trained_mnist_cnn):
+    """ART 1.20.1's L2 update divides the new square by its budget where the reference
+    multiplies (``delta_new /= norm * sqrt(budget)``, operator precedence), which makes it
+    weaker: ours ended near 0.715 and ART near 0.82 at these settings, and the same division
+    put into ours gave 0.80. So only ``ours <= ART`` (+2 points) is asserted."""
+    model, x, y = trained_mnist_cnn
+    x, y, queries = x[:200], y[:200], 500
+    ours = _accuracy(model, square(model, x, y, eps=1.5, norm="l2", queries=queries, seed=0), y)
+    theirs = _art_square_accuracy(model, x, y, eps=1.5, norm="l2", queries=queries, seed=0)
+    print(f"square l2 eps=1.5 queries={queries}: ours {ours:.3f}, ART {theirs:.3f}")
+    assert ours <= theirs + 0.02 + 1e-9, (ours, theirs)
