@@ -252,12 +252,17 @@ def _art_square_accuracy(model, x, y, *, eps, norm, queries, seed):
 @pytest.mark.slow
 @pytest.mark.crosscheck
 def test_linf_robust_accuracy_matches_art(trained_mnist_cnn):
+    """Within 2 points of ART 1.20.1, or a little stronger: ART draws one square per step for
+    the whole batch and never redraws a square that leaves the point unchanged (the
+    reference does), so late in the search, with squares of a pixel or two, about half of
+    its queries change nothing. Measured (200 images, 500 queries, seeds 0, 1, 2): ours
+    0.75, 0.74, 0.74; ART 0.77, 0.76, 0.77."""
     model, x, y = trained_mnist_cnn
     x, y, queries = x[:200], y[:200], 500
     ours = _accuracy(model, square(model, x, y, eps=0.1, queries=queries, seed=0), y)
     theirs = _art_square_accuracy(model, x, y, eps=0.1, norm="inf", queries=queries, seed=0)
     print(f"square inf eps=0.1 queries={queries}: ours {ours:.3f}, ART {theirs:.3f}")
-    assert abs(ours - theirs) <= 0.02 + 1e-9, (ours, theirs)
+    assert -0.05 <= ours - theirs <= 0.02 + 1e-9, (ours, theirs)
 
 
 @pytest.mark.slow
