@@ -38,6 +38,7 @@ MODULES = (
     "attacks.norms",
     "attacks.precision",
     "attacks.spec",
+    "attacks.square_attack",
     "attacks.validation",
     "defenses",
     "defenses.adversarial_training",

@@ -1,4 +1,4 @@
-"""Square Attack (attacks/square.py) on tiny models: the p schedule and the L2 block, ball and
+"""Square Attack (attacks/square_attack.py) on tiny models: the p schedule and the L2 block, ball and
 range, dtype and array type, eps 0, seeds, K epsilons in one call, no gradient ever taken,
 query counting, bad inputs as for PGD; on the trained MNIST CNN (slow) it lowers accuracy,
 and (crosscheck) it matches ART's SquareAttack."""
@@ -11,7 +11,7 @@ from hypothesis import given
 
 from attacks import pgd
 from attacks.backend import tf
-from attacks.square import p_schedule, pseudo_gaussian_block, square, square_with_queries
+from attacks.square_attack import p_schedule, pseudo_gaussian_block, square, square_with_queries
 from tests.attacks.test_gradient import PROPERTY_SETTINGS, _model, distance, problems
 
 SHAPE = (6, 6, 1)
