@@ -33,7 +33,6 @@ the checkpoint rule runs.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Sequence
 
@@ -41,6 +40,7 @@ import numpy as np
 
 from attacks import losses, loop, norms, precision, validation
 from attacks.backend import tf
+from attacks.compiled import CompiledCache
 
 DEFAULT_BATCH_SIZE = 512
 APGD_LOSSES: tuple[str, ...] = ("ce", "dlr")
@@ -49,7 +49,7 @@ MOMENTUM = 0.75  # weight of the new step against the previous one
 # Compiled functions kept per model: logits, evaluate and two segment lengths for each
 # setting (norm, loss, targeted, clip, dtype, shape); the oldest go beyond this.
 MAX_COMPILED_PER_MODEL = 32
-_COMPILED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_COMPILED = CompiledCache(limit=MAX_COMPILED_PER_MODEL)
 
 Eps = float | Sequence[float]
 Clip = tuple[float, float] | None
@@ -420,19 +420,11 @@ def _build(logits_fn: Callable, static: _Static) -> Callable[[Any], Callable]:
 def _compiled(model: Any, static: _Static) -> Callable[[Any], Callable]:
     """``part -> compiled function`` for ``model`` and ``static`` (see :func:`_build`),
     each traced once and kept with the model (at most ``MAX_COMPILED_PER_MODEL``)."""
-    try:
-        per_model = _COMPILED.setdefault(model, {})
-    except TypeError:  # not weak-referenceable (e.g. a bound method): compile per call
-        per_model = {}
+    per_model = _COMPILED.of(model)
     build = _build(validation.inference_fn(model), static)
 
     def compiled(name: Any) -> Callable:
-        key = (static, name)
-        if key not in per_model:
-            if len(per_model) >= MAX_COMPILED_PER_MODEL:
-                del per_model[next(iter(per_model))]
-            per_model[key] = build(name)
-        return per_model[key]
+        return _COMPILED.get(per_model, (static, name), lambda: build(name))
 
     return compiled
 
@@ -446,4 +438,4 @@ def trace_count(model: Any) -> int:
     Returns:
         The number of traces, >= 0.
     """
-    return sum(fn.experimental_get_tracing_count() for fn in _COMPILED.get(model, {}).values())
+    return _COMPILED.trace_count(model)

@@ -36,7 +36,6 @@ does not retrace), memoised per model; the binary search runs in Python between 
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -44,6 +43,7 @@ import numpy as np
 
 from attacks import validation
 from attacks.backend import tf
+from attacks.compiled import CompiledCache
 
 DEFAULT_BATCH_SIZE = 512
 ABORT_TOLERANCE = 0.9999  # the paper's: an example stops when its loss fell by less than 0.01 %
@@ -52,7 +52,7 @@ NO_BOUND = 1e10  # upper bound on c before any run fooled the model
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
 MAX_COMPILED_PER_MODEL = 8
 
-_COMPILED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_COMPILED = CompiledCache(limit=MAX_COMPILED_PER_MODEL)
 
 
 @dataclass(frozen=True)
@@ -271,15 +271,8 @@ def _build(logits_fn: Callable, static: _Static) -> Callable:
 def _compiled(model: Any, static: _Static) -> Callable:
     """The compiled run for ``model`` and ``static`` (see :func:`_build`), traced once and
     kept with the model (at most ``MAX_COMPILED_PER_MODEL`` per model)."""
-    try:
-        per_model = _COMPILED.setdefault(model, {})
-    except TypeError:  # not weak-referenceable (e.g. a bound method): compile per call
-        per_model = {}
-    if static not in per_model:
-        if len(per_model) >= MAX_COMPILED_PER_MODEL:
-            del per_model[next(iter(per_model))]
-        per_model[static] = _build(validation.inference_fn(model), static)
-    return per_model[static]
+    per_model = _COMPILED.of(model)
+    return _COMPILED.get(per_model, static, lambda: _build(validation.inference_fn(model), static))
 
 
 def trace_count(model: Any) -> int:
@@ -291,4 +284,4 @@ def trace_count(model: Any) -> int:
     Returns:
         The number of traces, >= 0.
     """
-    return sum(fn.experimental_get_tracing_count() for fn in _COMPILED.get(model, {}).values())
+    return _COMPILED.trace_count(model)

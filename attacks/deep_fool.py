@@ -29,7 +29,6 @@ memoised per model. Between steps the fooled examples leave the batch.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -37,13 +36,14 @@ import numpy as np
 
 from attacks import norms, validation
 from attacks.backend import tf
+from attacks.compiled import CompiledCache
 
 # Smaller than the gradient attacks' 512: the Jacobian holds `candidates` gradients per example.
 DEFAULT_BATCH_SIZE = 128
 BOUNDARY_MARGIN = 1e-4  # added to the step's length, so the step crosses the linearised boundary
 _TINY = 1e-12
 MAX_COMPILED_PER_MODEL = 16
-_COMPILED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_COMPILED = CompiledCache(limit=MAX_COMPILED_PER_MODEL)
 
 Clip = tuple[float, float] | None
 
@@ -230,19 +230,11 @@ def _per_example(value: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
 def _compiled(model: Any, static: _Static) -> Callable[[str], Callable]:
     """``part -> compiled function`` for ``model`` and ``static`` (see :func:`_build`), each
     traced once and kept with the model (at most ``MAX_COMPILED_PER_MODEL``)."""
-    try:
-        per_model = _COMPILED.setdefault(model, {})
-    except TypeError:  # not weak-referenceable (e.g. a bound method): compile per call
-        per_model = {}
+    per_model = _COMPILED.of(model)
     build = _build(validation.inference_fn(model), static)
 
     def compiled(name: str) -> Callable:
-        key = (static, name)
-        if key not in per_model:
-            if len(per_model) >= MAX_COMPILED_PER_MODEL:
-                del per_model[next(iter(per_model))]
-            per_model[key] = build(name)
-        return per_model[key]
+        return _COMPILED.get(per_model, (static, name), lambda: build(name))
 
     return compiled
 
@@ -256,4 +248,4 @@ def trace_count(model: Any) -> int:
     Returns:
         The number of traces, >= 0 (0 for a model never attacked).
     """
-    return sum(fn.experimental_get_tracing_count() for fn in _COMPILED.get(model, {}).values())
+    return _COMPILED.trace_count(model)

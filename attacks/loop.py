@@ -22,7 +22,6 @@ results never depend on that cache.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -30,6 +29,7 @@ import numpy as np
 
 from attacks import losses, norms, precision, validation
 from attacks.backend import tf
+from attacks.compiled import CompiledCache
 
 DEFAULT_BATCH_SIZE = 512
 # Compiled loops kept per model. A caller passing a fresh lambda as loss on every call
@@ -38,7 +38,7 @@ MAX_COMPILED_PER_MODEL = 16
 # Steps per compiled call (unrolled; see _build); early stopping removes fooled examples
 # between segments.
 SEGMENT = 5
-_COMPILED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_COMPILED = CompiledCache(limit=MAX_COMPILED_PER_MODEL)
 
 
 @dataclass(frozen=True)
@@ -232,19 +232,12 @@ def _attack_batch(compiled: Callable, x, y, eps, step_size, *, static: _Static, 
 def _compiled(model: Any, static: _Static) -> Callable[[int, bool], Callable]:
     """``(steps, score_end) -> compiled segment`` for ``model`` and ``static``; each
     segment shape is traced once and reused."""
-    try:
-        per_model = _COMPILED.setdefault(model, {})
-    except TypeError:  # not weak-referenceable (e.g. a bound method): compile per call
-        per_model = {}
+    per_model = _COMPILED.of(model)
     logits_fn = validation.inference_fn(model)
 
     def segment(steps: int, score_end: bool):
-        key = (static, steps, score_end)
-        if key not in per_model:
-            if len(per_model) >= MAX_COMPILED_PER_MODEL:
-                del per_model[next(iter(per_model))]
-            per_model[key] = _build(logits_fn, static, steps, score_end)
-        return per_model[key]
+        return _COMPILED.get(per_model, (static, steps, score_end),
+                             lambda: _build(logits_fn, static, steps, score_end))
 
     return segment
 
@@ -388,4 +381,4 @@ def trace_count(model: Any) -> int:
         The total tracing count of its compiled segments, an int >= 0 (0 for a model never
         attacked).
     """
-    return sum(fn.experimental_get_tracing_count() for fn in _COMPILED.get(model, {}).values())
+    return _COMPILED.trace_count(model)

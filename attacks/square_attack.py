@@ -47,19 +47,19 @@ Deviations from the reference code (fra31/auto-attack ``square.py``), and why:
 from __future__ import annotations
 
 import math
-import weakref
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from attacks import validation
 from attacks.backend import tf
+from attacks.compiled import CompiledCache
 
 DEFAULT_BATCH_SIZE = 512
 SIGN_TRIES = 8  # L-inf sign draws per step and example; the first that changes the point is used
 # Query fractions, in ten-thousandths of the budget, after which p is halved once more.
 P_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
-_COMPILED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_COMPILED = CompiledCache(limit=None)  # one logits function per dtype and example shape
 
 Eps = float | Sequence[float]
 Clip = tuple[float, float] | None
@@ -215,14 +215,9 @@ def _compiled_logits(model: Any, x: np.ndarray) -> Callable[[np.ndarray], np.nda
     """The model's logits as a compiled function of NumPy batches (one trace per dtype and
     example shape, kept with the model)."""
     key = (x.dtype.name, tuple(x.shape[1:]))
-    try:
-        per_model = _COMPILED.setdefault(model, {})
-    except TypeError:  # not weak-referenceable (e.g. a bound method): compile per call
-        per_model = {}
-    if key not in per_model:
-        per_model[key] = tf.function(validation.inference_fn(model),
-                                     input_signature=[tf.TensorSpec((None, *x.shape[1:]), x.dtype)])
-    compiled = per_model[key]
+    per_model = _COMPILED.of(model)
+    compiled = _COMPILED.get(per_model, key, lambda: tf.function(
+        validation.inference_fn(model), input_signature=[tf.TensorSpec((None, *x.shape[1:]), x.dtype)]))
     return lambda batch: compiled(tf.constant(batch)).numpy()
 
 

@@ -30,6 +30,7 @@ MODULES = (
     "attacks.deep_fool",
     "attacks.backend",
     "attacks.carlini_wagner",
+    "attacks.compiled",
     "attacks.external",
     "attacks.gradient",
     "attacks.loop",

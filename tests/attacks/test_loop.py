@@ -61,7 +61,7 @@ def test_compiled_loops_per_model_are_bounded():
     model = linear_model()
     for _ in range(loop.MAX_COMPILED_PER_MODEL + 5):  # a fresh lambda each call: a new graph each time
         fgsm(model, X2, Y2, eps=0.1, loss=lambda logits, y: -tf.gather(logits, y, batch_dims=1))
-    assert len(loop._COMPILED[model]) == loop.MAX_COMPILED_PER_MODEL
+    assert len(loop._COMPILED.of(model)) == loop.MAX_COMPILED_PER_MODEL
 
 
 @pytest.mark.parametrize("name", ["pgd", "bim", "mim"])
