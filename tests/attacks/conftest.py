@@ -1,11 +1,11 @@
 """Shared by the attack tests: a 2-D linear logits model with hand-checkable gradients, a tiny
-untrained CNN, and the attacks by name."""
+untrained CNN, the attacks by name, and the check that an attack refuses bad input as pgd does."""
 
 import numpy as np
 import pytest
 
 from attacks import bim, fgsm, mim, pgd
-from attacks.backend import keras
+from attacks.backend import keras, tf
 
 ATTACKS = {"fgsm": fgsm, "bim": bim, "pgd": pgd, "mim": mim}
 W = np.array([[1.0, -2.0, 0.5], [-0.5, 1.0, 2.0]], np.float32)  # 2 inputs -> 3 classes
@@ -32,3 +32,23 @@ def model():
 
 def accuracy(model, x, y):
     return float(np.mean(np.argmax(model.predict(x, batch_size=500, verbose=0), axis=1) == y))
+
+
+def probabilities(x):
+    """A model whose outputs are probabilities (softmax of x @ W): every attack must refuse it."""
+    return tf.nn.softmax(tf.matmul(x, W))
+
+
+def assert_refuses_like_pgd(attack, arguments, *, takes_eps=True):
+    """``attack`` and ``pgd`` both raise, with the same error type and message.
+
+    ``arguments`` holds model, x, y and keyword arguments; pgd gets ``eps=0.1`` unless
+    they hold one, ``attack`` gets it only when ``takes_eps``.
+    """
+    errors = []
+    for function, extra in ((pgd, {"eps": 0.1}), (attack, {"eps": 0.1} if takes_eps else {})):
+        call = {**extra, **arguments}
+        with pytest.raises((ValueError, TypeError)) as info:
+            function(call.pop("model"), call.pop("x"), call.pop("y"), **call)
+        errors.append((type(info.value), str(info.value)))
+    assert errors[0] == errors[1]

@@ -12,6 +12,7 @@ from attacks import AttackSpec, apgd, apgd_art, get_attack, pgd
 from attacks.auto_pgd import _checkpoint, checkpoints, schedule, trace_count
 from attacks.backend import keras, tf
 from advrobust.evaluation import robust_accuracy_curve
+from tests.attacks.conftest import assert_refuses_like_pgd, probabilities
 from tests.attacks.test_gradient import PROPERTY_SETTINGS, distance, problems
 
 W = np.array([[1.0, -2.0, 0.5], [-0.5, 1.0, 2.0]], np.float32)  # 2 inputs -> 3 classes
@@ -197,9 +198,6 @@ def test_apgd_ce_is_at_least_as_strong_as_pgd_on_a_trained_model(trained):
         assert apgd_accuracy <= pgd_accuracy + 0.01, (norm, apgd_accuracy, pgd_accuracy)
 
 
-def _probabilities(x):
-    return tf.nn.softmax(tf.matmul(x, W))
-
 
 @pytest.mark.parametrize("kwargs", [
     {"x": np.array([[np.nan, 0.1]], np.float32)},
@@ -214,20 +212,14 @@ def _probabilities(x):
     {"restarts": 0},
     {"norm": "l1"},
     {"clip": (1.0, 0.0)},
-    {"model": _probabilities},
+    {"model": probabilities},
     {"model": "not a model"},
     {"seed": 1.5},
 ])
 def test_bad_input_raises_the_same_error_as_pgd(model, kwargs):
     arguments = {"model": model, "x": np.array([[0.1, 0.2]], np.float32), "y": np.array([0]), "eps": 0.1}
     arguments.update(kwargs)
-    errors = []
-    for attack in (pgd, apgd):
-        call = dict(arguments)
-        with pytest.raises((ValueError, TypeError)) as info:
-            attack(call.pop("model"), call.pop("x"), call.pop("y"), **call)
-        errors.append((type(info.value), str(info.value)))
-    assert errors[0] == errors[1]
+    assert_refuses_like_pgd(apgd, arguments)
 
 
 def test_apgd_specific_errors(model):

@@ -7,7 +7,7 @@ import pytest
 from attacks import pgd
 from attacks.backend import keras, tf
 from attacks.carlini_wagner import carlini_wagner_l2, trace_count
-from tests.attacks.conftest import X2, Y2, linear_model
+from tests.attacks.conftest import X2, Y2, assert_refuses_like_pgd, linear_model, probabilities
 
 FAST = {"steps": 100, "binary_search_steps": 6, "initial_const": 0.1, "learning_rate": 0.05}
 WEIGHTS2 = np.array([[1.0, -1.0], [0.5, -0.5]], np.float32)  # 2 inputs -> 2 classes
@@ -135,9 +135,6 @@ def test_empty_batch(model):
         carlini_wagner_l2(model, empty, np.zeros(0, np.int64), steps=0)
 
 
-def _probabilities(x):
-    return tf.nn.softmax(tf.constant([[1.0, 2.0, 3.0]]) * tf.ones([tf.shape(x)[0], 1]))
-
 
 @pytest.mark.parametrize("kwargs", [
     {"x": np.array([[np.nan, 0.1]], np.float32)},
@@ -148,19 +145,13 @@ def _probabilities(x):
     {"y": np.array([0, 1])},
     {"steps": 0},
     {"clip": (1.0, 0.0)},
-    {"model": _probabilities},
+    {"model": probabilities},
     {"model": "not a model"},
 ])
 def test_bad_input_raises_the_same_error_as_pgd(model, kwargs):
     arguments = {"model": model, "x": np.array([[0.1, 0.2]], np.float32), "y": np.array([0])}
     arguments.update(kwargs)
-    errors = []
-    for attack, extra in ((pgd, {"eps": 0.1}), (carlini_wagner_l2, {})):
-        call = {**arguments, **extra}
-        with pytest.raises((ValueError, TypeError)) as info:
-            attack(call.pop("model"), call.pop("x"), call.pop("y"), **call)
-        errors.append((type(info.value), str(info.value)))
-    assert errors[0] == errors[1]
+    assert_refuses_like_pgd(carlini_wagner_l2, arguments, takes_eps=False)
 
 
 @pytest.mark.parametrize("kwargs, match", [

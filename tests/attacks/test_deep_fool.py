@@ -6,9 +6,9 @@ input raising pgd's error."""
 import numpy as np
 import pytest
 
-from attacks import pgd
 from attacks.backend import keras, tf
 from attacks.deep_fool import candidate_classes, deepfool, trace_count
+from tests.attacks.conftest import assert_refuses_like_pgd, probabilities
 
 DIM, CLASSES = 20, 10
 
@@ -134,9 +134,6 @@ def test_one_candidate_crosses_into_that_class(affine):
     np.testing.assert_array_equal(predictions(model, x_adv), np.argmax(logits, axis=1))
 
 
-def _probabilities(x):
-    return tf.nn.softmax(tf.stack([x[:, 0], x[:, 1], x[:, 0] * 0.0], axis=1))
-
 
 @pytest.mark.parametrize("kwargs", [
     {"x": np.array([[np.nan, 0.2]], np.float32)},
@@ -151,20 +148,14 @@ def _probabilities(x):
     {"norm": "l1"},
     {"clip": (1.0, 0.0)},
     {"batch_size": -1},
-    {"model": _probabilities},
+    {"model": probabilities},
     {"model": "not a model"},
 ])
 def test_bad_input_raises_the_same_error_as_pgd(affine, kwargs):
     model = dense_model(np.array([[1.0, -2.0, 0.5], [-0.5, 1.0, 2.0]], np.float32), np.zeros(3, np.float32))
     arguments = {"model": model, "x": np.array([[0.1, 0.2]], np.float32), "y": np.array([0])}
     arguments.update(kwargs)
-    errors = []
-    for attack, extra in ((pgd, {"eps": 0.1}), (deepfool, {})):
-        call = {**arguments, **extra}
-        with pytest.raises((ValueError, TypeError)) as info:
-            attack(call.pop("model"), call.pop("x"), call.pop("y"), **call)
-        errors.append((type(info.value), str(info.value)))
-    assert errors[0] == errors[1]
+    assert_refuses_like_pgd(deepfool, arguments, takes_eps=False)
 
 
 @pytest.mark.parametrize("kwargs, error, message", [

@@ -10,6 +10,7 @@ import pytest
 from advrobust.evaluation import robust_accuracy_curve
 from attacks import AttackSpec, apgd_art, fgsm, get_attack, pgd
 from attacks.backend import keras, tf
+from tests.attacks.conftest import assert_refuses_like_pgd, probabilities
 
 pytestmark = pytest.mark.crosscheck
 
@@ -135,9 +136,6 @@ def test_plain_function_and_tf_module_models(model):
         np.testing.assert_allclose(apgd_art(candidate, X2, Y_CLEAN, eps=0.1, steps=5, seed=0), expected, atol=1e-6)
 
 
-def _probabilities(x):
-    return tf.nn.softmax(tf.matmul(x, W))
-
 
 @pytest.mark.parametrize("kwargs", [
     {"x": np.array([[np.nan, 0.1]], np.float32)},
@@ -152,20 +150,14 @@ def _probabilities(x):
     {"restarts": 0},
     {"norm": "l1"},
     {"clip": (1.0, 0.0)},
-    {"model": _probabilities},
+    {"model": probabilities},
     {"model": "not a model"},
     {"seed": 1.5},
 ])
 def test_bad_input_raises_the_same_error_as_pgd(model, kwargs):
     arguments = {"model": model, "x": np.array([[0.1, 0.2]], np.float32), "y": np.array([0]), "eps": 0.1}
     arguments.update(kwargs)
-    errors = []
-    for attack in (pgd, apgd_art):
-        call = dict(arguments)
-        with pytest.raises((ValueError, TypeError)) as info:
-            attack(call.pop("model"), call.pop("x"), call.pop("y"), **call)
-        errors.append((type(info.value), str(info.value)))
-    assert errors[0] == errors[1]
+    assert_refuses_like_pgd(apgd_art, arguments)
 
 
 def test_apgd_specific_errors(model):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from attacks import pgd
 from attacks.backend import tf
 from attacks.square_attack import p_schedule, pseudo_gaussian_block, square, square_with_queries
+from tests.attacks.conftest import assert_refuses_like_pgd, probabilities
 from tests.attacks.test_gradient import PROPERTY_SETTINGS, _model, distance, problems
 
 SHAPE = (6, 6, 1)
@@ -167,9 +167,6 @@ def test_empty_batch_checks_parameters_then_returns():
         square(model, empty, np.zeros(0, int), eps=0.1, p_init=1.5)
 
 
-def _probabilities(x):
-    return tf.nn.softmax(tf.matmul(x, tf.ones((2, 3))))
-
 
 @pytest.mark.parametrize("kwargs", [
     {"x": np.array([[np.nan, 0.1]], np.float32)},
@@ -182,20 +179,14 @@ def _probabilities(x):
     {"eps": [0.1, float("inf")]},
     {"norm": "l1"},
     {"clip": (1.0, 0.0)},
-    {"model": _probabilities},
+    {"model": probabilities},
     {"model": "not a model"},
     {"seed": 1.5},
 ])
 def test_bad_input_raises_the_same_error_as_pgd(kwargs):
     arguments = {"model": _model((2,)), "x": np.array([[0.1, 0.2]], np.float32), "y": np.array([0]), "eps": 0.1}
     arguments.update(kwargs)
-    errors = []
-    for attack in (pgd, square):
-        call = dict(arguments)
-        with pytest.raises((ValueError, TypeError)) as info:
-            attack(call.pop("model"), call.pop("x"), call.pop("y"), **call)
-        errors.append((type(info.value), str(info.value)))
-    assert errors[0] == errors[1]
+    assert_refuses_like_pgd(square, arguments)
 
 
 def test_own_parameters_are_checked():
