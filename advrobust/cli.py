@@ -111,6 +111,7 @@ def _scalar_type(annotation: Any, name: str) -> type:
 def _add_attack(subparsers) -> None:
     from advrobust import data
     from attacks import ATTACKS
+    from attacks.ensemble import PRESETS
     from attacks.precision import COMPUTE_DTYPES
 
     parser = subparsers.add_parser(
@@ -125,6 +126,9 @@ def _add_attack(subparsers) -> None:
     parser.add_argument("--steps", type=int, default=None, help="iterations (bim, pgd, mim, apgd)")
     parser.add_argument("--step-size", type=float, default=None, help="absolute step size (default per attack)")
     parser.add_argument("--restarts", type=int, default=None, help="random restarts (pgd, mim, apgd)")
+    parser.add_argument("--preset", default=None, choices=tuple(PRESETS),
+                        help="the members of the autoattack ensemble (default: standard); prints the points each "
+                             "member broke")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compute-dtype", default=None, choices=COMPUTE_DTYPES,
                         help="take gradients in this dtype (faster on 16-bit hardware; "
@@ -149,7 +153,7 @@ def _run_attack(args: argparse.Namespace) -> int:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     accepted = inspect.signature(get_attack(args.attack)).parameters
     options = (("steps", args.steps), ("step_size", args.step_size), ("restarts", args.restarts),
-               ("compute_dtype", args.compute_dtype))
+               ("compute_dtype", args.compute_dtype), ("preset", args.preset))
     params = {name: value for name, value in (*options, ("seed", args.seed))
               if value is not None and name in accepted}
     for name, value in options:
@@ -165,6 +169,10 @@ def _run_attack(args: argparse.Namespace) -> int:
     print(f"{'eps':>8s} {'robust acc':>11s} {'95% CI':>17s}")
     for eps, acc, low, high in zip(curve.epsilons, curve.robust_accuracy, curve.ci95_low, curve.ci95_high):
         print(f"{eps:8.4f} {acc:11.4f}   [{low:.4f}, {high:.4f}]")
+    if curve.members_broken is not None:
+        print("points each member broke first (of those correct clean):")
+        for eps, counts in zip(curve.epsilons, curve.members_broken):
+            print(f"{eps:8.4f}   " + ", ".join(f"{label} {count}" for label, count in counts.items()))
     if args.out:
         record = {"model": str(args.model), "dataset": args.dataset, **curve.to_dict(),
                   "library_versions": models.library_versions()}

@@ -3,7 +3,8 @@
 :func:`apgd_art` runs the Adversarial Robustness Toolbox's (ART 1.20.1)
 ``AutoProjectedGradientDescent`` (APGD; Croce & Hein 2020, "Reliable evaluation of
 adversarial robustness with an ensemble of diverse parameter-free attacks") with the
-cross-entropy or the difference-of-logits-ratio loss, until the project has its own APGD.
+cross-entropy or the difference-of-logits-ratio loss, to cross-check the project's own
+(:func:`attacks.apgd`); it is not registered in ``attacks.ATTACKS``, so no run needs ART.
 ART is imported only when the attack runs (``pip install ".[test]"`` installs it).
 
 What ART does, read from ``art/attacks/evasion/auto_projected_gradient_descent.py``:
@@ -32,8 +33,6 @@ from attacks import norms, validation
 from attacks.backend import tf
 
 DEFAULT_BATCH_SIZE = 512
-# Optional packages these attacks need (checked when a run config names one).
-REQUIRED_PACKAGES = ("art",)
 ART_LOSSES = {"ce": "cross_entropy", "dlr": "difference_logits_ratio"}
 ART_NORMS = {"inf": np.inf, "l2": 2}
 # ART computes in float32: its points may leave the ball or the clip range by rounding.

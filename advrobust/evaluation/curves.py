@@ -3,6 +3,11 @@
 An example counts as robust at eps when the model classifies it correctly both clean and
 after the attack (so a point the attack "fixes" is not counted). At eps = 0 the robust
 accuracy is the clean accuracy.
+
+A curve also counts, per eps, the points the attack broke (correct clean, not robust):
+for the ensemble ``"autoattack"`` (:mod:`attacks.ensemble`) per member, crediting each
+point to the member that broke it first, since each member attacks only the points the
+ones before it left robust.
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ from tqdm.auto import tqdm
 
 from advrobust.evaluation.stats import wilson_interval
 from advrobust.files import digest
-from attacks import AttackSpec, get_attack
+from attacks import AttackSpec, ensemble, get_attack
 from attacks.backend import tf
 from attacks.losses import cross_entropy
 from attacks.norms import canonical_norm
 from attacks.validation import attack_input, inference_fn, model_classes
 
 DEFAULT_CHUNK = 500
+ENSEMBLE = "autoattack"  # the attack whose curve counts the points each member broke
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,9 @@ class Curve:
         seconds: The compute time of the attack, in seconds.
         robust_mask: (K, N) bool: robust at each eps.
         clean_mask: (N,) bool: correct on the clean example.
+        members_broken: For the ensemble ``"autoattack"``, per eps the points each member
+            broke first, ``{member label: count}`` in member order (K dicts); None for
+            other attacks.
     """
 
     attack: str
@@ -60,18 +69,33 @@ class Curve:
     seconds: float
     robust_mask: np.ndarray = field(repr=False)  # (K, N) bool: robust at each eps
     clean_mask: np.ndarray = field(repr=False)  # (N,) bool: correct on the clean example
+    members_broken: tuple[dict[str, int], ...] | None = field(default=None, repr=False)
+
+    @property
+    def broken_by(self) -> tuple[dict[str, int], ...]:
+        """Per eps, the points broken (correct clean, not robust), by whom.
+
+        Returns:
+            K dicts: ``members_broken`` for an ensemble, else ``{attack: count}``; the
+            counts of an eps sum to the correct-clean points minus the robust ones.
+        """
+        if self.members_broken is not None:
+            return self.members_broken
+        broken = int(self.clean_mask.sum()) - self.robust_mask.sum(axis=1)
+        return tuple({self.attack: int(count)} for count in broken)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (lists, no masks).
 
         Returns:
-            Every field but the masks, arrays as lists of floats.
+            Every field but the masks, arrays as lists of floats, and ``broken_by`` as a
+            list of K ``{label: count}`` dicts.
         """
         return {"attack": self.attack, "norm": self.norm, "params": self.params,
                 "epsilons": self.epsilons.tolist(), "robust_accuracy": self.robust_accuracy.tolist(),
                 "ci95_low": self.ci95_low.tolist(), "ci95_high": self.ci95_high.tolist(),
                 "n_examples": self.n_examples, "clean_accuracy": self.clean_accuracy,
-                "seconds": self.seconds}
+                "seconds": self.seconds, "broken_by": [dict(counts) for counts in self.broken_by]}
 
 
 def _predict(logits_fn, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -87,7 +111,8 @@ class UnitCache(Protocol):
     returned.
     """
 
-    def get(self, attack: str, batch: int, fingerprint: str) -> tuple[np.ndarray, np.ndarray, float] | None:
+    def get(self, attack: str, batch: int,
+            fingerprint: str) -> tuple[np.ndarray, np.ndarray, float, list[dict[str, int]] | None] | None:
         """Look up a finished unit.
 
         Args:
@@ -96,13 +121,14 @@ class UnitCache(Protocol):
             fingerprint: The digest of the settings that decide the unit's outcome.
 
         Returns:
-            ``(clean (n,) bool, robust (K, n) bool, seconds)``, or None if no unit is
-            stored under this attack, batch and fingerprint.
+            ``(clean (n,) bool, robust (K, n) bool, seconds, broken_by)``, or None if no
+            unit is stored under this attack, batch and fingerprint. ``broken_by`` is what
+            :meth:`put` was given (None if nothing).
         """
         ...
 
     def put(self, attack: str, batch: int, epsilons: list[float], clean: np.ndarray, robust: np.ndarray,
-            seconds: float, fingerprint: str) -> None:
+            seconds: float, fingerprint: str, broken_by: list[dict[str, int]] | None = None) -> None:
         """Keep a finished unit.
 
         Args:
@@ -113,19 +139,21 @@ class UnitCache(Protocol):
             robust: (K, n) bool: robust at each eps.
             seconds: The unit's compute time.
             fingerprint: The digest of the settings that decide the unit's outcome.
+            broken_by: For an ensemble, per eps the points of the chunk each member broke
+                first (K ``{label: count}`` dicts); None for other attacks.
         """
         ...
 
 
 def _curve(attack: str, norm: str, params: dict[str, Any], epsilons: np.ndarray, clean: np.ndarray,
-           robust: np.ndarray, seconds: float) -> Curve:
+           robust: np.ndarray, seconds: float, members_broken: tuple[dict[str, int], ...] | None = None) -> Curve:
     n = robust.shape[1]
     counts = robust.sum(axis=1)
     low, high = wilson_interval(counts, n)
     return Curve(attack=attack, norm=norm, params=params, epsilons=epsilons,
                  robust_accuracy=counts / max(n, 1), ci95_low=low, ci95_high=high, n_examples=n,
                  clean_accuracy=float(clean.mean()) if n else float("nan"), seconds=seconds, robust_mask=robust,
-                 clean_mask=clean)
+                 clean_mask=clean, members_broken=members_broken)
 
 
 def _robust_rows(spec: AttackSpec, attacked: Any, logits_fn: Any, x: np.ndarray, y: np.ndarray,
@@ -147,6 +175,40 @@ def _robust_rows(spec: AttackSpec, attacked: Any, logits_fn: Any, x: np.ndarray,
     return robust
 
 
+def _ensemble_rows(spec: AttackSpec, model: Any, x: np.ndarray, y: np.ndarray, clean: np.ndarray,
+                   epsilons: np.ndarray) -> tuple[np.ndarray, list[dict[str, int]]]:
+    """(K, n) robust mask of one chunk under the ensemble, and per eps the points each
+    member broke first (``{label: count}``, every member of the preset, in order).
+
+    As in :func:`_robust_rows`, eps 0 and examples misclassified clean are not attacked;
+    the ensemble runs once per eps > 0, since its record of who broke a point is per eps.
+    """
+    preset = spec.params.get("preset", inspect.signature(ensemble.worst_case).parameters["preset"].default)
+    labels = [label for label, _, _ in ensemble.PRESETS[preset]]
+    robust = np.zeros((len(epsilons), len(x)), dtype=bool)
+    robust[epsilons == 0] = clean
+    broken_by = [dict.fromkeys(labels, 0) for _ in epsilons]
+    correct = np.flatnonzero(clean)
+    for eps_index in np.flatnonzero(epsilons > 0) if correct.size else ():
+        result = ensemble.worst_case(model, x[correct], y[correct], eps=float(epsilons[eps_index]), **spec.params)
+        robust[eps_index, correct] = result.robust
+        for label in (label for label in result.broken_by if label is not None):
+            broken_by[eps_index][label] = broken_by[eps_index].get(label, 0) + 1
+    return robust, broken_by
+
+
+def _attack_chunk(spec: AttackSpec, model: Any, source_model: Any, logits_fn: Any, x: np.ndarray, y: np.ndarray,
+                  clean: np.ndarray, epsilons: np.ndarray,
+                  batch_size: int) -> tuple[np.ndarray, list[dict[str, int]] | None]:
+    """The chunk's (K, n) robust mask and, for the ensemble on ``model`` itself, its
+    per-member counts (a transfer is judged on ``model``, where the members' record of
+    the source model says nothing)."""
+    if spec.name == ENSEMBLE and source_model is None:
+        return _ensemble_rows(spec, model, x, y, clean, epsilons)
+    attacked = model if source_model is None else source_model
+    return _robust_rows(spec, attacked, logits_fn, x, y, clean, epsilons, batch_size), None
+
+
 def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: str = "pgd",
                           epsilons: Sequence[float], norm: Any = "inf", params: dict[str, Any] | None = None,
                           batch_size: int | None = None, progress: bool = True, source_model: Any = None,
@@ -156,13 +218,16 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
     ``attack`` is any name in ``attacks.ATTACKS``; ``params`` are its keyword arguments
     (besides ``eps`` and ``norm``). Work proceeds in chunks of ``batch_size`` examples
     (default 500), all epsilons at once per chunk, with a progress bar. Attacks that
-    take ``early_stop`` get ``early_stop=True`` unless ``params`` says otherwise.
+    take ``early_stop`` get ``early_stop=True`` unless ``params`` says otherwise. The
+    ensemble ``"autoattack"`` runs once per eps and chunk, and its curve counts the points
+    each member broke (:attr:`Curve.broken_by`).
 
     ``source_model``: craft the adversarial examples on this model and evaluate them on
     ``model`` (a transfer, i.e. black-box, attack). ``cache``: each chunk is a unit of
-    work, looked up in the cache under ``cache_key`` (default: the attack spec's JSON)
-    and the chunk index before it is computed, and stored there when done; ``seconds``
-    then sums the units' own compute times.
+    work (its masks, and the ensemble's per-member counts), looked up in the cache under
+    ``cache_key`` (default: the attack spec's JSON) and the chunk index before it is
+    computed, and stored there when done; ``seconds`` then sums the units' own compute
+    times.
 
     Args:
         model: The logits model to evaluate (Keras model, ``tf.Module`` or function).
@@ -180,7 +245,8 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
         cache_key: The key of this curve's units in ``cache`` (default: the spec's JSON).
 
     Returns:
-        The curve over ``epsilons``, with per-example masks (K, N).
+        The curve over ``epsilons``, with per-example masks (K, N) and, for the ensemble
+        (not as a transfer), the per-member counts ``members_broken``.
 
     Raises:
         ValueError: ``x`` is empty or not a batch within ``clip``, labels are negative or
@@ -215,26 +281,48 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
     clean = np.zeros(len(x), dtype=bool)
     robust = np.zeros((k, len(x)), dtype=bool)
     seconds = 0.0
+    chunk_counts = []  # the ensemble's per-member counts of each chunk (None for other attacks)
     with tqdm(total=len(x), desc=f"{attack} ({k} eps)", unit="img", disable=not progress, leave=False) as bar:
         for batch, start in enumerate(range(0, len(x), chunk)):
             rows = slice(start, start + chunk)
             n_rows = len(x[rows])
             found = cache.get(key, batch, fingerprint) if cache is not None else None
-            if found is not None and found[1].shape == (k, n_rows):
-                clean[rows] = found[0]
-                robust[:, rows] = found[1]
-                seconds += found[2]
+            if _usable(found, (k, n_rows), counted=spec.name == ENSEMBLE and source_model is None):
+                clean[rows], robust[:, rows], elapsed, counts = found
             else:
                 started = time.perf_counter()
                 clean[rows] = _predict(logits_fn, x[rows], chunk) == y[rows]
-                robust[:, rows] = _robust_rows(spec, model if source_model is None else source_model, logits_fn,
-                                               x[rows], y[rows], clean[rows], epsilons_array, chunk)
+                robust[:, rows], counts = _attack_chunk(spec, model, source_model, logits_fn, x[rows], y[rows],
+                                                        clean[rows], epsilons_array, chunk)
                 elapsed = time.perf_counter() - started
-                seconds += elapsed
                 if cache is not None:
-                    cache.put(key, batch, epsilons_array.tolist(), clean[rows], robust[:, rows], elapsed, fingerprint)
+                    cache.put(key, batch, epsilons_array.tolist(), clean[rows], robust[:, rows], elapsed, fingerprint,
+                              broken_by=counts)
+            seconds += elapsed
+            chunk_counts.append(counts)
             bar.update(n_rows)
-    return _curve(attack, norm, params, epsilons_array, clean, robust, seconds)
+    return _curve(attack, norm, params, epsilons_array, clean, robust, seconds, _summed(chunk_counts))
+
+
+def _usable(found: Any, shape: tuple[int, int], *, counted: bool) -> bool:
+    """Whether a cached unit fits this chunk: its robust mask has ``shape`` and, where the
+    curve needs per-member counts (``counted``), it holds one dict per eps."""
+    if found is None or found[1].shape != shape:
+        return False
+    return not counted or (found[3] is not None and len(found[3]) == shape[0])
+
+
+def _summed(chunk_counts: list[list[dict[str, int]] | None]) -> tuple[dict[str, int], ...] | None:
+    """Per eps, the chunks' ``{label: count}`` added up, labels in first-seen order; None
+    unless every chunk has counts."""
+    if not chunk_counts or any(counts is None for counts in chunk_counts):
+        return None
+    total = [dict.fromkeys(counts, 0) for counts in chunk_counts[0]]
+    for counts in chunk_counts:
+        for eps_total, eps_counts in zip(total, counts):
+            for label, count in eps_counts.items():
+                eps_total[label] = eps_total.get(label, 0) + int(count)
+    return tuple(total)
 
 
 def worst_case(curves: Sequence[Curve]) -> Curve:

@@ -15,10 +15,10 @@ from collections.abc import Iterable
 
 from advrobust.reporting.plots import Figure, dataset_key, model_key
 from advrobust.reporting.view import Comparison, Model, Run, dataset_title
-from advrobust.reporting.tables import (COMPARISON_INTRO, PER_CLASS_INTRO, Table, lede, attacks_table,
-                                        check_curves_table, checks_table, comparison_table, config_text, curves_table,
-                                        environment_table, minimal_eps_summary, model_facts, per_class_table,
-                                        summary_table)
+from advrobust.reporting.tables import (BROKEN_INTRO, COMPARISON_INTRO, PER_CLASS_INTRO, Table, attacks_table,
+                                        broken_table, check_curves_table, checks_table, comparison_table, config_text,
+                                        curves_table, environment_table, lede, minimal_eps_summary, model_facts,
+                                        per_class_table, summary_table)
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -257,6 +257,9 @@ def _model_section(model: Model, figures: dict[str, Figure]) -> list[str]:
                   else "<p>No attack curves recorded.</p>")
     out.append(f'<div class="row"><div class="fig">{figure_html(figures.get(model_key(model, "attacks")))}</div>'
                f'<div>{"".join(tables)}</div></div>')
+    broken = broken_table(model)
+    if broken is not None:
+        out += ["<h4>Images broken per attack</h4>", f"<p>{e(BROKEN_INTRO)}</p>", table_html(broken)]
     if model.per_class:
         out += ["<h4>Per class</h4>", f"<p>{e(PER_CLASS_INTRO)}</p>", table_html(per_class_table(model))]
     out += _optional(figures.get(model_key(model, "examples")), "Adversarial examples")

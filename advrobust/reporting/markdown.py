@@ -13,10 +13,10 @@ from pathlib import Path
 
 from advrobust.reporting.plots import Figure, dataset_key, model_key
 from advrobust.reporting.view import Model, Run, dataset_title
-from advrobust.reporting.tables import (COMPARISON_INTRO, PER_CLASS_INTRO, Table, lede, attacks_table,
-                                        check_curves_table, checks_table, comparison_table, config_text, curves_table,
-                                        environment_table, minimal_eps_summary, model_facts, per_class_table,
-                                        summary_table)
+from advrobust.reporting.tables import (BROKEN_INTRO, COMPARISON_INTRO, PER_CLASS_INTRO, Table, attacks_table,
+                                        broken_table, check_curves_table, checks_table, comparison_table, config_text,
+                                        curves_table, environment_table, lede, minimal_eps_summary, model_facts,
+                                        per_class_table, summary_table)
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|#$~])")  # $: GitHub math; ~: strikethrough
 
@@ -140,6 +140,9 @@ def _model(model: Model, figures: dict[str, Figure], report_dir: Path) -> list[s
     if model.curves or model.worst_case is not None:
         out += [table_md(curves_table(model)), ""]
     out += [table_md(attacks_table(model)) if model.curves else "No attack curves recorded.", ""]
+    broken = broken_table(model)
+    if broken is not None:
+        out += ["#### Images broken per attack", "", BROKEN_INTRO, "", table_md(broken), ""]
     if model.per_class:
         out += ["#### Per class", "", PER_CLASS_INTRO, "", table_md(per_class_table(model)), ""]
     examples = _figure(figures.get(model_key(model, "examples")), report_dir)

@@ -218,6 +218,51 @@ def curves_table(model: Model) -> Table:
     return table
 
 
+BROKEN_INTRO = (
+    "How many test images each attack broke at each ε: classified correctly clean, not robust under it. "
+    "An ensemble's members are credited with the images each broke first, since each attacks only what the "
+    "ones before it left robust; the worst case counts the images any attack broke.")
+
+
+def broken_table(model: Model) -> Table | None:
+    """The images each attack (and each ensemble member) broke, per eps > 0.
+
+    Args:
+        model: The model.
+
+    Returns:
+        One row per attack, an ensemble's members (``"autoattack › apgd-ce"``) below its
+        own total, and the worst case last; one column per eps > 0 of any counted curve.
+        None if no curve has counts (a results.json written before the run kept them).
+    """
+    counted = [curve for curve in model.curves if curve.broken_by is not None]
+    if not counted:
+        return None
+    epsilons = [eps for eps in _union_epsilons([curve.series for curve in counted]) if eps > 0]
+    correct = round(model.clean_accuracy * model.n_examples)
+    table = Table(["Attack"] + [f"ε={eps_text(eps)}" for eps in epsilons])
+    for curve in counted:
+        at = [curve.broken_at(eps) for eps in epsilons]
+        table.rows.append([Cell(curve.label)] + [_count(counts, None) for counts in at])
+        labels = list(dict.fromkeys(label for counts in at if counts for label in counts))
+        if labels != [curve.attack]:
+            table.rows.extend([Cell(f"{curve.attack} › {label}", "muted")] + [_count(counts, label) for counts in at]
+                              for label in labels)
+    if model.worst_case is not None and len(model.curves) > 1:
+        worst = [model.worst_case.at(eps) for eps in epsilons]
+        table.rows.append([Cell("worst case (any attack)")] + [
+            Cell(MISSING, "muted") if point is None else Cell(str(correct - round(point[0] * model.n_examples)))
+            for point in worst])
+    return table
+
+
+def _count(counts: dict[str, int] | None, label: str | None) -> Cell:
+    """A count cell: one member's (``label``) or, for None, all of them together."""
+    if counts is None:
+        return Cell(MISSING, "muted")
+    return Cell(str(sum(counts.values()) if label is None else counts.get(label, 0)))
+
+
 PER_CLASS_INTRO = (
     "Clean accuracy and worst-case robust accuracy [95% Wilson interval] within each class of the test "
     "images; the class with the lowest worst case at the largest ε is marked.")

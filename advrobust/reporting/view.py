@@ -74,6 +74,9 @@ class AttackCurve:
         series: Robust accuracy against eps.
         n_examples: The number of test images attacked.
         seconds: The attack's compute time.
+        broken_by: Per eps of ``series`` (same order), the points broken as ``{label:
+            count}`` (an ensemble's members, else the attack); None in an older
+            results.json.
     """
 
     attack: str
@@ -82,6 +85,21 @@ class AttackCurve:
     series: Series
     n_examples: int
     seconds: float
+    broken_by: list[dict[str, int]] | None = None
+
+    def broken_at(self, eps: float) -> dict[str, int] | None:
+        """The points broken at ``eps`` (matched to 1e-9), by whom.
+
+        Args:
+            eps: The radius.
+
+        Returns:
+            ``{label: count}``, or None if the curve has no counts or no such eps.
+        """
+        hits = np.flatnonzero(np.isclose(self.series.epsilons, eps, rtol=0.0, atol=1e-9))
+        if self.broken_by is None or not len(hits):
+            return None
+        return self.broken_by[hits[0]]
 
     @property
     def label(self) -> str:
@@ -418,8 +436,11 @@ def _titled_check_curves(check_curves: schema.CheckCurves) -> list[tuple[str, At
 
 
 def _curve(record: schema.CurveRecord) -> AttackCurve:
+    order = np.argsort(np.asarray(record.epsilons, dtype=np.float64), kind="stable")  # as _series sorts
+    broken_by = None if record.broken_by is None else [record.broken_by[index] for index in order]
     return AttackCurve(attack=record.attack, norm=record.norm, params=record.params,
-                       series=_series(record.epsilons, record), n_examples=record.n_examples, seconds=record.seconds)
+                       series=_series(record.epsilons, record), n_examples=record.n_examples, seconds=record.seconds,
+                       broken_by=broken_by)
 
 
 def _series(epsilons: list[float], accuracies: Any) -> Series:

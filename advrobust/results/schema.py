@@ -19,7 +19,9 @@ reports read. NumPy only, no TensorFlow.
                   "outcomes": str (npz of per-image outcomes, relative; advrobust.results.outcome_files),
                   "paired_vs_baseline" (only for a model with a baseline): PairedVsBaseline}
     CurveRecord: {"attack", "norm", "params", "epsilons", "robust_accuracy", "ci95_low", "ci95_high",
-                  "n_examples", "clean_accuracy", "seconds"}
+                  "n_examples", "clean_accuracy", "seconds",
+                  "broken_by": [{label: count}] (per eps, the points broken: correct clean, not robust;
+                                the ensemble "autoattack" per member, others under the attack's name)}
     WorstCaseRecord: {"params": {"attacks": [...]}, "epsilons", "robust_accuracy", "ci95_low", "ci95_high"}
     Check: {"name", "passed", "detail"} (advrobust.evaluation.checks.Check)
     MinimalEpsRecord: {"attack", "norm", "values" (float | null per example), "note"}
@@ -37,8 +39,9 @@ Reading (:meth:`Results.from_dict`, :func:`read`) is strict by default: every fi
 run writes must be there with the right type and range, else :class:`SchemaError` names
 its path (``models[1].curves[0].robust_accuracy: 1.2 is not a fraction in [0, 1]``).
 ``strict=False`` reads results.json files of older versions of schema 1, written before
-the run kept per-image outcomes: a model's missing ``per_class`` or ``outcomes`` then
-reads as None, and :attr:`Results.notes` says so. Lenient reading fills in nothing else:
+the run kept per-image outcomes or counted the points each attack broke: a model's missing
+``per_class`` or ``outcomes``, or a curve's missing ``broken_by``, then reads as None, and
+:attr:`Results.notes` says so. Lenient reading fills in nothing else:
 a field every version wrote that is missing or malformed is an error in both modes,
 because a report that silently dropped it would show numbers nobody can trust.
 """
@@ -56,6 +59,7 @@ from advrobust.evaluation.checks import Check
 
 SCHEMA_VERSION = 1
 NEWER_MODEL_FIELDS = ("per_class", "outcomes")  # missing in older results.json; allowed with strict=False
+NEWER_CURVE_FIELDS = ("broken_by",)  # the same, for a curve
 _TOLERANCE = 1e-12
 _T = TypeVar("_T")
 
@@ -154,6 +158,23 @@ def _floats(values: Any) -> list[float]:
     return [float(value) for value in values]
 
 
+def _broken_by(raw: dict[str, Any], where: str, accuracies: dict[str, list[float]], n: int,
+               clean_accuracy: float) -> list[dict[str, int]]:
+    """``broken_by``: per eps ``{label: count}``, the counts adding up to the correct-clean
+    points minus the robust ones (as the curve's accuracies give them)."""
+    counts = _field(raw, "broken_by", where, _list(lambda value, at: {
+        label: _count(count, _path(at, label)) for label, count in _mapping(value, at).items()}))
+    where = _path(where, "broken_by")
+    if len(counts) != len(accuracies["robust_accuracy"]):
+        raise SchemaError(f"{where}: {len(counts)} entries for {len(accuracies['robust_accuracy'])} epsilons")
+    for index, (eps_counts, robust) in enumerate(zip(counts, accuracies["robust_accuracy"])):
+        broken = round((clean_accuracy - robust) * n)
+        if sum(eps_counts.values()) != broken:
+            raise SchemaError(f"{_path(where, index)}: the counts add up to {sum(eps_counts.values())}, but "
+                              f"{broken} of the {n} examples were correct clean and not robust")
+    return counts
+
+
 @dataclass(frozen=True)
 class CurveRecord:
     """Robust accuracy against eps under one attack.
@@ -172,6 +193,10 @@ class CurveRecord:
         clean_accuracy: Their clean accuracy, in [0, 1].
         seconds: The attack's compute time.
         source: For a transfer check, the model the attack was computed on (None otherwise).
+        broken_by: Per eps, the points broken (correct clean, not robust) as ``{label:
+            count}``: for the ensemble ``"autoattack"`` per member (the one that broke the
+            point first), else ``{attack: count}``. None only in an older results.json
+            read with ``strict=False``.
     """
 
     attack: str
@@ -185,6 +210,7 @@ class CurveRecord:
     clean_accuracy: float
     seconds: float
     source: str | None = None
+    broken_by: list[dict[str, int]] | None = None
 
     @classmethod
     def of(cls, curve: Any, source: str | None = None) -> CurveRecord:
@@ -195,12 +221,14 @@ class CurveRecord:
             source: For a transfer check, the model the attack was computed on.
 
         Returns:
-            The record, arrays as lists of Python floats.
+            The record, arrays as lists of Python floats, counts as ints.
         """
         return cls(attack=curve.attack, norm=curve.norm, params=curve.params, epsilons=_floats(curve.epsilons),
                    robust_accuracy=_floats(curve.robust_accuracy), ci95_low=_floats(curve.ci95_low),
                    ci95_high=_floats(curve.ci95_high), n_examples=int(curve.n_examples),
-                   clean_accuracy=float(curve.clean_accuracy), seconds=float(curve.seconds), source=source)
+                   clean_accuracy=float(curve.clean_accuracy), seconds=float(curve.seconds), source=source,
+                   broken_by=[{str(label): int(count) for label, count in counts.items()}
+                              for counts in curve.broken_by])
 
     @classmethod
     def from_dict(cls, raw: Any, where: str, *, transfer: bool = False) -> CurveRecord:
@@ -215,27 +243,35 @@ class CurveRecord:
             The record.
 
         Raises:
-            SchemaError: A field is missing or malformed; the message starts with its path.
+            SchemaError: A field is missing or malformed, or the ``broken_by`` counts do not
+                add up to the correct-clean points minus the robust ones; the message starts
+                with its path. A missing ``broken_by`` reads as None (the model's reader
+                decides whether that is allowed).
         """
         raw = _object(raw, where)
         epsilons = _field(raw, "epsilons", where, _list(_real))
+        accuracies = _accuracies(raw, where, len(epsilons))
+        n_examples = _field(raw, "n_examples", where, _count)
+        clean_accuracy = _field(raw, "clean_accuracy", where, _fraction)
         return cls(attack=_field(raw, "attack", where, _text), norm=_field(raw, "norm", where, _text),
-                   params=_field(raw, "params", where, _mapping), epsilons=epsilons,
-                   **_accuracies(raw, where, len(epsilons)), n_examples=_field(raw, "n_examples", where, _count),
-                   clean_accuracy=_field(raw, "clean_accuracy", where, _fraction),
-                   seconds=_field(raw, "seconds", where, _real),
-                   source=_field(raw, "source", where, _text) if transfer else None)
+                   params=_field(raw, "params", where, _mapping), epsilons=epsilons, **accuracies,
+                   n_examples=n_examples, clean_accuracy=clean_accuracy, seconds=_field(raw, "seconds", where, _real),
+                   source=_field(raw, "source", where, _text) if transfer else None,
+                   broken_by=_broken_by(raw, where, accuracies, n_examples, clean_accuracy)
+                   if "broken_by" in raw else None)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object, keys in the schema's order.
 
         Returns:
-            The curve's fields, ``source`` first when there is one.
+            The curve's fields, ``source`` first when there is one, ``broken_by`` last
+            when set.
         """
         return {**({} if self.source is None else {"source": self.source}), "attack": self.attack,
                 "norm": self.norm, "params": self.params, "epsilons": self.epsilons,
                 "robust_accuracy": self.robust_accuracy, "ci95_low": self.ci95_low, "ci95_high": self.ci95_high,
-                "n_examples": self.n_examples, "clean_accuracy": self.clean_accuracy, "seconds": self.seconds}
+                "n_examples": self.n_examples, "clean_accuracy": self.clean_accuracy, "seconds": self.seconds,
+                **({} if self.broken_by is None else {"broken_by": self.broken_by})}
 
 
 @dataclass(frozen=True)
@@ -629,8 +665,8 @@ class ModelRecord:
         Args:
             raw: The parsed JSON object.
             where: Its path in results.json, for error messages (e.g. ``"models[0]"``).
-            strict: Require ``per_class`` and ``outcomes``; False accepts an older model
-                without them.
+            strict: Require ``per_class``, ``outcomes`` and each curve's ``broken_by``;
+                False accepts an older model without them.
             notes: Where lenient reading appends a line for each model missing them.
 
         Returns:
@@ -667,7 +703,24 @@ class ModelRecord:
             paired_vs_baseline=_field(raw, "paired_vs_baseline", where, _optional(PairedVsBaseline.from_dict))
             if "paired_vs_baseline" in raw else None)
         record._check_totals(where)
+        record._check_counted(where, strict, notes)
         return record
+
+    def _check_counted(self, where: str, strict: bool, notes: list[str] | None) -> None:
+        """Every curve has its ``broken_by`` counts, or (lenient) a note says which lack them."""
+        titled = [(_path(_path(where, "curves"), index), curve) for index, curve in enumerate(self.curves)]
+        checked = _path(where, "check_curves")
+        titled += [(_path(checked, "large_eps"), self.check_curves.large_eps),
+                   (_path(checked, "noise"), self.check_curves.noise)]
+        titled += [(_path(_path(checked, "transfer"), index), curve)
+                   for index, curve in enumerate(self.check_curves.transfer)]
+        uncounted = [at for at, curve in titled if curve.broken_by is None]
+        if uncounted and strict:
+            raise SchemaError(f"{uncounted[0]}: missing {NEWER_CURVE_FIELDS[0]!r} (an older results.json: read it "
+                              f"with strict=False)")
+        if uncounted and notes is not None:
+            notes.append(f"{where} ({self.name!r}): curves without broken_by counts, written before the run kept "
+                         f"them; `advrobust run CONFIG --out RUN --resume` adds them without attacking again")
 
     def _check_totals(self, where: str) -> None:
         if self.n_examples < 1:

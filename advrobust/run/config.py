@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
-import inspect
 import json
 import math
 import tomllib
@@ -48,7 +46,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from advrobust.data.catalog import DATASETS
 from advrobust.validation import check_choice
-from attacks import AttackSpec, get_attack
+from attacks import AttackSpec
 from attacks.norms import canonical_norm
 
 DEFAULT_CONFIG_NAME = "quick.toml"
@@ -57,6 +55,11 @@ _RUN_KEYS = {"name", "dataset", "norm", "epsilons", "n_examples", "batch_size", 
 _MODEL_KEYS = {"name", "dataset", "baseline", "n_examples", "attacks", "path", "train"}
 _ATTACK_KEYS = {"name", "params"}
 _RESERVED_ATTACK_PARAMS = ("eps", "norm")
+# Names older configs used; the message says what replaces them.
+_REMOVED_ATTACKS = dict.fromkeys(
+    ("apgd_ce_art", "apgd_dlr_art"),
+    "ART's APGD no longer runs in a run: use \"autoattack\" (the ensemble, e.g. params = { preset = \"standard\" }) "
+    "or \"apgd\" (params = { loss = \"ce\" } or { loss = \"dlr\" })")
 
 
 class ConfigError(ValueError):
@@ -281,17 +284,9 @@ def _attack(table: Any, index: int) -> AttackEntry:
     try:
         AttackSpec(table["name"], params)  # validates the name and the parameter names
     except (ValueError, TypeError) as error:
-        raise ConfigError(f"{where}: {error}") from None
-    missing = [package for package in _required_packages(table["name"]) if importlib.util.find_spec(package) is None]
-    if missing:
-        raise ConfigError(f"{where}: attack {table['name']!r} needs the package(s) {', '.join(missing)}, which are "
-                          "not installed (pip install \".[test]\" installs them)")
+        hint = _REMOVED_ATTACKS.get(table["name"])
+        raise ConfigError(f"{where}: {error}" + (f" ({hint})" if hint else "")) from None
     return AttackEntry(name=table["name"], params=params)
-
-
-def _required_packages(attack: str) -> tuple[str, ...]:
-    """Optional packages an attack needs: its module's ``REQUIRED_PACKAGES`` (empty if none)."""
-    return tuple(getattr(inspect.getmodule(get_attack(attack)), "REQUIRED_PACKAGES", ()))
 
 
 def _check_attack_values(attack: AttackEntry, index: int, norm: str, epsilons: tuple[float, ...]) -> None:

@@ -8,12 +8,16 @@ one; SQLite's journal rolls an interrupted transaction back on the next open. Un
   DIR) and its card, written after the model file itself was saved atomically;
 * an attacked batch (``units`` table): model x attack x batch of test images, all the
   run's epsilons at once (they are computed in one batched call), holding the per-example
-  clean and robust outcomes as packed bits.
+  clean and robust outcomes as packed bits and, for the ensemble ``autoattack``, per eps
+  the points each member broke (JSON ``broken_by``; NULL for other attacks).
 
 Every model and unit also records its *spec*: a digest of everything that decides its
 outcome (for a unit: the model's spec, the attack and its parameters, the epsilons and
 the chunk size; see :mod:`advrobust.run.runner`). A finished one is reused only under the
 same spec, so results computed under other settings are never mixed in.
+
+Stores made by older versions open as they are: the columns added since (``spec``,
+``broken_by``) are added, empty, when such a store is opened.
 
 The store remembers the hash of the config it was created for. Opening it for another
 config raises :class:`StoreMismatchError`, unless the caller asks to ``update``: then the
@@ -28,7 +32,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,11 +50,29 @@ CREATE TABLE IF NOT EXISTS units (
     PRIMARY KEY (model, attack, batch));
 """
 KNOWN_TABLES = ("meta", "models", "units")
-SPEC_TABLES = ("models", "units")  # each gets a nullable ``spec`` column (added to older stores)
+# Nullable columns newer than the first stores, added to older ones when opened.
+ADDED_COLUMNS = (("models", "spec"), ("units", "spec"), ("units", "broken_by"))
 
 
 class StoreMismatchError(ValueError):
     """The folder holds results of a different config (or a run not asked to resume)."""
+
+
+class StoredUnit(NamedTuple):
+    """A finished unit as the store holds it.
+
+    Attributes:
+        clean: (n,) bool: correct on each clean example.
+        robust: (K, n) bool: robust at each eps.
+        seconds: The unit's compute time.
+        broken_by: For the ensemble, per eps the points each member broke first (K
+            ``{label: count}`` dicts); None for other attacks and units stored without.
+    """
+
+    clean: np.ndarray
+    robust: np.ndarray
+    seconds: float
+    broken_by: list[dict[str, int]] | None
 
 
 def _pack(mask: np.ndarray) -> bytes:
@@ -125,17 +147,17 @@ class ResultStore:
                                      f"to continue (finished work is kept) or choose another --out")
 
     def _open_schema(self) -> None:
-        """Create the tables if new; add the spec column to stores made before it existed."""
+        """Create the tables if new; add the columns stores made before them lack."""
         self._connection.execute("PRAGMA synchronous=FULL")
         tables = {row[0] for row in self._connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if tables - set(KNOWN_TABLES):
             raise sqlite3.DatabaseError(f"it holds tables advrobust does not make: {', '.join(sorted(tables))}")
         with self._connection:
             self._connection.executescript(SCHEMA)
-            for table in SPEC_TABLES:
+            for table, column in ADDED_COLUMNS:
                 columns = [row[1] for row in self._connection.execute(f"PRAGMA table_info({table})")]
-                if "spec" not in columns:
-                    self._connection.execute(f"ALTER TABLE {table} ADD COLUMN spec TEXT")
+                if column not in columns:
+                    self._connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
 
     def _matches(self, table: str, where: str, args: tuple, stored_spec: str | None, spec: str | None) -> bool:
         """Whether a row with ``stored_spec`` may be reused under ``spec`` (None: unchecked).
@@ -198,8 +220,7 @@ class ResultStore:
                                      "VALUES (?, ?, ?, ?, ?)", (name, path, json.dumps(card), time.time(), spec))
 
     # -- attacked batches -------------------------------------------------------------------
-    def unit(self, model: str, attack: str, batch: int,
-             spec: str | None = None) -> tuple[np.ndarray, np.ndarray, float] | None:
+    def unit(self, model: str, attack: str, batch: int, spec: str | None = None) -> StoredUnit | None:
         """A finished unit made under ``spec``.
 
         Args:
@@ -209,20 +230,22 @@ class ResultStore:
             spec: The unit's spec; None: whatever is stored under that key.
 
         Returns:
-            ``(clean (n,) bool, robust (K, n) bool, seconds)``, or None if the unit was not
-            finished under ``spec``.
+            The :class:`StoredUnit` ``(clean, robust, seconds, broken_by)``, or None if the
+            unit was not finished under ``spec``.
         """
         where, args = "model = ? AND attack = ? AND batch = ?", (model, attack, batch)
-        row = self._connection.execute(f"SELECT n, epsilons, clean, robust, seconds, spec FROM units WHERE {where}",
-                                       args).fetchone()
+        row = self._connection.execute(
+            f"SELECT n, epsilons, clean, robust, seconds, spec, broken_by FROM units WHERE {where}", args).fetchone()
         if row is None or not self._matches("units", where, args, row[5], spec):
             return None
-        n, epsilons, clean, robust, seconds, _ = row
+        n, epsilons, clean, robust, seconds, _, broken_by = row
         k = len(json.loads(epsilons))
-        return _unpack(clean, (n,)), _unpack(robust, (k, n)), seconds
+        return StoredUnit(_unpack(clean, (n,)), _unpack(robust, (k, n)), seconds,
+                          None if broken_by is None else json.loads(broken_by))
 
     def put_unit(self, model: str, attack: str, batch: int, epsilons: list[float], clean: np.ndarray,
-                 robust: np.ndarray, seconds: float, spec: str | None = None) -> None:
+                 robust: np.ndarray, seconds: float, spec: str | None = None,
+                 broken_by: list[dict[str, int]] | None = None) -> None:
         """Commit one finished unit: ``clean`` (n,) and ``robust`` (K, n) boolean masks.
 
         Args:
@@ -234,15 +257,25 @@ class ResultStore:
             robust: (K, n) bool: robust at each eps.
             seconds: The unit's compute time.
             spec: The unit's spec, or None.
+            broken_by: For the ensemble, per eps the points each member broke first (K
+                ``{label: count}`` dicts), or None.
+
+        Raises:
+            ValueError: ``broken_by`` does not hold one dict per eps.
         """
         clean = np.asarray(clean, dtype=bool)
         robust = np.asarray(robust, dtype=bool).reshape(len(epsilons), len(clean))
+        if broken_by is not None and len(broken_by) != len(epsilons):
+            raise ValueError(f"broken_by holds {len(broken_by)} entries for {len(epsilons)} epsilons; give one "
+                             f"{{label: count}} dict per eps")
+        counts = None if broken_by is None else json.dumps(
+            [{str(label): int(count) for label, count in eps_counts.items()} for eps_counts in broken_by])
         with self._connection:
             self._connection.execute(
                 "INSERT OR REPLACE INTO units (model, attack, batch, n, epsilons, clean, robust, seconds, finished, "
-                "spec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "spec, broken_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (model, attack, batch, len(clean), json.dumps(list(map(float, epsilons))), _pack(clean),
-                 _pack(robust), float(seconds), time.time(), spec))
+                 _pack(robust), float(seconds), time.time(), spec, counts))
 
     def unit_count(self) -> int:
         """The number of finished units.
@@ -286,7 +319,7 @@ class StoredUnits:
             return None
         return digest([self.model_spec, fingerprint])
 
-    def get(self, attack: str, batch: int, fingerprint: str | None = None):
+    def get(self, attack: str, batch: int, fingerprint: str | None = None) -> StoredUnit | None:
         """A finished unit of this model (see :meth:`ResultStore.unit`).
 
         Args:
@@ -295,11 +328,12 @@ class StoredUnits:
             fingerprint: The digest of the unit's settings, or None.
 
         Returns:
-            ``(clean (n,) bool, robust (K, n) bool, seconds)``, or None.
+            The :class:`StoredUnit` ``(clean, robust, seconds, broken_by)``, or None.
         """
         return self.store.unit(self.model, attack, batch, self._spec(fingerprint))
 
-    def put(self, attack: str, batch: int, epsilons, clean, robust, seconds, fingerprint: str | None = None) -> None:
+    def put(self, attack: str, batch: int, epsilons, clean, robust, seconds, fingerprint: str | None = None,
+            broken_by: list[dict[str, int]] | None = None) -> None:
         """Commit a finished unit of this model (see :meth:`ResultStore.put_unit`).
 
         Args:
@@ -310,5 +344,7 @@ class StoredUnits:
             robust: (K, n) bool: robust at each eps.
             seconds: The unit's compute time.
             fingerprint: The digest of the unit's settings, or None.
+            broken_by: For the ensemble, per eps the points each member broke first, or None.
         """
-        self.store.put_unit(self.model, attack, batch, epsilons, clean, robust, seconds, self._spec(fingerprint))
+        self.store.put_unit(self.model, attack, batch, epsilons, clean, robust, seconds, self._spec(fingerprint),
+                            broken_by=broken_by)

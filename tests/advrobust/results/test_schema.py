@@ -5,6 +5,7 @@ older files, and reading results imports no TensorFlow."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import subprocess
 import sys
@@ -147,6 +148,13 @@ def _class(label, n, robust=(0.9, 0.5, 0.4)):
     (lambda r: r["models"][0].update(clean_accuracy=float("nan")), "models[0].clean_accuracy: nan is not a "
                                                                    "fraction"),
     (lambda r: r["models"].append("junk"), "models[2]: expected an object, got str"),
+    (lambda r: r["models"][0]["curves"][1]["broken_by"][2].update(pgd=1),
+     "models[0].curves[1].broken_by[2]: the counts add up to 1, but"),
+    (lambda r: r["models"][0]["curves"][1]["broken_by"].pop(), "models[0].curves[1].broken_by: 2 entries for 3"),
+    (lambda r: r["models"][0]["curves"][0]["broken_by"][1].update(fgsm=-1),
+     "models[0].curves[0].broken_by[1].fgsm: -1 is negative"),
+    (lambda r: r["models"][1]["check_curves"]["transfer"][0].pop("broken_by"),
+     "models[1].check_curves.transfer[0]: missing 'broken_by' (an older results.json: read it with strict=False)"),
 ])
 def test_strict_reading_names_the_path_of_a_problem(mutate, message):
     schema.validate(_golden())
@@ -157,8 +165,17 @@ def test_strict_reading_names_the_path_of_a_problem(mutate, message):
         schema.validate(broken)
 
 
+def _uncounted(document):
+    """``document`` as written before curves counted the points each attack broke."""
+    for model in document["models"]:
+        checked = model["check_curves"]
+        for curve in (*model["curves"], checked["large_eps"], checked["noise"], *checked["transfer"]):
+            del curve["broken_by"]
+    return document
+
+
 def test_lenient_reading_takes_results_written_before_outcomes_were_kept():
-    old = _golden()
+    old = _uncounted(_golden())
     for model in old["models"]:
         del model["per_class"], model["outcomes"]
     with pytest.raises(schema.SchemaError, match=r"models\[0\]: missing 'per_class'.*strict=False"):
@@ -166,12 +183,36 @@ def test_lenient_reading_takes_results_written_before_outcomes_were_kept():
     results = schema.Results.from_dict(old, strict=False)
     assert [model.per_class for model in results.models] == [None, None]
     assert [model.outcomes for model in results.models] == [None, None]
-    assert len(results.notes) == 2 and "models[1] ('def <script>'): no per_class or outcomes" in results.notes[1]
+    assert len(results.notes) == 4 and "models[1] ('def <script>'): no per_class or outcomes" in results.notes[2]
+    assert "models[1] ('def <script>'): curves without broken_by counts" in results.notes[3]
+    assert all(curve.broken_by is None for model in results.models for curve in model.curves)
     assert results.to_dict() == old  # nothing is made up on the way back
     broken = copy.deepcopy(old)
     broken["models"][0].pop("checks")
     with pytest.raises(schema.SchemaError, match=r"models\[0\]: missing 'checks'"):  # every version wrote it
         schema.Results.from_dict(broken, strict=False)
+
+
+def test_each_curve_counts_the_points_each_attack_broke_and_reads_back_strictly():
+    document = _golden()
+    for model, result in zip(document["models"], [_evaluation(seed) for seed in range(2)]):
+        for written, curve in zip(model["curves"], result.curves):
+            broken = curve.clean_mask.sum() - curve.robust_mask.sum(axis=1)
+            assert written["broken_by"] == [{curve.attack: int(count)} for count in broken]
+    assert schema.Results.from_dict(document).models[0].curves[1].broken_by[2] == {"pgd": 8}
+
+
+def test_an_ensembles_members_counts_round_trip():
+    clean = np.array([True, True, True, False])
+    robust = np.array([clean, [True, False, False, False]])
+    curve = dataclasses.replace(_curve("autoattack", {"preset": "fast"}, clean, robust, epsilons=[0.0, 0.1]),
+                                members_broken=({"apgd-ce": 0, "apgd-t": 0}, {"apgd-ce": 1, "apgd-t": 1}))
+    record = schema.CurveRecord.of(curve)
+    assert record.broken_by == [{"apgd-ce": 0, "apgd-t": 0}, {"apgd-ce": 1, "apgd-t": 1}]
+    assert schema.CurveRecord.from_dict(json.loads(json.dumps(record.to_dict())), "c") == record
+    wrong = {**record.to_dict(), "broken_by": [{"apgd-ce": 0}, {"apgd-ce": 1}]}
+    with pytest.raises(schema.SchemaError, match=r"^c.broken_by\[1\]: the counts add up to 1, but 2 of the 4"):
+        schema.CurveRecord.from_dict(wrong, "c")
 
 
 def test_read_says_what_is_wrong_with_the_file(tmp_path):

@@ -23,8 +23,9 @@ def test_store_round_trips_units_and_refuses_another_config(tmp_path):
     with pytest.raises(StoreMismatchError, match="--resume"):
         ResultStore(path, config_hash="h1", config={}, resume=False)
     with ResultStore(path, config_hash="h1", config={}, resume=True) as store:
-        got_clean, got_robust, seconds = store.unit("m", "pgd", 0)
+        got_clean, got_robust, seconds, broken_by = store.unit("m", "pgd", 0)
         assert np.array_equal(got_clean, clean) and np.array_equal(got_robust, robust) and seconds == 1.5
+        assert broken_by is None  # counted only for an ensemble
         assert store.model("m") == ("models/m/model.keras", {"defense": "none"})
 
 
@@ -78,7 +79,7 @@ def test_store_rows_without_spec_are_trusted_only_under_the_config_that_made_the
     _legacy_store(changed, clean, robust)
     with ResultStore(same, config_hash="h1", config={}, resume=True) as store:
         got = store.unit("m", "pgd", 0, "s1")
-        assert got is not None and np.array_equal(got[1], robust)
+        assert got is not None and np.array_equal(got.robust, robust) and got.broken_by is None
         assert store.model("m", "m1") == ("models/m/model.keras", {})
     with ResultStore(same, config_hash="h2", config={}, resume=True, update=True) as store:
         # The spec was written when first read: now it is checked like any other.
@@ -93,9 +94,30 @@ def test_stored_units_return_a_unit_only_under_the_model_spec_and_fingerprint_it
     with ResultStore(tmp_path / "store.sqlite", config_hash="h", config={}, resume=False) as store:
         units = StoredUnits(store, "m", "spec-a")
         units.put("pgd", 0, [0.1], clean, robust, 1.5, "fingerprint")
-        got_clean, got_robust, seconds = units.get("pgd", 0, "fingerprint")
+        got_clean, got_robust, seconds, _ = units.get("pgd", 0, "fingerprint")
         np.testing.assert_array_equal(got_clean, clean)
         np.testing.assert_array_equal(got_robust, robust)
         assert seconds == 1.5
         assert units.get("pgd", 0, "other fingerprint") is None
         assert StoredUnits(store, "m", "spec-b").get("pgd", 0, "fingerprint") is None
+
+
+def test_a_units_per_member_counts_survive_closing_and_reopening(tmp_path):
+    path, clean, robust = tmp_path / "store.sqlite", np.array([True, True, False]), np.array([[True, True, False],
+                                                                                             [False, True, False]])
+    counts = [{"apgd-ce": 0, "apgd-t": 0}, {"apgd-ce": 0, "apgd-t": 1}]
+    with ResultStore(path, config_hash="h", config={}, resume=False) as store:
+        StoredUnits(store, "m", "spec").put("autoattack", 0, [0.0, 0.1], clean, robust, 2.0, "f", broken_by=counts)
+        with pytest.raises(ValueError, match="broken_by holds 1 entries for 2 epsilons"):
+            store.put_unit("m", "autoattack", 1, [0.0, 0.1], clean, robust, 1.0, broken_by=counts[:1])
+    with ResultStore(path, config_hash="h", config={}, resume=True) as store:
+        assert StoredUnits(store, "m", "spec").get("autoattack", 0, "f").broken_by == counts
+
+
+def test_a_store_made_before_units_held_counts_opens_and_gains_the_column(tmp_path):
+    clean, robust = np.array([True, True]), np.array([[True, False]])
+    _legacy_store(tmp_path / "old.sqlite", clean, robust)
+    with ResultStore(tmp_path / "old.sqlite", config_hash="h1", config={}, resume=True) as store:
+        assert store.unit("m", "pgd", 0).broken_by is None
+        store.put_unit("m", "autoattack", 0, [0.1], clean, robust, 1.0, broken_by=[{"apgd-ce": 1}])
+        assert store.unit("m", "autoattack", 0).broken_by == [{"apgd-ce": 1}]
