@@ -266,6 +266,28 @@ def test_cli_attack_rejects_parameters_that_do_not_apply(tmp_path, capsys):
     assert status == 2 and "--steps does not apply to fgsm" in capsys.readouterr().err
 
 
+def test_cli_attack_runs_the_ensemble_and_prints_what_each_member_broke(tmp_path, capsys):
+    model, _, _ = cnn_and_data()
+    models.save(model, tmp_path / "m.keras", {})
+    write_fake_split(tmp_path / "data" / "mnist", "test", n=30)
+    out = tmp_path / "result.json"
+    status = cli.main(["attack", "--model", str(tmp_path / "m.keras"), "--dataset", "mnist", "--attack", "autoattack",
+                       "--preset", "fast", "--eps", "0", "0.3", "--n", "12", "--data-dir", str(tmp_path / "data"),
+                       "--out", str(out)])
+    assert status == 0
+    record = json.loads(out.read_text())
+    assert record["attack"] == "autoattack" and record["params"] == {"preset": "fast", "seed": 0}
+    correct = round(record["clean_accuracy"] * 12)
+    assert [sum(counts.values()) for counts in record["broken_by"]] == [
+        correct - round(accuracy * 12) for accuracy in record["robust_accuracy"]]
+    printed = capsys.readouterr().out
+    assert "points each member broke first" in printed
+    assert all(label in printed for label in record["broken_by"][1])
+    status = cli.main(["attack", "--model", str(tmp_path / "m.keras"), "--dataset", "mnist", "--attack", "pgd",
+                       "--preset", "fast", "--eps", "0.1"])
+    assert status == 2 and "--preset does not apply to pgd" in capsys.readouterr().err
+
+
 def test_cli_attack_with_bfloat16_gradients_records_it(tmp_path):
     model, _, _ = cnn_and_data()
     models.save(model, tmp_path / "m.keras", {})

@@ -1,14 +1,13 @@
 """ART's APGD (attacks/external.py) behind the project's API: strength on the trained CNN,
-ball and range, shapes, seeds and the global RNG, inference mode, input errors, and the
-harness running it by name."""
+ball and range, shapes, seeds and the global RNG, inference mode, input errors, and that
+runs cannot name it (it is not in ``attacks.ATTACKS``)."""
 
 import sys
 
 import numpy as np
 import pytest
 
-from advrobust.evaluation import robust_accuracy_curve
-from attacks import AttackSpec, apgd_art, fgsm, get_attack, pgd
+from attacks import ATTACKS, AttackSpec, apgd_art, fgsm, pgd
 from attacks.backend import keras, tf
 from tests.attacks.conftest import assert_refuses_like_pgd, probabilities
 
@@ -190,24 +189,9 @@ def test_missing_art_raises_import_error_with_install_hint(model, monkeypatch):
         apgd_art(model, X2, Y2, eps=0.1)
 
 
-def test_registered_by_name_with_their_real_parameters():
+def test_arts_apgd_is_not_an_attack_of_runs():
+    # ART stays a cross-check: no run, config or CLI command needs it.
     for name in ("apgd_ce_art", "apgd_dlr_art"):
-        spec = AttackSpec(name, {"steps": 10, "restarts": 2, "norm": "l2", "seed": 0, "batch_size": 64,
-                                 "clip": [0.0, 1.0]})
-        assert AttackSpec.from_json(spec.to_json()) == spec
-        with pytest.raises(ValueError, match=r"takes no parameter\(s\) \['loss'\]"):
-            AttackSpec(name, {"loss": "ce"})
-        with pytest.raises(ValueError, match=r"takes no parameter\(s\) \['early_stop'\]"):
-            AttackSpec(name, {"early_stop": True})
-
-
-@pytest.mark.slow
-def test_harness_runs_apgd_by_name(trained_mnist_cnn):
-    model, x, y = trained_mnist_cnn
-    x, y = x[:100], y[:100]
-    curve = robust_accuracy_curve(model, x, y, attack="apgd_ce_art", epsilons=[0, 0.1], params={"steps": 10},
-                                  progress=False)
-    assert curve.attack == "apgd_ce_art" and curve.robust_mask.shape == (2, 100)
-    assert curve.robust_accuracy[0] == curve.clean_accuracy
-    assert curve.robust_accuracy[1] < curve.clean_accuracy - 0.1
-    assert get_attack("apgd_dlr_art").__name__ == "apgd_dlr_art"
+        assert name not in ATTACKS
+        with pytest.raises(ValueError, match=f"unknown attack {name!r}; choose one of: fgsm"):
+            AttackSpec(name, {"steps": 10})

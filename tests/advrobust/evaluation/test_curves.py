@@ -52,3 +52,68 @@ def test_curve_attacks_only_clean_correct_examples_at_positive_eps(monkeypatch):
     for index in (0, 1):
         full = (np.argmax(model.predict(x_adv[index], verbose=0), axis=1) == y) & curve.clean_mask
         np.testing.assert_array_equal(curve.robust_mask[index + 1], full)
+
+
+def test_a_curve_counts_the_points_its_attack_broke_at_each_eps():
+    model, x, y = cnn_and_data()
+    y = y.copy()
+    y[:5] = (y[:5] + 1) % 10  # 5 misclassified clean: never counted as broken
+    curve = evaluation.robust_accuracy_curve(model, x, y, attack="fgsm", epsilons=[0.0, 0.05, 0.3], progress=False)
+    assert curve.members_broken is None
+    assert curve.broken_by == tuple({"fgsm": 35 - int(robust.sum())} for robust in curve.robust_mask)
+    assert curve.broken_by[0] == {"fgsm": 0} and curve.to_dict()["broken_by"] == list(curve.broken_by)
+
+
+class _Units:
+    """A unit cache in memory that can refuse to let anything be computed again."""
+
+    def __init__(self):
+        self.units, self.frozen = {}, False
+
+    def get(self, attack, batch, fingerprint):
+        return self.units.get((attack, batch, fingerprint))
+
+    def put(self, attack, batch, epsilons, clean, robust, seconds, fingerprint, broken_by=None):
+        assert not self.frozen, f"unit {attack!r} {batch} computed again"
+        self.units[(attack, batch, fingerprint)] = (clean, robust, seconds, broken_by)
+
+
+def test_the_ensemble_counts_what_each_member_broke_and_the_counts_survive_resume():
+    from attacks.ensemble import PRESETS
+
+    model, x, y = cnn_and_data(n=24)
+    y = y.copy()
+    y[:4] = (y[:4] + 1) % 10
+    units = _Units()
+    options = dict(attack="autoattack", epsilons=[0.0, 0.02, 0.3], params={"preset": "fast", "seed": 0},
+                   batch_size=12, progress=False, cache=units)
+    curve = evaluation.robust_accuracy_curve(model, x, y, **options)
+    labels = [label for label, _, _ in PRESETS["fast"]]
+    assert [list(counts) for counts in curve.broken_by] == [labels] * 3
+    assert curve.broken_by[0] == dict.fromkeys(labels, 0)
+    assert [sum(counts.values()) for counts in curve.broken_by] == [20 - int(r.sum()) for r in curve.robust_mask]
+    assert not curve.robust_mask[:, :4].any() and sum(curve.broken_by[2].values()) > 0
+    assert all(stored[3] is not None and len(stored[3]) == 3 for stored in units.units.values())
+    units.frozen = True
+    resumed = evaluation.robust_accuracy_curve(model, x, y, **options)
+    assert resumed.broken_by == curve.broken_by
+    np.testing.assert_array_equal(resumed.robust_mask, curve.robust_mask)
+
+
+def test_a_cached_ensemble_unit_without_counts_is_computed_again():
+    model, x, y = cnn_and_data(n=12)
+    units = _Units()
+    options = dict(attack="autoattack", epsilons=[0.0, 0.3], params={"preset": "fast"}, progress=False, cache=units)
+    evaluation.robust_accuracy_curve(model, x, y, **options)
+    ((key, (clean, robust, seconds, counts)),) = units.units.items()
+    units.units[key] = (clean, robust, seconds, None)  # as a unit stored without counts
+    again = evaluation.robust_accuracy_curve(model, x, y, **options)
+    assert units.units[key][3] == list(again.broken_by) and again.members_broken is not None
+
+
+def test_an_ensemble_transfer_is_counted_as_one_attack_on_the_target():
+    model, x, y = cnn_and_data(n=12)
+    source, _, _ = cnn_and_data(seed=1, n=1)
+    curve = evaluation.robust_accuracy_curve(model, x, y, attack="autoattack", epsilons=[0.3],
+                                             params={"preset": "fast"}, source_model=source, progress=False)
+    assert curve.members_broken is None and curve.broken_by == ({"autoattack": 12 - int(curve.robust_mask.sum())},)

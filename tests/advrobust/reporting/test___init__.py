@@ -185,3 +185,34 @@ def test_per_class_table_names_the_classes_and_marks_the_weakest(report):
     assert '<td class="bad">Shirt</td>' in page
     assert "no per_class or outcomes, written before the run kept them" in page  # the older models: noted
     assert markdown.count("#### Per class") == 1  # models without per-class results show no table
+
+
+def _counted(curve, members=None):
+    """``curve`` with the ``broken_by`` counts its accuracies imply (or ``members`` per eps)."""
+    correct = round(curve["clean_accuracy"] * curve["n_examples"])
+    broken = [correct - round(accuracy * curve["n_examples"]) for accuracy in curve["robust_accuracy"]]
+    return {**curve, "broken_by": members or [{curve["attack"]: count} for count in broken]}
+
+
+def test_the_report_shows_how_many_images_each_attack_and_member_broke(report, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(report[0], run_dir)
+    results = json.loads((run_dir / "results.json").read_text())
+    hostile = results["models"][2]  # 200 images, 180 correct clean
+    members = [{"apgd-ce": ce, "apgd-t": t} for ce, t in [(0, 0), (55, 5), (110, 10), (150, 10), (170, 10)]]
+    ensemble = _counted({**hostile["curves"][1], "attack": "autoattack", "params": {"preset": "fast"}}, members)
+    hostile["curves"] = [_counted(curve) for curve in hostile["curves"]] + [ensemble]
+    (run_dir / "results.json").write_text(json.dumps(results))
+    paths = build_report(run_dir)
+    markdown = paths["markdown"].read_text(encoding="utf-8")
+    section = markdown.split("#### Images broken per attack")[1].split("####")[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    assert rows[0] == "| Attack | ε=0.05 | ε=0.1 | ε=0.2 | ε=0.3 |"
+    assert rows[2:] == ["| fgsm (L∞) | 50 | 110 | 150 | 170 |", "| pgd (L∞) | 60 | 120 | 160 | 180 |",
+                        "| autoattack (L∞) | 60 | 120 | 160 | 180 |",
+                        "| autoattack › apgd-ce | 55 | 110 | 150 | 170 |", "| autoattack › apgd-t | 5 | 10 | 10 | 10 |",
+                        "| worst case (any attack) | 60 | 120 | 160 | 180 |"]
+    assert markdown.count("#### Images broken per attack") == 1  # the other models' curves have no counts
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "<h4>Images broken per attack</h4>" in page and "autoattack › apgd-t" in page
+    assert "curves without broken_by counts, written before the run kept them" in page

@@ -74,11 +74,23 @@ def test_configs_without_a_weights_file_keep_their_hash():
     assert "weights_sha256" not in _config().to_dict()["models"][0]
 
 
-def test_an_attack_whose_package_is_missing_is_refused(monkeypatch):
-    monkeypatch.setattr(config.importlib.util, "find_spec", lambda name: None)
-    text = BASE.format(run_extra="", attack_extra="", train_extra="").replace('"pgd"', '"apgd_ce_art"')
-    with pytest.raises(config.ConfigError, match=r"attacks\[0\]: attack 'apgd_ce_art' needs the package\(s\) art"):
+@pytest.mark.parametrize("name", ["apgd_ce_art", "apgd_dlr_art"])
+def test_arts_apgd_is_refused_naming_the_choices_and_what_replaces_it(name):
+    text = BASE.format(run_extra="", attack_extra="params = { steps = 100 }", train_extra="").replace('"pgd"',
+                                                                                                      f'"{name}"')
+    with pytest.raises(config.ConfigError) as error:
         config.loads(text)
+    message = str(error.value)
+    assert message.startswith(f"attacks[0]: unknown attack {name!r}; choose one of: fgsm, bim, pgd")
+    assert "autoattack" in message and "ART's APGD no longer runs in a run" in message and "\n" not in message
+
+
+def test_the_ensemble_is_an_attack_of_run_configs():
+    text = BASE.format(run_extra="", attack_extra='params = { preset = "fast", seed = 0 }',
+                       train_extra="").replace('"pgd"', '"autoattack"')
+    assert config.loads(text).attacks[0].params == {"preset": "fast", "seed": 0}
+    with pytest.raises(config.ConfigError, match=r"attacks\[0\] \('autoattack'\)\.params: .*'huge'"):
+        config.loads(text.replace('"fast"', '"huge"'))
 
 
 SMALL_CONFIG = """
