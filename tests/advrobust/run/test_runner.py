@@ -309,3 +309,49 @@ def test_update_retrains_only_the_model_whose_training_settings_changed(tmp_path
     assert b_units and all(after[key] == before[key] for key in b_units)
     a_units = {key for key in before if key[0] == "a"}
     assert a_units and all(after[key] > before[key] for key in a_units)
+
+
+ENSEMBLE_CONFIG = """
+[run]
+name = "ensemble"
+dataset = "mnist"
+epsilons = [0.0, 0.1, 0.3]
+n_examples = 20
+batch_size = 10
+check_examples = 10
+examples = 0
+
+[[attacks]]
+name = "autoattack"
+params = {{ preset = "fast", seed = 0 }}
+
+[[models]]
+name = "trained"
+path = "{trained}"
+"""
+
+
+@pytest.mark.slow
+def test_a_run_with_the_ensemble_keeps_its_members_counts_through_resume(run_config, tmp_path, monkeypatch):
+    from attacks import ensemble
+
+    path = tmp_path / "ensemble.toml"
+    path.write_text(ENSEMBLE_CONFIG.format(trained=run_config.parent / "trained.keras"))
+    first = runner.run(config.load(path), tmp_path / "out", progress=False, report=False)
+    curve = first.models[0].curves[0]
+    labels = [label for label, _, _ in ensemble.PRESETS["fast"]]
+    assert curve.attack == "autoattack" and [list(counts) for counts in curve.broken_by] == [labels] * 3
+    correct = round(curve.clean_accuracy * 20)
+    assert [sum(counts.values()) for counts in curve.broken_by] == [
+        correct - round(accuracy * 20) for accuracy in curve.robust_accuracy]
+    with sqlite3.connect(tmp_path / "out" / "store.sqlite") as connection:
+        stored = connection.execute("SELECT broken_by FROM units WHERE attack LIKE '%autoattack%'").fetchall()
+    assert len(stored) == 2 and all(len(json.loads(row[0])) == 3 for row in stored)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a finished unit of the ensemble was computed again")
+
+    monkeypatch.setattr(ensemble, "worst_case", never)
+    resumed = runner.run(config.load(path), tmp_path / "out", resume=True, progress=False, report=False)
+    assert resumed.models[0].curves[0].broken_by == curve.broken_by
+    schema.validate(json.loads((tmp_path / "out" / "results.json").read_text()))
