@@ -59,6 +59,7 @@ MODULES = (
     "advrobust.evaluation",
     "advrobust.evaluation.checks",
     "advrobust.evaluation.curves",
+    "advrobust.evaluation.replicas",
     "advrobust.evaluation.stats",
     "advrobust.files",
     "advrobust.models",
