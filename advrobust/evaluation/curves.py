@@ -326,29 +326,35 @@ def _summed(chunk_counts: list[list[dict[str, int]] | None]) -> tuple[dict[str, 
 
 
 def worst_case(curves: Sequence[Curve]) -> Curve:
-    """Per example and eps, robust only if robust under every curve's attack.
+    """Per example and eps, robust only if robust under every curve's attack that ran on it.
 
-    The curves must share epsilons, norm and examples.
+    The curves must share epsilons and norm, and hold the same examples, except that a
+    curve may hold only the first n of them (an attack run on fewer examples, see
+    :func:`evaluate`): an example beyond its n counts under the other attacks only. The
+    worst case is then still an upper bound of robust accuracy on every example.
 
     Args:
-        curves: The curves of one model, each with its masks.
+        curves: The curves of one model, each with its masks; the first holds every example.
 
     Returns:
         A :class:`Curve` with attack ``"worst_case"`` (params list the attacks), its
-        intervals and masks; ``seconds`` sums the curves'.
+        intervals and masks over the first curve's examples; ``seconds`` sums the curves'.
 
     Raises:
-        ValueError: ``curves`` is empty, or the curves differ in epsilons, norm or
-            examples.
+        ValueError: ``curves`` is empty, the curves differ in epsilons or norm, or one
+            holds more examples than the first.
     """
     if not curves:
         raise ValueError("worst_case needs at least one curve")
     first = curves[0]
     for curve in curves[1:]:
-        if curve.norm != first.norm or curve.robust_mask.shape != first.robust_mask.shape \
+        if curve.norm != first.norm or curve.robust_mask.shape[1] > first.robust_mask.shape[1] \
                 or not np.array_equal(curve.epsilons, first.epsilons):
-            raise ValueError("worst_case needs curves over the same epsilons, norm and examples")
-    robust = np.logical_and.reduce([curve.robust_mask for curve in curves])
+            raise ValueError("worst_case needs curves over the same epsilons, norm and examples (or the first n "
+                             "of the first curve's)")
+    robust = first.robust_mask.copy()
+    for curve in curves[1:]:
+        robust[:, :curve.n_examples] &= curve.robust_mask
     return _curve("worst_case", first.norm, {"attacks": [curve.attack for curve in curves]}, first.epsilons,
                   first.clean_mask, robust, sum(curve.seconds for curve in curves))
 
@@ -373,12 +379,15 @@ class ModelEvaluation:
 def evaluate(models: Mapping[str, Any], x: np.ndarray, y: np.ndarray, *,
              attacks: Sequence[str | tuple[str, dict[str, Any]]], epsilons: Sequence[float], norm: Any = "inf",
              batch_size: int | None = None, caches: Mapping[str, UnitCache] | None = None,
-             progress: bool = True) -> dict[str, ModelEvaluation]:
+             progress: bool = True, n_examples: Mapping[str, int] | None = None) -> dict[str, ModelEvaluation]:
     """Robust accuracy of every model under every attack at every epsilon.
 
     ``models`` maps names to logits models; ``attacks`` are names or ``(name, params)``
-    pairs; all run on the same ``x, y``. ``caches`` (optional, per model name) make every
-    attacked chunk a resumable unit (see :func:`robust_accuracy_curve`).
+    pairs; all run on the same ``x, y``, except that ``n_examples`` may limit an attack
+    (by name) to the first n examples, e.g. a costly ensemble: its curve holds those, and
+    the worst case counts it on them only (see :func:`worst_case`). ``caches`` (optional,
+    per model name) make every attacked chunk a resumable unit (see
+    :func:`robust_accuracy_curve`).
 
     Args:
         models: Model names to logits models.
@@ -390,21 +399,31 @@ def evaluate(models: Mapping[str, Any], x: np.ndarray, y: np.ndarray, *,
         batch_size: The examples per chunk (default ``DEFAULT_CHUNK``).
         caches: Optional unit caches, by model name.
         progress: Show progress bars.
+        n_examples: Attack names to the number of first examples they run on (each >= 1;
+            an attack not named runs on all).
 
     Returns:
         ``{name: ModelEvaluation}`` in the order of ``models``.
 
     Raises:
-        ValueError: ``attacks`` is empty, or as :func:`robust_accuracy_curve` raises.
+        ValueError: ``attacks`` is empty, the first attack is limited to fewer examples
+            than ``x`` holds, a limit is < 1, or as :func:`robust_accuracy_curve` raises.
     """
     pairs = [(attack, {}) if isinstance(attack, str) else (attack[0], dict(attack[1])) for attack in attacks]
     if not pairs:
         raise ValueError("evaluate needs at least one attack")
+    limits = {name: len(x) if limit is None else limit for name, limit in (n_examples or {}).items()}
+    if any(limit < 1 for limit in limits.values()):
+        raise ValueError(f"n_examples must be >= 1 per attack, got {limits}")
+    if limits.get(pairs[0][0], len(x)) < len(x):
+        raise ValueError(f"the first attack, {pairs[0][0]!r}, must run on every example (its curve defines the worst "
+                         f"case's examples); limit a later one, or put an unlimited attack first")
     results = {}
     for name, model in models.items():
         cache = (caches or {}).get(name)
-        curves = tuple(robust_accuracy_curve(model, x, y, attack=attack, epsilons=epsilons, norm=norm,
-                                             params=params, batch_size=batch_size, progress=progress, cache=cache)
+        curves = tuple(robust_accuracy_curve(model, x[:limits.get(attack)], y[:limits.get(attack)], attack=attack,
+                                             epsilons=epsilons, norm=norm, params=params, batch_size=batch_size,
+                                             progress=progress, cache=cache)
                        for attack, params in pairs)
         results[name] = ModelEvaluation(clean_accuracy=curves[0].clean_accuracy, n_examples=len(x), curves=curves,
                                         worst_case=worst_case(curves))

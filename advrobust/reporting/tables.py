@@ -221,7 +221,8 @@ def curves_table(model: Model) -> Table:
 BROKEN_INTRO = (
     "How many test images each attack broke at each ε: classified correctly clean, not robust under it. "
     "An ensemble's members are credited with the images each broke first, since each attacks only what the "
-    "ones before it left robust; the worst case counts the images any attack broke.")
+    "ones before it left robust; the worst case counts the images any attack broke. An attack run on the first "
+    "images only says so.")
 
 
 def broken_table(model: Model) -> Table | None:
@@ -243,7 +244,9 @@ def broken_table(model: Model) -> Table | None:
     table = Table(["Attack"] + [f"ε={eps_text(eps)}" for eps in epsilons])
     for curve in counted:
         at = [curve.broken_at(eps) for eps in epsilons]
-        table.rows.append([Cell(curve.label)] + [_count(counts, None) for counts in at])
+        limited = curve.n_examples is not None and curve.n_examples != model.n_examples
+        title = f"{curve.label}, first {curve.n_examples} images" if limited else curve.label
+        table.rows.append([Cell(title)] + [_count(counts, None) for counts in at])
         labels = list(dict.fromkeys(label for counts in at if counts for label in counts))
         if labels != [curve.attack]:
             table.rows.extend([Cell(f"{curve.attack} › {label}", "muted")] + [_count(counts, label) for counts in at]

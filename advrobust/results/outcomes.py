@@ -39,14 +39,16 @@ def from_evaluation(name: str, dataset: str, result: Any, labels: Any = None) ->
 
     Returns:
         The :class:`~advrobust.results.outcome_files.Outcomes`; each attack is labelled
-        by its name and its parameters as sorted JSON.
+        by its name and its parameters as sorted JSON. An attack run on only the first
+        examples (a run config's per-attack ``n_examples``) is in ``worst`` but has no
+        per-attack row, which holds every example.
     """
     worst = result.worst_case
-    attack_labels = [f"{curve.attack} {json.dumps(curve.params, sort_keys=True)}" for curve in result.curves]
+    complete = [curve for curve in result.curves if curve.n_examples == worst.n_examples]
     return Outcomes(name=name, dataset=dataset, norm=worst.norm, epsilons=np.asarray(worst.epsilons, np.float64),
                     clean=np.asarray(worst.clean_mask, bool), worst=np.asarray(worst.robust_mask, bool),
-                    per_attack={label: np.asarray(curve.robust_mask, bool)
-                                for label, curve in zip(attack_labels, result.curves)},
+                    per_attack={f"{curve.attack} {json.dumps(curve.params, sort_keys=True)}":
+                                np.asarray(curve.robust_mask, bool) for curve in complete},
                     labels=None if labels is None else np.asarray(labels))
 
 

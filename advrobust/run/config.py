@@ -53,7 +53,7 @@ DEFAULT_CONFIG_NAME = "quick.toml"
 _RUN_KEYS = {"name", "dataset", "norm", "epsilons", "n_examples", "batch_size", "seed", "examples",
              "large_eps", "noise_draws", "check_examples"}
 _MODEL_KEYS = {"name", "dataset", "baseline", "n_examples", "attacks", "path", "train"}
-_ATTACK_KEYS = {"name", "params"}
+_ATTACK_KEYS = {"name", "params", "n_examples"}
 _RESERVED_ATTACK_PARAMS = ("eps", "norm")
 # Names older configs used; the message says what replaces them.
 _REMOVED_ATTACKS = dict.fromkeys(
@@ -73,10 +73,13 @@ class AttackEntry:
     Attributes:
         name: A name in ``attacks.ATTACKS``.
         params: Its keyword arguments besides ``eps`` and ``norm``.
+        n_examples: Attack only each model's first n test images (a costly attack); None:
+            all of them.
     """
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    n_examples: int | None = None
 
     def spec(self, norm: str) -> AttackSpec:
         """The :class:`attacks.AttackSpec` of this attack at ``norm``.
@@ -181,7 +184,8 @@ class RunConfig:
         """Plain JSON-ready dict of the resolved config.
 
         Returns:
-            The fields as JSON types; a model's ``weights_sha256`` only when set.
+            The fields as JSON types; a model's ``weights_sha256`` and an attack's
+            ``n_examples`` only when set.
         """
         document = json.loads(json.dumps(dataclasses.asdict(self)))
         for model in document["models"]:
@@ -189,6 +193,9 @@ class RunConfig:
                 # Absent, as before the field existed, so configs without a weights file
                 # keep their hash and their runs can still be resumed.
                 del model["weights_sha256"]
+        for attack in document["attacks"]:
+            if attack["n_examples"] is None:  # likewise: absent unless an attack is limited
+                del attack["n_examples"]
         return document
 
     def hash(self) -> str:
@@ -286,7 +293,19 @@ def _attack(table: Any, index: int) -> AttackEntry:
     except (ValueError, TypeError) as error:
         hint = _REMOVED_ATTACKS.get(table["name"])
         raise ConfigError(f"{where}: {error}" + (f" ({hint})" if hint else "")) from None
-    return AttackEntry(name=table["name"], params=params)
+    n = table.get("n_examples")
+    return AttackEntry(name=table["name"], params=params,
+                       n_examples=None if n is None else _int(n, f"{where}: n_examples", 1))
+
+
+def _check_first_attack_unlimited(entry: ModelEntry, attacks: tuple[AttackEntry, ...], run_n: int) -> None:
+    """A model's first attack runs on all its test images: the worst case is over those."""
+    first = next((attack for attack in attacks if entry.attacks is None or attack.name in entry.attacks), None)
+    n = entry.n_examples if entry.n_examples is not None else run_n
+    if first is not None and first.n_examples is not None and first.n_examples < n:
+        raise ConfigError(f"model {entry.name!r}: its first attack, {first.name!r}, has n_examples = "
+                          f"{first.n_examples} < its {n} test images; the first attack runs on all of them (the worst "
+                          f"case is over those): list an attack without n_examples first")
 
 
 def _check_attack_values(attack: AttackEntry, index: int, norm: str, epsilons: tuple[float, ...]) -> None:
@@ -457,6 +476,9 @@ def from_dict(document: dict[str, Any], *, base_dir: str | Path | None = None) -
     names = [entry.name for entry in models]
     if len(set(names)) != len(names):
         raise ConfigError(f"model names must be unique, got {names}")
+    run_n = _int(run.get("n_examples", 1000), "[run] n_examples", 1)
+    for entry in models:
+        _check_first_attack_unlimited(entry, attacks, run_n)
     for entry in models:
         if entry.baseline is not None:
             if entry.baseline not in names or entry.baseline == entry.name:

@@ -268,13 +268,15 @@ def _csv(records: list[ModelRecord]) -> str:
     for record in records:
         worst = record.worst_case
         rows = [(curve.attack, curve.norm, curve.epsilons, curve.robust_accuracy, curve.ci95_low, curve.ci95_high,
-                 curve.seconds) for curve in record.curves]
+                 curve.seconds, curve.n_examples, curve.clean_accuracy) for curve in record.curves]
         rows.append(("worst_case", record.curves[0].norm, worst.epsilons, worst.robust_accuracy, worst.ci95_low,
-                     worst.ci95_high, sum(curve.seconds for curve in record.curves)))
-        for attack, norm, epsilons, accuracy, low, high, seconds in rows:
+                     worst.ci95_high, sum(curve.seconds for curve in record.curves), record.n_examples,
+                     record.clean_accuracy))
+        # An attack limited to the first images (per-attack n_examples) has its own n and clean accuracy.
+        for attack, norm, epsilons, accuracy, low, high, seconds, n, clean in rows:
             for index, eps in enumerate(epsilons):
                 writer.writerow([record.name, record.dataset, record.defense, record.architecture,
-                                 record.n_examples, f"{record.clean_accuracy:.6f}", attack, norm, f"{eps:g}",
+                                 n, f"{clean:.6f}", attack, norm, f"{eps:g}",
                                  f"{accuracy[index]:.6f}", f"{low[index]:.6f}", f"{high[index]:.6f}",
                                  f"{seconds:.2f}"])
     return buffer.getvalue()
@@ -355,7 +357,8 @@ def _evaluate(item: _Model, config: RunConfig, store: ResultStore, data_dir: Any
     with interrupts.deferred():
         result = evaluation.evaluate({entry.name: item.model}, x, y, attacks=[(a.name, a.params) for a in attacks],
                                      epsilons=config.epsilons, norm=config.norm, batch_size=config.batch_size,
-                                     caches={entry.name: units}, progress=progress)[entry.name]
+                                     caches={entry.name: units}, progress=progress,
+                                     n_examples={a.name: a.n_examples for a in attacks if a.n_examples})[entry.name]
     worst = result.worst_case
     _log(f"model {entry.name!r}: clean {worst.clean_accuracy:.4f}; worst case "
          + ", ".join(f"{acc:.4f} at eps {eps:g}" for eps, acc in zip(worst.epsilons, worst.robust_accuracy)))

@@ -117,3 +117,19 @@ def test_an_ensemble_transfer_is_counted_as_one_attack_on_the_target():
     curve = evaluation.robust_accuracy_curve(model, x, y, attack="autoattack", epsilons=[0.3],
                                              params={"preset": "fast"}, source_model=source, progress=False)
     assert curve.members_broken is None and curve.broken_by == ({"autoattack": 12 - int(curve.robust_mask.sum())},)
+
+
+def test_an_attack_limited_to_the_first_examples_counts_in_the_worst_case_on_those_only():
+    from advrobust.results import outcomes
+
+    model, x, y = cnn_and_data(n=20)
+    result = evaluation.evaluate({"m": model}, x, y, attacks=["fgsm", ("noise", {"draws": 2, "seed": 0})],
+                                 epsilons=[0.0, 0.3], n_examples={"noise": 8}, progress=False)["m"]
+    fgsm, noise = result.curves
+    assert (fgsm.n_examples, noise.n_examples, result.worst_case.n_examples) == (20, 8, 20)
+    expected = fgsm.robust_mask.copy()
+    expected[:, :8] &= noise.robust_mask
+    np.testing.assert_array_equal(result.worst_case.robust_mask, expected)
+    assert list(outcomes.from_evaluation("m", "mnist", result).per_attack) == ["fgsm {}"]  # noise: not every image
+    with np.testing.assert_raises_regex(ValueError, "the first attack, 'fgsm', must run on every example"):
+        evaluation.evaluate({"m": model}, x, y, attacks=["fgsm"], epsilons=[0.1], n_examples={"fgsm": 8})

@@ -162,3 +162,16 @@ def test_duplicate_model_names_and_a_model_with_path_and_train_are_refused(tmp_p
 def test_every_experiment_config_is_valid(path):
     loaded = config.load(path)
     assert loaded.models and loaded.attacks and loaded.epsilons[0] == 0.0
+
+
+def test_an_attack_may_run_on_the_first_images_only_but_not_the_first_attack():
+    limited = SMALL_CONFIG.replace("params = { steps = 3 }", "params = { steps = 3 }\nn_examples = 5")
+    assert "n_examples" not in config.loads(SMALL_CONFIG).to_dict()["attacks"][0]  # old hashes stay
+    two = '[[attacks]]\nname = "fgsm"\n' + limited[limited.index("[[attacks]]"):]
+    loaded = config.loads(limited.split("[[attacks]]")[0] + two)
+    assert [attack.n_examples for attack in loaded.attacks] == [None, 5]
+    assert loaded.to_dict()["attacks"][1]["n_examples"] == 5
+    with pytest.raises(config.ConfigError, match=r"model 'a': its first attack, 'pgd', has n_examples = 5 < its"):
+        config.loads(limited)
+    with pytest.raises(config.ConfigError, match=r"attacks\[0\]: n_examples must be an integer >= 1, got 0"):
+        config.loads(limited.replace("n_examples = 5", "n_examples = 0"))
