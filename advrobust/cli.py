@@ -184,7 +184,8 @@ def _add_run(subparsers) -> None:
     parser = subparsers.add_parser(
         "run", help="the main job: train or load models, robust-accuracy curves, checks, report",
         description="Run a comparison config (TOML; see experiments/). Without CONFIG, the embedded quick "
-                    "default: baseline CNN, NSL-CNN and VGG-19 transfer on Fashion-MNIST under FGSM and PGD. "
+                    "default: baseline CNN, NSL-CNN and VGG-19 transfer on Fashion-MNIST under FGSM, PGD and the fast "
+                    "autoattack ensemble. "
                     "Writes OUT/results.json, results.csv, report.html, report.md and figures/. Finished "
                     "work is committed unit by unit to OUT/store.sqlite; --resume continues a run.")
     parser.add_argument("config", nargs="?", default=None, help="run config (.toml); default: the quick run")

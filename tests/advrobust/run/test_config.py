@@ -110,7 +110,8 @@ def test_default_config_is_the_quick_fashion_mnist_comparison():
     default = config.load()
     assert default.dataset == "fashion_mnist" and default.norm == "inf"
     assert default.epsilons == (0.0, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3)
-    assert [a.name for a in default.attacks] == ["fgsm", "pgd"]
+    assert [a.name for a in default.attacks] == ["fgsm", "pgd", "autoattack"]
+    assert default.attacks[2].params["preset"] == "fast" and default.attacks[2].n_examples == 50
     names = [m.name for m in default.models]
     assert {"cnn", "nsl-cnn", "vgg19"} <= set(names)
     assert default.model("nsl-cnn").baseline == "cnn"
