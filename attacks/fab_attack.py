@@ -149,7 +149,9 @@ def fab(model: Any, x: Any, y: Any, *, norm: Any = "inf", eps: Eps = None, targe
     target_classes = validation.check_positive_int(target_classes, "target_classes")
     batch_size = validation.check_positive_int(batch_size or DEFAULT_BATCH_SIZE, "batch_size")
     validation.check_seed(seed)
-    alpha_max, eta, beta = _check_step_parameters(alpha_max, eta, beta)
+    alpha_max = _check_in_range(alpha_max, "alpha_max", 0.0, 1.0, "[0, 1]")
+    eta = _check_in_range(eta, "eta", 1.0, np.inf, "[1, inf)")
+    beta = _check_in_range(beta, "beta", 0.0, 1.0, "(0, 1]", open_low=True)
 
     x_np, y_np = given.x, given.y
     epsilons = np.array([np.inf]) if eps is None else given.epsilons
@@ -182,19 +184,14 @@ def fab(model: Any, x: Any, y: Any, *, norm: Any = "inf", eps: Eps = None, targe
     return given.output(rows.result(given.norm).reshape(len(epsilons), *x_np.shape))
 
 
-def _check_step_parameters(alpha_max: Any, eta: Any, beta: Any) -> tuple[float, float, float]:
-    values = []
-    for name, value, low, high in (("alpha_max", alpha_max, 0.0, 1.0), ("eta", eta, 1.0, np.inf),
-                                   ("beta", beta, 0.0, 1.0)):
-        try:
-            number = float(value)
-        except (TypeError, ValueError) as error:
-            raise TypeError(f"{name} must be a number, got {value!r}") from error
-        if not (low <= number <= high and np.isfinite(number)) or (name == "beta" and number == 0.0):
-            interval = {"alpha_max": "[0, 1]", "eta": "[1, inf)", "beta": "(0, 1]"}[name]
-            raise ValueError(f"{name} must be finite and in {interval}, got {value!r}")
-        values.append(number)
-    return values[0], values[1], values[2]
+def _check_in_range(value: Any, name: str, low: float, high: float, interval: str, *, open_low: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be a number, got {value!r}") from error
+    if not np.isfinite(number) or not low <= number <= high or (open_low and number == low):
+        raise ValueError(f"{name} must be finite and in {interval}, got {value!r}")
+    return number
 
 
 def norm_of(delta: np.ndarray, norm: str) -> np.ndarray:
@@ -259,21 +256,23 @@ class _Rows:
     def _run(self, step: Callable, chunk: np.ndarray, x_start: np.ndarray, classes: np.ndarray, steps: int) -> None:
         """``steps`` FAB steps on the rows ``chunk``; rows fooled within their radius leave at once."""
         index = chunk
-        state = [tf.constant(a) for a in (self.x[chunk], x_start, self.y[chunk], classes, self.best[chunk],
-                                          self.best_norm[chunk])]
-        finite_eps = bool(np.isfinite(self.eps[chunk]).any())
+        x, x_t, y, targets, best, best_norm = (tf.constant(a) for a in (
+            self.x[chunk], x_start, self.y[chunk], classes, self.best[chunk], self.best_norm[chunk]))
+        bounded = bool(np.isfinite(self.eps[chunk]).any())  # minimal-norm rows never leave
         for _ in range(steps):
-            state[1], state[4], state[5] = step(*state)
-            if finite_eps:
-                done = state[5].numpy() <= self.eps[index]
-                if done.any():
-                    self._record(index[done], state[4].numpy()[done], state[5].numpy()[done])
-                    self.open[index[done]] = False
-                    index = index[~done]
-                    state = [tf.boolean_mask(value, tf.constant(~done)) for value in state]
-                    if not index.size:
-                        return
-        self._record(index, state[4].numpy(), state[5].numpy())
+            x_t, best, best_norm = step(x, x_t, y, targets, best, best_norm)
+            if not bounded:
+                continue
+            done = best_norm.numpy() <= self.eps[index]
+            if done.any():
+                self._record(index[done], best.numpy()[done], best_norm.numpy()[done])
+                self.open[index[done]] = False
+                index, keep = index[~done], tf.constant(~done)
+                if not index.size:
+                    return
+                x, x_t, y, targets, best, best_norm = (tf.boolean_mask(t, keep)
+                                                       for t in (x, x_t, y, targets, best, best_norm))
+        self._record(index, best.numpy(), best_norm.numpy())
 
     def _record(self, rows: np.ndarray, best: np.ndarray, best_norm: np.ndarray) -> None:
         self.best[rows], self.best_norm[rows] = best, best_norm
@@ -389,6 +388,9 @@ def _build(logits_fn: Callable, static: _Static) -> Callable[[str], Callable]:
         return (tf.gather(differences, closest, axis=1, batch_dims=1),
                 tf.gather(gradients, closest, axis=1, batch_dims=1))
 
+    def per_example(flags):
+        return tf.reshape(flags, [-1] + [1] * len(static.example_shape))
+
     def clip_box(points):
         return points if static.clip is None else tf.clip_by_value(points, *static.clip)
 
@@ -407,9 +409,8 @@ def _build(logits_fn: Callable, static: _Static) -> Callable[[str], Callable]:
         fooled = tf.not_equal(tf.argmax(logits_of(x_next), axis=-1, output_type=tf.int64), y)
         distance = size(x_next - x)
         closer = fooled & (distance < best_norm)
-        rows = tf.reshape(closer, [-1] + [1] * len(static.example_shape))
-        backed = tf.where(tf.reshape(fooled, tf.shape(rows)), x + static.beta * (x_next - x), x_next)
-        return backed, tf.where(rows, x_next, best), tf.where(closer, distance, best_norm)
+        x_back = tf.where(per_example(fooled), x + static.beta * (x_next - x), x_next)
+        return x_back, tf.where(per_example(closer), x_next, best), tf.where(closer, distance, best_norm)
 
     def part(name: str) -> Callable:
         if name == "logits":

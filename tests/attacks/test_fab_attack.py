@@ -149,7 +149,8 @@ def test_dtype_array_type_and_already_misclassified_points(affine):
 def test_nothing_found_returns_x():
     model = dense_model(np.array([[1.0, 0.0]] * 4, np.float32), np.array([0.0, 0.6], np.float32))
     x, y = np.array([[0.5, 0.5, 0.5, 0.5]], np.float32), np.array([0])
-    np.testing.assert_array_equal(fab(model, x, y, steps=5, target_classes=1, clip=(0.45, 1.0)), x)  # the box keeps the sum >= 1.8
+    # inside the box [0.45, 1] the sum stays >= 1.8 > 0.6: nothing to find
+    np.testing.assert_array_equal(fab(model, x, y, steps=5, target_classes=1, clip=(0.45, 1.0)), x)
 
 
 def test_same_seed_same_result():
