@@ -124,7 +124,9 @@ def test_eps_mode_stays_in_the_ball_and_range_and_k_epsilons_equal_k_calls(affin
     minimal = norm_of(fab(model, x, y, **options) - x, norm)
     for index, eps in enumerate(epsilons):
         single = fab(model, x, y, eps=eps, **options)
-        np.testing.assert_array_equal(single, stacked[index])
+        # equal on CPU; the tolerance leaves room for kernels whose rounding depends on the batch size
+        np.testing.assert_allclose(single, stacked[index], atol=1e-5)
+        np.testing.assert_array_equal(predictions(model, single), predictions(model, stacked[index]))
         assert np.all(norm_of(single - x, norm) <= eps) and single.min() >= 0.0 and single.max() <= 1.0
         fooled = predictions(model, single) != y
         np.testing.assert_array_equal(fooled, np.any(single != x, axis=1))  # x where nothing was found
