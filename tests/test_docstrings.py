@@ -32,6 +32,7 @@ MODULES = (
     "attacks.carlini_wagner",
     "attacks.compiled",
     "attacks.external",
+    "attacks.fab_attack",
     "attacks.gradient",
     "attacks.loop",
     "attacks.losses",
