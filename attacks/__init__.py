@@ -7,8 +7,9 @@
     x_adv = square(model, x, y, eps=0.3)               # black box: model outputs only
     x_adv = deepfool(model, x, y, norm="l2")           # minimal perturbation: no eps
     x_adv = carlini_wagner_l2(model, x, y)             # minimal L2 perturbation (C&W 2017)
+    min_eps = minimal_epsilon(model, x, y, norm="l2")  # (N,) smallest adversarial radius each
 
-Modules are named after the method (``auto_pgd``, ``square_attack``, ``deep_fool``) so that the functions
+Modules are named after the method (``auto_pgd``, ``square_attack``, ``deep_fool``, ``minimal``) so that the functions
 exported here never hide the module of the same name.
 
 Importing this package selects Keras 2 for TensorFlow first (``attacks/backend.py``).
@@ -21,8 +22,9 @@ from attacks.deep_fool import deepfool
 from attacks.external import apgd_art
 from attacks.gradient import bim, fgsm, mim, pgd
 from attacks.losses import cross_entropy, margin
+from attacks.minimal import minimal_epsilon
 from attacks.noise import random_noise
 from attacks.spec import ATTACKS, AttackSpec, get_attack
 from attacks.square_attack import square
 
-__all__ = ["fgsm", "bim", "pgd", "mim", "apgd", "deepfool", "carlini_wagner_l2", "square", "random_noise", "apgd_art", "cross_entropy", "margin", "ATTACKS", "AttackSpec", "get_attack"]
+__all__ = ["fgsm", "bim", "pgd", "mim", "apgd", "deepfool", "carlini_wagner_l2", "minimal_epsilon", "square", "random_noise", "apgd_art", "cross_entropy", "margin", "ATTACKS", "AttackSpec", "get_attack"]
