@@ -35,6 +35,7 @@ MODULES = (
     "attacks.gradient",
     "attacks.loop",
     "attacks.losses",
+    "attacks.minimal",
     "attacks.noise",
     "attacks.norms",
     "attacks.precision",
