@@ -148,8 +148,10 @@ class MinimalEps:
     seconds: float | None = None
 
     def robust_accuracy(self, eps: float) -> float:
-        """The robust accuracy the values imply at ``eps``: the share of examples not fooled
-        at or below it (an upper bound, like a fixed-eps attack's).
+        """The robust accuracy the values imply at ``eps``.
+
+        That is the share of examples not fooled at or below ``eps``: an upper bound, like
+        a fixed-eps attack's.
 
         Args:
             eps: The radius, >= 0.

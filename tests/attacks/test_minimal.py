@@ -69,9 +69,9 @@ def test_inf_when_the_model_predicts_one_class_everywhere():
 
 def test_the_same_seed_gives_the_same_radii_and_points(affine):
     model, _, _, x, y = affine
-    first = minimal_epsilon(model, x, y, norm="l2", steps=5, search_steps=3, seed=7, return_points=True)
-    again = minimal_epsilon(model, x, y, norm="l2", steps=5, search_steps=3, seed=7, return_points=True,
-                            batch_size=7)
+    settings = dict(norm="l2", steps=5, search_steps=3, max_eps=20.0, clip=None, seed=7, return_points=True)
+    first = minimal_epsilon(model, x, y, **settings)
+    again = minimal_epsilon(model, x, y, **settings, batch_size=7)
     np.testing.assert_array_equal(first[0], again[0])
     np.testing.assert_array_equal(first[1], again[1])
 

@@ -143,7 +143,7 @@ def test_minimal_eps_is_searched_per_check_example_and_agrees_with_the_worst_cas
     out, results = finished_run
     minimal = json.loads((out / "results.json").read_text())["models"][0]["minimal_eps"]
     assert minimal["attack"] == "minimal_epsilon" and minimal["norm"] == "inf"
-    assert minimal["params"] == {"steps": 10, "search_steps": 10, "loss": "ce", "seed": 0, "n_examples": 100}
+    assert minimal["params"] == {"steps": 10, "search_steps": 8, "loss": "ce", "seed": 0, "n_examples": 100}
     assert len(minimal["values"]) == 100 and minimal["seconds"] > 0
     values = np.array([np.inf if value is None else value for value in minimal["values"]])
     saved = outcomes.load(out, "trained")
@@ -309,7 +309,7 @@ dataset = "mnist"
 epsilons = [0.0, 0.1]
 n_examples = 50
 batch_size = 50
-check_examples = 50
+check_examples = 20
 
 [[attacks]]
 name = "fgsm"
