@@ -49,6 +49,9 @@ class _Search:
         return np.isfinite(self.hi) & (self.hi > 0)
 
     def found(self, rows: np.ndarray, points: np.ndarray, distances: np.ndarray) -> None:
+        """Keep each new adversarial point that is closer than the one certifying ``hi``."""
+        closer = distances < self.hi[rows]
+        rows, points, distances = rows[closer], points[closer], distances[closer]
         self.hi[rows], self.points[rows] = distances, points
         self.lo[rows] = np.minimum(self.lo[rows], distances)
 

@@ -3,7 +3,7 @@ each one at every epsilon, run the sanity checks, and write results and the repo
 
 Layout of the output folder ``DIR``::
 
-    store.sqlite             finished units (models, attacked batches): resumable
+    store.sqlite             finished units (models, attacked batches, minimal eps): resumable
     config.json              the resolved config and its hash
     models/NN-NAME/          model.keras + model.card.json (+ training logs)
     examples/NN-NAME.npz     a few clean/adversarial examples per model for the report
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import io
 import json
 import math
@@ -44,7 +45,7 @@ from advrobust.run import folder
 from advrobust.run.interrupt import CheckedUnits, Interrupts
 from advrobust.run.config import AttackEntry, ModelEntry, RunConfig
 from advrobust.run.store import STORE_NAME, ResultStore, StoredUnits
-from attacks import AttackSpec, minimal
+from attacks import AttackSpec, get_attack, minimal
 from attacks.backend import tf
 
 CSV_COLUMNS = ("model", "dataset", "defense", "architecture", "n_examples", "clean_accuracy", "attack", "norm",
@@ -180,7 +181,8 @@ def _minimal_eps(item: _Model, x: np.ndarray, y: np.ndarray, config: RunConfig, 
     attack, so the curve it implies is comparable with the worst case."""
     n_check = min(config.check_examples, len(x))
     strong = _iterative(config.attacks_for(item.entry))
-    params = {"steps": int(strong.params.get("steps", minimal.DEFAULT_STEPS)),
+    default_steps = inspect.signature(get_attack(strong.name)).parameters["steps"].default
+    params = {"steps": int(strong.params.get("steps", default_steps)),
               "search_steps": MINIMAL_EPS_SEARCH_STEPS, "loss": "ce", "seed": config.seed}
     spec = digest({"model": item.spec, "norm": config.norm, "n_examples": n_check, "params": params})
     done = store.minimal_eps(item.entry.name, spec)
@@ -190,6 +192,8 @@ def _minimal_eps(item: _Model, x: np.ndarray, y: np.ndarray, config: RunConfig, 
                                          batch_size=config.batch_size, **params)
         done = (values, time.time() - started)
         store.put_minimal_eps(item.entry.name, *done, spec=spec)
+        _log(f"model {item.entry.name!r}: minimal eps of {n_check} check examples, median {np.median(values):.4g} "
+             f"({done[1]:.1f} s)")
         interrupts.check()
     values, seconds = done
     return MinimalEpsRecord(
