@@ -36,6 +36,7 @@ MODULES = (
     "attacks.gradient",
     "attacks.loop",
     "attacks.losses",
+    "attacks.minimal",
     "attacks.noise",
     "attacks.norms",
     "attacks.precision",
