@@ -358,7 +358,11 @@ check_examples = 10
 examples = 0
 
 [[attacks]]
+name = "fgsm"
+
+[[attacks]]
 name = "autoattack"
+n_examples = 10
 params = {{ preset = "fast", seed = 0 }}
 
 [[models]]
@@ -374,20 +378,23 @@ def test_a_run_with_the_ensemble_keeps_its_members_counts_through_resume(run_con
     path = tmp_path / "ensemble.toml"
     path.write_text(ENSEMBLE_CONFIG.format(trained=run_config.parent / "trained.keras"))
     first = runner.run(config.load(path), tmp_path / "out", progress=False, report=False)
-    curve = first.models[0].curves[0]
+    fgsm, curve = first.models[0].curves
     labels = [label for label, _, _ in ensemble.PRESETS["fast"]]
     assert curve.attack == "autoattack" and [list(counts) for counts in curve.broken_by] == [labels] * 3
-    correct = round(curve.clean_accuracy * 20)
+    assert (fgsm.n_examples, curve.n_examples, first.models[0].n_examples) == (20, 10, 20)  # n_examples = 10
+    correct = round(curve.clean_accuracy * 10)
     assert [sum(counts.values()) for counts in curve.broken_by] == [
-        correct - round(accuracy * 20) for accuracy in curve.robust_accuracy]
+        correct - round(accuracy * 10) for accuracy in curve.robust_accuracy]
     with sqlite3.connect(tmp_path / "out" / "store.sqlite") as connection:
         stored = connection.execute("SELECT broken_by FROM units WHERE attack LIKE '%autoattack%'").fetchall()
-    assert len(stored) == 2 and all(len(json.loads(row[0])) == 3 for row in stored)
+    assert len(stored) == 1 and len(json.loads(stored[0][0])) == 3
+    rows = [row.split(",") for row in (tmp_path / "out" / "results.csv").read_text().splitlines()[1:]]
+    assert {(row[6], row[4]) for row in rows} == {("fgsm", "20"), ("autoattack", "10"), ("worst_case", "20")}
 
     def never(*args, **kwargs):
         raise AssertionError("a finished unit of the ensemble was computed again")
 
     monkeypatch.setattr(ensemble, "worst_case", never)
     resumed = runner.run(config.load(path), tmp_path / "out", resume=True, progress=False, report=False)
-    assert resumed.models[0].curves[0].broken_by == curve.broken_by
+    assert resumed.models[0].curves[1].broken_by == curve.broken_by
     schema.validate(json.loads((tmp_path / "out" / "results.json").read_text()))
