@@ -187,8 +187,8 @@ class _Relu:
         upper_slope = tf.where(unstable, upper / width, active)
         upper_offset = tf.where(unstable, -lower * upper_slope, tf.zeros_like(upper))
         lower_slope = tf.where(unstable, tf.cast(upper > -lower, coef.dtype), active)
-        positive, negative = _split_signs(coef)
-        return positive * lower_slope + negative * upper_slope, _sum_per_spec(negative * upper_offset)
+        negative = tf.minimum(coef, 0)
+        return tf.where(coef > 0, coef * lower_slope, coef * upper_slope), _sum_per_spec(negative * upper_offset)
 
 
 class _MaxPool:
@@ -222,13 +222,16 @@ class _MaxPool:
     @staticmethod
     def _scatter(values: tf.Tensor, argmax: tf.Tensor, input_like: tf.Tensor) -> tf.Tensor:
         """Add (N, S, Ho, Wo, C) values onto their windows' argmax inputs: (N, S, H, W, C)."""
-        shape = tf.shape(values)
+        shape, in_shape = tf.shape(values), tf.shape(input_like)
         n, s = shape[0], shape[1]
-        size = tf.reduce_prod(tf.shape(input_like)[1:])
-        rows = tf.range(n * s, dtype=tf.int64)[:, None] * tf.cast(size, tf.int64)
-        index = tf.reshape(tf.repeat(tf.reshape(argmax, [n, 1, -1]), s, axis=1), [n * s, -1]) + rows
-        summed = tf.math.unsorted_segment_sum(tf.reshape(values, [-1]), tf.reshape(index, [-1]), n * s * size)
-        return tf.reshape(summed, tf.concat([[n, s], tf.shape(input_like)[1:]], axis=0))
+        size = tf.cast(tf.reduce_prod(in_shape[1:]), tf.int64)
+        # The argmax is the same for every spec: scatter rows of S values at once.
+        rows = tf.transpose(tf.reshape(values, [n, s, -1]), [0, 2, 1])
+        index = tf.reshape(argmax, [n, -1]) + tf.range(tf.cast(n, tf.int64))[:, None] * size
+        summed = tf.math.unsorted_segment_sum(tf.reshape(rows, [-1, s]), tf.reshape(index, [-1]),
+                                              tf.cast(n, tf.int64) * size)
+        return tf.reshape(tf.transpose(tf.reshape(summed, [n, -1, s]), [0, 2, 1]),
+                          tf.concat([[n, s], in_shape[1:]], axis=0))
 
 
 @dataclass(frozen=True)

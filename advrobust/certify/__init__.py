@@ -8,8 +8,8 @@
 Modules: :mod:`~advrobust.certify.verify` (IBP and CROWN-IBP on NumPy batches, in
 chunks, and verified-accuracy curves; the bounds themselves are in
 :mod:`defenses.bounds`, where certified training can use them) and
-:mod:`~advrobust.certify.smoothing` (randomized smoothing, Cohen et al. 2019). Names load
-their module on first use.
+:mod:`~advrobust.certify.randomized_smoothing` (randomized smoothing, Cohen et al. 2019;
+not named ``smoothing``, which is the function). Names load their module on first use.
 """
 
 from advrobust._lazy import lazy_exports
@@ -18,7 +18,7 @@ _EXPORTS = {
     **dict.fromkeys(("interval", "crown_ibp", "margin_bounds", "certified_accuracy_curve", "CertifiedCurve",
                      "DEFAULT_CHUNK"), "verify"),
     **dict.fromkeys(("smoothing", "Smoothed", "clopper_pearson_lower", "certified_radius", "ABSTAIN"),
-                    "smoothing"),
+                    "randomized_smoothing"),
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
