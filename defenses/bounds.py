@@ -40,6 +40,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from attacks.backend import keras, tf
 
 METHODS = ("ibp", "crown_ibp")
@@ -58,10 +60,22 @@ def _split_signs(coef: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 class _Affine:
-    """An affine layer ``linear(x) + bias``; subclasses give the linear part and its transpose."""
+    """An affine layer ``linear(x) + bias``; subclasses give the linear part and its transpose.
 
-    name: str
-    bias: tf.Tensor | None
+    The layer's variables are kept and cast at every use, so the bounds follow training and
+    gradients reach the variables whatever ``dtype`` is.
+    """
+
+    def __init__(self, name: str, dtype: tf.DType, weight: Any = None, bias: Any = None):
+        self.name, self.dtype, self._weight, self._bias = name, dtype, weight, bias
+
+    @property
+    def weight(self) -> tf.Tensor:
+        return tf.cast(self._weight, self.dtype)
+
+    @property
+    def bias(self) -> tf.Tensor | None:
+        return None if self._bias is None else tf.cast(self._bias, self.dtype)
 
     def linear(self, x: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
@@ -93,73 +107,62 @@ class _Affine:
 
 
 class _Dense(_Affine):
-    def __init__(self, name: str, kernel: tf.Tensor, bias: tf.Tensor | None):
-        self.name, self.kernel, self.bias = name, kernel, bias
-
     def linear(self, x):
-        return tf.einsum("...i,io->...o", x, self.kernel)
+        return tf.einsum("...i,io->...o", x, self.weight)
 
     def abs_linear(self, x):
-        return tf.einsum("...i,io->...o", x, tf.abs(self.kernel))
+        return tf.einsum("...i,io->...o", x, tf.abs(self.weight))
 
     def transpose(self, coef, input_like):
-        return tf.einsum("...o,io->...i", coef, self.kernel)
+        return tf.einsum("...o,io->...i", coef, self.weight)
 
     def l2_radius(self, eps, output):
-        return eps * tf.norm(self.kernel, axis=0) * tf.ones_like(output)
+        return eps * tf.norm(self.weight, axis=0) * tf.ones_like(output)
 
 
 class _Conv(_Affine):
-    def __init__(self, name: str, kernel: tf.Tensor, bias: tf.Tensor | None, strides: tuple[int, int],
+    def __init__(self, name: str, dtype: tf.DType, kernel: Any, bias: Any, strides: tuple[int, int],
                  padding: str, dilations: tuple[int, int]):
-        self.name, self.kernel, self.bias = name, kernel, bias
+        super().__init__(name, dtype, kernel, bias)
         self.strides, self.padding, self.dilations = strides, padding.upper(), dilations
 
     def _conv(self, x, kernel):
         return tf.nn.conv2d(x, kernel, self.strides, self.padding, dilations=self.dilations)
 
     def linear(self, x):
-        return self._conv(x, self.kernel)
+        return self._conv(x, self.weight)
 
     def abs_linear(self, x):
-        return self._conv(x, tf.abs(self.kernel))
+        return self._conv(x, tf.abs(self.weight))
 
     def transpose(self, coef, input_like):
         shape = tf.shape(coef)
         flat = tf.reshape(coef, tf.concat([[-1], shape[2:]], axis=0))
         in_shape = tf.shape(input_like)[1:]
-        out = tf.nn.conv2d_transpose(flat, self.kernel, tf.concat([tf.shape(flat)[:1], in_shape], axis=0),
+        out = tf.nn.conv2d_transpose(flat, self.weight, tf.concat([tf.shape(flat)[:1], in_shape], axis=0),
                                      self.strides, self.padding, dilations=self.dilations)
         return tf.reshape(out, tf.concat([shape[:2], in_shape], axis=0))
 
     def l2_radius(self, eps, output):
         # The full kernel's norm: at a 'same' border fewer weights touch the input, so it is an upper bound.
-        return eps * tf.norm(tf.reshape(self.kernel, [-1, tf.shape(self.kernel)[-1]]), axis=0) * tf.ones_like(output)
+        return eps * tf.norm(tf.reshape(self.weight, [-1, tf.shape(self.weight)[-1]]), axis=0) * tf.ones_like(output)
 
 
 class _Scale(_Affine):
-    def __init__(self, name: str, scale: tf.Tensor, offset: tf.Tensor):
-        self.name, self.scale, self.bias = name, scale, offset
-
     def linear(self, x):
-        return x * self.scale
+        return x * self.weight
 
     def abs_linear(self, x):
-        return x * tf.abs(self.scale)
+        return x * tf.abs(self.weight)
 
     def transpose(self, coef, input_like):
-        return coef * self.scale
+        return coef * self.weight
 
     def l2_radius(self, eps, output):
-        return eps * tf.abs(self.scale) * tf.ones_like(output)
+        return eps * tf.abs(self.weight) * tf.ones_like(output)
 
 
 class _Flatten(_Affine):
-    bias = None
-
-    def __init__(self, name: str):
-        self.name = name
-
     def linear(self, x):
         return tf.reshape(x, [tf.shape(x)[0], -1])
 
@@ -335,10 +338,6 @@ def _activation_ops(layer: Any, activation: Any) -> list[Any]:
     raise _refuse(layer, f"has activation {name!r}, which has no bound here (only relu and linear)")
 
 
-def _weight(variable: Any, dtype: tf.DType) -> tf.Tensor | None:
-    return None if variable is None else tf.cast(variable, dtype)
-
-
 def _ops_of(layer: Any, dtype: tf.DType) -> list[Any]:
     """The operations one layer becomes, or a ValueError naming it."""
     layers = keras.layers
@@ -348,12 +347,12 @@ def _ops_of(layer: Any, dtype: tf.DType) -> list[Any]:
     if getattr(layer, "data_format", "channels_last") != "channels_last":
         raise _refuse(layer, f"has data_format {layer.data_format!r}; only channels_last is supported")
     if kind is layers.Dense:
-        return [_Dense(layer.name, _weight(layer.kernel, dtype), _weight(layer.bias, dtype)),
+        return [_Dense(layer.name, dtype, layer.kernel, layer.bias),
                 *_activation_ops(layer, layer.activation)]
     if kind is layers.Conv2D:
         if layer.groups != 1:
             raise _refuse(layer, f"has groups={layer.groups}; only groups=1 is supported")
-        return [_Conv(layer.name, _weight(layer.kernel, dtype), _weight(layer.bias, dtype), tuple(layer.strides),
+        return [_Conv(layer.name, dtype, layer.kernel, layer.bias, tuple(layer.strides),
                       layer.padding, tuple(layer.dilation_rate)), *_activation_ops(layer, layer.activation)]
     if kind is layers.Activation:
         return _activation_ops(layer, layer.activation)
@@ -364,9 +363,9 @@ def _ops_of(layer: Any, dtype: tf.DType) -> list[Any]:
     if kind is layers.MaxPooling2D:
         return [_MaxPool(layer.name, tuple(layer.pool_size), tuple(layer.strides), layer.padding)]
     if kind is layers.Flatten:
-        return [_Flatten(layer.name)]
+        return [_Flatten(layer.name, dtype)]
     if kind is layers.Rescaling:
-        return [_Scale(layer.name, tf.constant(layer.scale, dtype), tf.constant(layer.offset, dtype))]
+        return [_Scale(layer.name, dtype, np.asarray(layer.scale, np.float64), np.asarray(layer.offset, np.float64))]
     raise _refuse(layer, "has no certified bound here")
 
 

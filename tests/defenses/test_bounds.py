@@ -214,6 +214,18 @@ def test_bounds_are_differentiable_in_the_weights():
     assert all(np.any(g.numpy() != 0) for g in grads)
 
 
+def test_a_float64_network_follows_its_model_s_training():
+    model = dense_model()
+    net = bounds.network(model, dtype="float64")
+    x = np.random.default_rng(0).random((3, 6))
+    model.layers[1].kernel.assign(model.layers[1].kernel * 2.0)  # the first Dense, after Rescaling
+    np.testing.assert_allclose(net.forward(x).numpy(), model(x).numpy(), atol=1e-5)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(bounds.margin_lower_bounds(net, x, np.array([0, 1, 2]), 0.1, method="ibp"))
+    assert net.forward(x).dtype == tf.float64
+    assert all(g is not None for g in tape.gradient(loss, model.trainable_variables))
+
+
 def test_eps_zero_bounds_are_the_logits_and_certified_means_correct():
     model = conv_model()
     net = bounds.network(model)
