@@ -311,17 +311,22 @@ def _chain(model: Any) -> list[Any]:
 
 
 def _check_single_path(model: Any, layers: list[Any]) -> None:
-    not_chain = ValueError(f"model {model.name!r} is not a single chain of layers (one input, one output, each "
-                           "layer feeding the next); certified bounds support only such models")
+    def not_chain(where: str) -> ValueError:
+        return ValueError(f"model {model.name!r} is not a single chain of layers ({where}); certified bounds "
+                          "support only models with one input and one output where each layer feeds the next")
+
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise not_chain
-    try:
-        linked = all(layer.input is previous.output for previous, layer in zip(layers, layers[1:]))
-        linked = linked and layers[-1].output is model.outputs[0]
-    except AttributeError:  # a layer called more than once has no single input
-        raise not_chain from None
-    if not linked:
-        raise not_chain
+        raise not_chain(f"{len(model.inputs)} inputs, {len(model.outputs)} outputs")
+    for previous, layer in zip(layers, layers[1:]):
+        try:
+            linked = layer.input is previous.output
+        except AttributeError:  # a layer called more than once has no single input
+            linked = False
+        if not linked:
+            raise not_chain(f"layer {layer.name!r} ({type(layer).__name__}) does not take just the output of "
+                            f"{previous.name!r}")
+    if layers[-1].output is not model.outputs[0]:
+        raise not_chain(f"the last layer {layers[-1].name!r} is not the output")
 
 
 def _refuse(layer: Any, why: str) -> ValueError:

@@ -54,10 +54,11 @@ def conv_model(seed=0):
 
 def test_the_network_computes_what_the_model_computes():
     x = np.random.default_rng(0).random((5, 28, 28, 1), dtype=np.float32)
-    for model in (models.build("cnn", dropout=True, width=1, seed=0), conv_model()):
+    for model in (models.build("cnn", dropout=True, width=1, seed=0), models.build("cnn", width=2, seed=0),
+                  conv_model()):
         x_model = x if model.input_shape[1:] == (28, 28, 1) else x[:, :8, :8, :1].repeat(2, axis=3)
         np.testing.assert_allclose(bounds.network(model).forward(x_model).numpy(), model(x_model).numpy(),
-                                   atol=1e-5)
+                                   atol=1e-4)
     assert [type(op).__name__ for op in bounds.network(models.build("cnn", seed=0)).ops] == \
         ["_Conv", "_Relu", "_Conv", "_Relu", "_MaxPool", "_Flatten", "_Dense", "_Relu", "_Dense"]
 
@@ -268,9 +269,9 @@ def test_an_unsupported_layer_is_refused_by_name(name):
 
 def test_models_that_are_not_a_single_keras_2_chain_are_refused():
     inputs = keras.Input((3,))
-    a, b = keras.layers.Dense(2)(inputs), keras.layers.Dense(2)(inputs)
-    with pytest.raises(ValueError, match="single chain"):
-        bounds.network(keras.Model(inputs, keras.layers.Add()([a, b])))
+    residual = keras.layers.Add(name="add")([keras.layers.Dense(3)(inputs), inputs])
+    with pytest.raises(ValueError, match="single chain.*'add' \\(Add\\)"):
+        bounds.network(keras.Model(inputs, keras.layers.Dense(2)(residual)))
 
     class Subclassed(keras.Model):
         def call(self, x):
