@@ -39,12 +39,13 @@ def dense_model(seed=0):
 
 
 def conv_model(seed=0):
-    """Both kinds of max-pool: disjoint windows (decided windows are used) and overlapping ones."""
+    """Both kinds of max-pool: disjoint windows (decided windows are used; the 9th row and
+    column are dropped) and overlapping ones; a strided convolution."""
     keras.utils.set_random_seed(seed)
-    inputs = keras.Input((8, 8, 2))
+    inputs = keras.Input((9, 9, 2))
     h = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
     h = keras.layers.MaxPooling2D(2)(h)
-    h = keras.layers.Conv2D(6, 2, strides=1)(h)
+    h = keras.layers.Conv2D(6, 2, strides=2)(h)
     h = keras.layers.Activation("relu")(h)
     h = keras.layers.MaxPooling2D(2, strides=1, padding="same")(h)
     h = keras.layers.Flatten()(h)
@@ -52,11 +53,22 @@ def conv_model(seed=0):
     return keras.Model(inputs, keras.layers.Dense(3)(h))
 
 
+def odd_conv_model(seed=0):
+    """A stride that drops the last row and column, and a dilated 'same' convolution."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((7, 7, 1)), keras.layers.Conv2D(2, 2, strides=2, activation="relu"),
+                             keras.layers.Conv2D(2, 3, dilation_rate=2, padding="same"), keras.layers.Flatten(),
+                             keras.layers.Dense(2)])
+
+
+MODELS = {"dense": dense_model, "conv": conv_model, "odd_conv": odd_conv_model}
+
+
 def test_the_network_computes_what_the_model_computes():
     x = np.random.default_rng(0).random((5, 28, 28, 1), dtype=np.float32)
     for model in (models.build("cnn", dropout=True, width=1, seed=0), models.build("cnn", width=2, seed=0),
                   conv_model()):
-        x_model = x if model.input_shape[1:] == (28, 28, 1) else x[:, :8, :8, :1].repeat(2, axis=3)
+        x_model = x if model.input_shape[1:] == (28, 28, 1) else x[:, :9, :9, :1].repeat(2, axis=3)
         np.testing.assert_allclose(bounds.network(model).forward(x_model).numpy(), model(x_model).numpy(),
                                    atol=1e-4)
     assert [type(op).__name__ for op in bounds.network(models.build("cnn", seed=0)).ops] == \
@@ -150,13 +162,13 @@ def _points_in(lower, upper, count, rng):
     return (lower + t * (upper - lower)).astype(np.float32)
 
 
-@pytest.mark.parametrize("kind", ["dense", "conv"])
+@pytest.mark.parametrize("kind", MODELS)
 def test_each_backward_step_is_a_linear_lower_bound_of_its_layer(kind):
     """For every op and random coefficients A: A . op(z) >= A' . z + offset on the op's input
     box, with equality for affine ops; the ReLU and max-pool relaxations are tested alone,
     where no looseness elsewhere can hide a wrong sign."""
     rng = np.random.default_rng(4)
-    model = dense_model(seed=5) if kind == "dense" else conv_model(seed=5)
+    model = MODELS[kind](seed=5)
     net = bounds.network(model)
     x = rng.random((1, *model.input_shape[1:]), dtype=np.float32)
     boxes = bounds.interval_bounds(net, x, 0.05)
@@ -205,7 +217,7 @@ def test_crown_ibp_is_never_looser_than_ibp_and_tighter_somewhere(kind):
 def test_bounds_are_differentiable_in_the_weights():
     model = conv_model()
     net = bounds.network(model)
-    x = np.random.default_rng(0).random((4, 8, 8, 2), dtype=np.float32)
+    x = np.random.default_rng(0).random((4, 9, 9, 2), dtype=np.float32)
     y = np.array([0, 1, 2, 0])
     with tf.GradientTape() as tape:
         margins = bounds.margin_lower_bounds(net, x, y, 0.02, method="crown_ibp")
@@ -230,7 +242,7 @@ def test_a_float64_network_follows_its_model_s_training():
 def test_eps_zero_bounds_are_the_logits_and_certified_means_correct():
     model = conv_model()
     net = bounds.network(model)
-    x = np.random.default_rng(3).random((8, 8, 8, 2), dtype=np.float32)
+    x = np.random.default_rng(3).random((8, 9, 9, 2), dtype=np.float32)
     logits = model(x).numpy()
     for method in METHODS:
         lower, upper = bounds.logit_bounds(net, x, 0.0, method=method)
