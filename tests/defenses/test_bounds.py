@@ -82,11 +82,11 @@ def test_an_affine_model_is_bounded_exactly(method, compiled):
     x = np.array([[0.5, 0.5]], np.float32)
 
     def logits(*args, **kwargs):
-        return tf.function(lambda: bounds.logit_bounds(*args, **kwargs))() if compiled \
+        return tf.function(lambda: bounds.logit_bounds(*args, **kwargs), autograph=False)() if compiled \
             else bounds.logit_bounds(*args, **kwargs)
 
     def margins(*args, **kwargs):
-        return tf.function(lambda: bounds.margin_lower_bounds(*args, **kwargs))() if compiled \
+        return tf.function(lambda: bounds.margin_lower_bounds(*args, **kwargs), autograph=False)() if compiled \
             else bounds.margin_lower_bounds(*args, **kwargs)
 
     lower, upper = logits(net, x, 0.1, method=method)

