@@ -317,15 +317,16 @@ def _check_single_path(model: Any, layers: list[Any]) -> None:
 
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise not_chain(f"{len(model.inputs)} inputs, {len(model.outputs)} outputs")
-    for previous, layer in zip(layers, layers[1:]):
-        try:
-            linked = layer.input is previous.output
-        except AttributeError:  # a layer called more than once has no single input
-            linked = False
-        if not linked:
+    tensor = model.inputs[0]
+    for layer in layers[1:]:
+        # Follow the tensors, not layer.input: a nested model's input is its own Input.
+        outputs = [layer.get_output_at(index) for index in range(len(layer.inbound_nodes))
+                   if layer.get_input_at(index) is tensor]
+        if len(outputs) != 1:
             raise not_chain(f"layer {layer.name!r} ({type(layer).__name__}) does not take just the output of "
-                            f"{previous.name!r}")
-    if layers[-1].output is not model.outputs[0]:
+                            "the layer before it")
+        tensor = outputs[0]
+    if tensor is not model.outputs[0]:
         raise not_chain(f"the last layer {layers[-1].name!r} is not the output")
 
 

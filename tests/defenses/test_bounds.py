@@ -297,9 +297,13 @@ def test_models_that_are_not_a_single_keras_2_chain_are_refused():
 
 def test_a_nested_model_is_read_through():
     inner = dense_model()
-    outer = keras.Sequential([keras.Input((6,)), inner])
+    inputs = keras.Input((6,))
+    functional = keras.Model(inputs, keras.layers.Activation("linear")(inner(inputs)))  # Sequential in functional
+    outer_inputs = keras.Input((6,))
+    nested_twice = keras.Model(outer_inputs, functional(outer_inputs))  # functional in functional
     x = np.random.default_rng(0).random((3, 6), dtype=np.float32)
-    np.testing.assert_allclose(bounds.network(outer).forward(x).numpy(), inner(x).numpy(), atol=1e-6)
+    for model in (keras.Sequential([keras.Input((6,)), inner]), functional, nested_twice):
+        np.testing.assert_allclose(bounds.network(model).forward(x).numpy(), inner(x).numpy(), atol=1e-6)
 
 
 def test_unknown_method_and_norm_are_refused():
