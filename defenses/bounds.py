@@ -25,14 +25,16 @@ The input set is the eps-ball around ``x`` intersected with ``clip`` (as the att
 search it). For L-inf that is a box. For L2, IBP bounds the first affine layer by the
 dual norm (``|W_row|_2 * eps``, intersected with the box ``x +- eps``) and CROWN-IBP
 minimises over the ball (``A x - eps |A|_2``); ``clip`` is then dropped, which only
-loosens the bound.
+loosens the bound. Past the first affine layer the L2 set is a box again, so L2
+certificates are weaker than the norm alone would suggest.
 
 Everything is TensorFlow, batched and differentiable in the model's weights, so a
 certified-training loss can use :func:`margin_lower_bounds` directly. Layers: Dense and
 Conv2D (activation ``relu`` or ``linear``), ReLU and ``Activation('relu')``,
 MaxPooling2D, Flatten, Rescaling, Dropout (inference: identity) and InputLayer, in
 Sequential or single-path functional tf-keras models (nested ones too); anything else
-is refused by name rather than bounded wrongly.
+(BatchNormalization, Resizing, LeakyReLU, other activations, branches) is refused by
+name rather than bounded wrongly.
 """
 
 from __future__ import annotations
