@@ -13,6 +13,7 @@ import base64
 import html
 from collections.abc import Iterable
 
+from advrobust.evaluation.checks import doc_link
 from advrobust.reporting.plots import Figure, dataset_key, model_key
 from advrobust.reporting.view import Comparison, Model, Run, dataset_title
 from advrobust.reporting.tables import (COMPARISON_INTRO, PER_CLASS_INTRO, Table, lede, attacks_table,
@@ -130,10 +131,15 @@ def _failed_checks_box(run: Run) -> list[str]:
     if not failed:
         return []
     items = "".join(f'<li><a href="#model-{model.index}" class="name">{e(model.name)}</a>: '
-                    f"<strong>{e(check.name)}</strong> — {e(check.detail)}</li>" for model, check in failed)
+                    f"<strong>{_linked(check.name, doc_link(check.name))}</strong> — {e(check.detail)}</li>"
+                    for model, check in failed)
     return [f'<div class="box warning" role="alert"><strong class="title">⚠ {len(failed)} failed check'
             f"{'s' if len(failed) != 1 else ''}: some numbers below may not be trustworthy</strong>"
             f"<ul>{items}</ul></div>"]
+
+
+def _linked(text: str, link: str | None) -> str:
+    return e(text) if link is None else f'<a href="{e(link)}">{e(text)}</a>'
 
 
 def _contents(run: Run) -> str:
@@ -170,7 +176,7 @@ def table_html(table: Table, *, wrap_last: bool = False) -> str:
             classes = [name for name, wanted in (("num", table.is_numeric(column)), (cell.tone, cell.tone is not None),
                                                  ("wrap", wrap_last and column == len(row) - 1)) if wanted]
             attribute = f' class="{" ".join(classes)}"' if classes else ""
-            cells.append(f"<td{attribute}>{e(cell.text)}</td>")
+            cells.append(f"<td{attribute}>{_linked(cell.text, cell.link)}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)

@@ -11,6 +11,7 @@ import html
 import re
 from pathlib import Path
 
+from advrobust.evaluation.checks import Check, doc_link
 from advrobust.reporting.plots import Figure, dataset_key, model_key
 from advrobust.reporting.view import Model, Run, dataset_title
 from advrobust.reporting.tables import (COMPARISON_INTRO, PER_CLASS_INTRO, Table, lede, attacks_table,
@@ -58,7 +59,7 @@ def render_markdown(run: Run, figures: dict[str, Figure], *, report_dir: Path, v
         out.append(f"> **⚠ {len(failed)} failed check{'s' if len(failed) != 1 else ''}: some numbers below may "
                    "not be trustworthy**")
         out.append(">")
-        out += [f"> - {md(model.name)}: **{md(check.name)}**: {md(check.detail)}" for model, check in failed]
+        out += [f"> - {md(model.name)}: **{_check_name(check)}**: {md(check.detail)}" for model, check in failed]
         out.append("")
     if run.notes:
         out += ["**Notes on the results file**", ""] + [f"- {md(note)}" for note in run.notes] + [""]
@@ -99,6 +100,16 @@ def render_markdown(run: Run, figures: dict[str, Figure], *, report_dir: Path, v
     return "\n".join(out)
 
 
+def _url(link: str) -> str:
+    """A link target that cannot end the Markdown link early."""
+    return link.replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace("<", "%3C").replace(">", "%3E")
+
+
+def _check_name(check: Check) -> str:
+    link = doc_link(check.name)
+    return md(check.name) if link is None else f"[{md(check.name)}]({_url(link)})"
+
+
 def table_md(table: Table) -> str:
     """A GitHub-flavoured Markdown table; cells are escaped here.
 
@@ -114,7 +125,7 @@ def table_md(table: Table) -> str:
     for row in table.rows:
         cells = []
         for cell in row:
-            text = md(cell.text)
+            text = md(cell.text) if cell.link is None else f"[{md(cell.text)}]({_url(cell.link)})"
             cells.append(f"**{text}**" if cell.tone == "bad" else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 
+from advrobust.evaluation.checks import doc_link
 from advrobust.plot import norm_title
 from advrobust.reporting.view import Comparison, Model, Run, Series, dataset_title
 
@@ -27,10 +28,12 @@ class Cell:
         text: The unescaped text.
         tone: How the renderers colour the cell (``"good"``, ``"bad"``, ``"up"``,
             ``"down"``, ``"muted"``), or None for plain.
+        link: Where the text links to (unescaped), or None for no link.
     """
 
     text: str
     tone: Tone | None = None
+    link: str | None = None
 
 
 @dataclass(frozen=True)
@@ -276,12 +279,13 @@ def checks_table(model: Model) -> Table:
         model: The model.
 
     Returns:
-        The table, status cells toned ``"good"`` or ``"bad"``.
+        The table, status cells toned ``"good"`` or ``"bad"``; each check's name links
+        to the section of the checks page that explains it.
     """
     table = Table(["Status", "Check", "Detail"], numeric=())
     for check in model.checks:
         table.rows.append([Cell("passed", "good") if check.passed else Cell("FAILED", "bad"),
-                           Cell(check.name), Cell(check.detail)])
+                           Cell(check.name, link=doc_link(check.name)), Cell(check.detail)])
     return table
 
 
