@@ -58,6 +58,7 @@ MODULES = (
     "advrobust.data.pipeline",
     "advrobust.evaluation",
     "advrobust.evaluation.checks",
+    "advrobust.evaluation.probes",
     "advrobust.evaluation.curves",
     "advrobust.evaluation.stats",
     "advrobust.files",

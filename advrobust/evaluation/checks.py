@@ -42,7 +42,10 @@ LARGE_EPS_MAX_ACCURACY = 0.02
 MAX_ZERO_GRADIENT_FRACTION = 0.05
 RANDOMNESS_TOLERANCE = 1e-4  # relative to the largest output: float noise of a deterministic model is far below
 LATE_LOSS_SHARE = 0.05  # linear progress would put 10% of the gain in the last 10% of the steps
-DOUBLING_TOLERANCE = 0.02
+# Twice the budget of a converged attack on a deterministic model still fools an example
+# or two more by chance: 3 points, or 3 examples if that is more.
+DOUBLING_TOLERANCE = 0.03
+DOUBLING_MIN_EXAMPLES = 3
 SINGLE_STEP = ("fgsm",)
 # Attacks that never take a gradient of the model: not part of the white-box worst case.
 BLACK_BOX = ("square", "noise")
@@ -405,14 +408,15 @@ def budget_doubled(base, doubled, what: str) -> Check:
         what: What was doubled, e.g. ``"steps"`` or ``"restarts"``.
 
     Returns:
-        Fails if more than ``DOUBLING_TOLERANCE`` of the examples (or 2 examples, if that
-        is more) changed from robust to fooled, or from fooled to robust, at some eps.
+        Fails if more than ``DOUBLING_TOLERANCE`` of the examples (or
+        ``DOUBLING_MIN_EXAMPLES``, if that is more) changed from robust to fooled, or from
+        fooled to robust, at some eps.
     """
     n = doubled.robust_mask.shape[1]
     eps_index = [int(np.flatnonzero(np.isclose(base.epsilons, eps))[0]) for eps in doubled.epsilons]
     before = base.robust_mask[eps_index, :n]
     changed = (before != doubled.robust_mask).sum(axis=1)
-    slack = max(DOUBLING_TOLERANCE, 2.0 / max(n, 1))
+    slack = max(DOUBLING_TOLERANCE, DOUBLING_MIN_EXAMPLES / max(n, 1))
     name = f"double {what} ({base.attack})"
     where = "; ".join(f"eps {eps:g}: {before[i].mean():.3f} -> {doubled.robust_accuracy[i]:.3f} "
                       f"({int(changed[i])} of {n} changed)" for i, eps in enumerate(doubled.epsilons))
