@@ -23,8 +23,9 @@ attack from another model). The checks:
 * ``unbounded``: an attack without a radius (DeepFool) fools about every example.
 
 The measurements the last five need (repeated calls, PGD's trajectory, DeepFool) are
-in :mod:`advrobust.evaluation.probes`. :func:`doc_link` gives, from a verdict's name, the
-section of the checks page that explains it.
+in :mod:`advrobust.evaluation.probes`. :func:`kind_of` names the function behind a
+verdict; :func:`doc_anchor` its section on the checks page (``CHECKS_PAGE``) and in the
+report, which shows :func:`describe` there.
 
 Tolerance: ``TOLERANCE`` (one percentage point, or one example if that is more) absorbs
 the noise of stochastic attacks; anything beyond it fails and is shown prominently.
@@ -32,6 +33,7 @@ the noise of stochastic attacks; anything beyond it fails and is shown prominent
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -49,7 +51,7 @@ DOUBLING_MIN_EXAMPLES = 3
 SINGLE_STEP = ("fgsm",)
 # Attacks that never take a gradient of the model: not part of the white-box worst case.
 BLACK_BOX = ("square", "noise")
-# Every check is explained in a section of this page, anchored "check-" + its function's name.
+# Every check is explained in a section of this page, under doc_anchor(its function's name).
 CHECKS_PAGE = "docs/guide/report.md"
 # A verdict's name up to " (" -> the function that gives it (besides "A <= B", iterative_not_weaker).
 _KINDS = {"monotone": "monotone", "large eps": "large_eps", "noise not stronger": "noise_not_stronger",
@@ -99,19 +101,33 @@ def kind_of(name: str) -> str | None:
     return _KINDS.get(name.split(" (", 1)[0])
 
 
-def doc_link(name: str) -> str | None:
-    """Where the check that gives verdicts of this name is explained.
+def doc_anchor(kind: str) -> str:
+    """The anchor of a check's section, on the checks page and in the report.
 
     Args:
-        name: A verdict's ``name``.
+        kind: The name of a check function of this module, e.g. ``"large_eps"``.
 
     Returns:
-        :data:`CHECKS_PAGE` and the check's anchor (``#check-`` and its function's name
-        with dashes), e.g. ``"docs/guide/report.md#check-large-eps"``; None for an
-        unknown name.
+        ``"check-"`` and the name with dashes, e.g. ``"check-large-eps"``.
     """
-    kind = kind_of(name)
-    return None if kind is None else f"{CHECKS_PAGE}#check-{kind.replace('_', '-')}"
+    return "check-" + kind.replace("_", "-")
+
+
+def describe(kind: str) -> str:
+    """What a check asserts, in one paragraph: the summary of its function's docstring.
+
+    Args:
+        kind: The name of a check function of this module, e.g. ``"large_eps"``.
+
+    Returns:
+        The docstring's first paragraph on one line.
+
+    Raises:
+        ValueError: ``kind`` names no check of this module.
+    """
+    if kind not in set(_KINDS.values()) | {"iterative_not_weaker"}:
+        raise ValueError(f"{kind!r} is not a check; the checks are: {', '.join(sorted(set(_KINDS.values())))}")
+    return " ".join(inspect.getdoc(globals()[kind]).split("\n\n", 1)[0].replace("``", "").split())
 
 
 def _slack(n: int) -> float:
@@ -318,8 +334,9 @@ def deterministic(repeated: np.ndarray) -> Check:
 
 
 def square_not_stronger(square_curve, white_box_worst) -> Check:
-    """The Square attack (model outputs only) fools no (more than tolerance) example that
-    every white-box attack missed.
+    """The Square attack fools no (more than tolerance) example every white-box attack missed.
+
+    Square uses the model's outputs only, never a gradient.
 
     Args:
         square_curve: The curve of the Square attack, with per-example masks as in

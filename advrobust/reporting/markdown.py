@@ -11,13 +11,13 @@ import html
 import re
 from pathlib import Path
 
-from advrobust.evaluation.checks import Check, doc_link
+from advrobust.evaluation.checks import Check
 from advrobust.reporting.plots import Figure, dataset_key, model_key
 from advrobust.reporting.view import Model, Run, dataset_title
 from advrobust.reporting.tables import (COMPARISON_INTRO, PER_CLASS_INTRO, Table, lede, attacks_table,
-                                        check_curves_table, checks_table, comparison_table, config_text, curves_table,
-                                        environment_table, minimal_eps_summary, model_facts, per_class_table,
-                                        summary_table)
+                                        check_curves_table, check_link, checks_table, comparison_table, config_text,
+                                        curves_table, environment_table, explained_checks, minimal_eps_summary,
+                                        model_facts, per_class_table, summary_table)
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|#$~])")  # $: GitHub math; ~: strikethrough
 
@@ -91,6 +91,11 @@ def render_markdown(run: Run, figures: dict[str, Figure], *, report_dir: Path, v
     for model in run.models:
         out += _model(model, figures, report_dir)
 
+    explained = explained_checks(run)
+    if explained:
+        out += ["## What the checks mean", ""]
+        for _, title, text in explained:  # a heading "Check: large eps" gets the anchor #check-large-eps
+            out += [f"### {md(title)}", "", md(text), ""]
     out += ["## Environment and configuration", "", table_md(environment_table(run)), ""]
     config = config_text(run)
     fence = "`" * max(3, 1 + max((len(run_) for run_ in re.findall(r"`+", config)), default=0))
@@ -100,14 +105,9 @@ def render_markdown(run: Run, figures: dict[str, Figure], *, report_dir: Path, v
     return "\n".join(out)
 
 
-def _url(link: str) -> str:
-    """A link target that cannot end the Markdown link early."""
-    return link.replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace("<", "%3C").replace(">", "%3E")
-
-
 def _check_name(check: Check) -> str:
-    link = doc_link(check.name)
-    return md(check.name) if link is None else f"[{md(check.name)}]({_url(link)})"
+    link = check_link(check.name)
+    return md(check.name) if link is None else f"[{md(check.name)}]({link})"
 
 
 def table_md(table: Table) -> str:
@@ -125,7 +125,7 @@ def table_md(table: Table) -> str:
     for row in table.rows:
         cells = []
         for cell in row:
-            text = md(cell.text) if cell.link is None else f"[{md(cell.text)}]({_url(cell.link)})"
+            text = md(cell.text) if cell.link is None else f"[{md(cell.text)}]({cell.link})"
             cells.append(f"**{text}**" if cell.tone == "bad" else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

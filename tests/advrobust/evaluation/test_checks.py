@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from advrobust.evaluation import checks, curves
 
@@ -125,7 +126,7 @@ def test_unbounded_needs_nearly_every_example_fooled():
     assert not verdict.passed and "left 50 of 99" in verdict.detail
 
 
-def test_every_verdict_links_to_the_section_of_the_check_that_made_it():
+def test_every_verdict_names_the_check_that_made_it_and_its_section():
     n = 10
     curve = _curve("pgd", [1.0, 0.5], n=n, epsilons=[0.0, 0.1])
     made = {"monotone": [checks.monotone(curve)],
@@ -145,7 +146,10 @@ def test_every_verdict_links_to_the_section_of_the_check_that_made_it():
               str(getattr(function, "__annotations__", {}).get("return", ""))}
     assert set(made) == public - {"Check"}
     for kind, verdicts in made.items():
-        for verdict in verdicts:
-            assert checks.kind_of(verdict.name) == kind, verdict.name
-            assert checks.doc_link(verdict.name) == "docs/guide/report.md#check-" + kind.replace("_", "-")
-    assert checks.kind_of("something else") is None and checks.doc_link("something else") is None
+        assert all(checks.kind_of(verdict.name) == kind for verdict in verdicts), verdicts
+        assert checks.doc_anchor(kind) == "check-" + kind.replace("_", "-")
+        assert checks.describe(kind) and "\n" not in checks.describe(kind) and "``" not in checks.describe(kind)
+    assert checks.kind_of("something else") is None
+    assert checks.describe("large_eps").startswith("At the (single) large radius of curve")
+    with pytest.raises(ValueError, match="not a check"):
+        checks.describe("Check")
