@@ -279,8 +279,9 @@ def _masking_checks(model: Any, x: np.ndarray, y: np.ndarray, result: evaluation
                     config: RunConfig, strong: AttackEntry, base: evaluation.Curve | None,
                     progress: bool) -> list[checks.Check]:
     """The probes for gradient masking on the check examples ``x, y`` (see
-    :mod:`advrobust.evaluation.probes`); ``base`` is the run's curve of ``strong``, if it
-    ran it. The probes are not stored units: they are seeded, and recomputed by a resume."""
+    :mod:`advrobust.evaluation.probes`); ``base`` is the run's curve of ``strong``, None if
+    the run has no iterative attack (then there is no budget of its own to double). The
+    probes are not stored units: they are seeded, and recomputed by a resume."""
     n = len(x)
     found = [checks.deterministic(probes.repeated_logits(model, x, batch_size=config.batch_size))]
     eps = _probe_eps(result.worst_case, n)
@@ -296,22 +297,30 @@ def _masking_checks(model: Any, x: np.ndarray, y: np.ndarray, result: evaluation
     found.append(checks.fooled_points_kept(path.clean, path.fooled_on_path, path.fooled_at_end))
     found.append(checks.loss_converged(path.clean & ~path.fooled_on_path, path.loss_clean, path.loss_early,
                                        path.loss_final))
-    if base is None:
-        base = evaluation.robust_accuracy_curve(model, x, y, attack=strong.name, epsilons=[eps], norm=config.norm,
-                                                params=strong.params, batch_size=config.batch_size, progress=progress)
+    if base is not None:  # the run's own iterative attack: does its budget decide its numbers?
+        found += _doubling_checks(model, x, y, base, strong, eps, steps, config, progress)
+    white_box = [curve for curve in result.curves if curve.attack not in checks.BLACK_BOX]
+    if white_box:
+        found.append(_square_check(model, x, y, result, evaluation.worst_case(white_box), config, eps,
+                                   SQUARE_QUERIES_PER_STEP * steps, seed, progress))
+    return found
+
+
+def _doubling_checks(model: Any, x: np.ndarray, y: np.ndarray, base: evaluation.Curve, strong: AttackEntry,
+                     eps: float, steps: int, config: RunConfig, progress: bool) -> list[checks.Check]:
+    """``strong`` (whose curve is ``base``) with twice its steps, and with twice its restarts
+    if it has any, on the check examples it left robust at ``eps``."""
+    n = len(x)
     at = int(np.flatnonzero(np.isclose(base.epsilons, eps))[0])
     doubled = {"steps": 2 * steps}
     restarts = _attack_default(strong.name, "restarts")
     if restarts is not None:
         doubled["restarts"] = 2 * int(strong.params.get("restarts", restarts))
+    found = []
     for what, value in doubled.items():
         twice = _still_robust_under(strong.name, {**strong.params, what: value}, model, x, y, eps,
                                     base.robust_mask[at, :n], base.clean_mask[:n], config, progress)
         found.append(checks.budget_doubled(base, twice, what))
-    white_box = [curve for curve in result.curves if curve.attack not in checks.BLACK_BOX]
-    if white_box:
-        found.append(_square_check(model, x, y, result, evaluation.worst_case(white_box), config, eps,
-                                   SQUARE_QUERIES_PER_STEP * steps, seed, progress))
     return found
 
 
