@@ -20,8 +20,7 @@ import numpy as np
 from attacks import deepfool, loop, norms
 from attacks.backend import tf
 from attacks.losses import cross_entropy
-from attacks.norms import canonical_norm
-from attacks.validation import inference_fn
+from attacks.validation import attack_input, inference_fn
 
 DEFAULT_PASSES = 3
 CLIP = (0.0, 1.0)
@@ -139,15 +138,18 @@ def pgd_path(model: Any, x: np.ndarray, y: np.ndarray, *, eps: float, norm: str 
         The :class:`PathProbe`; its losses are float64 >= 0.
 
     Raises:
-        ValueError: ``eps`` is not positive, ``steps`` is below 2 or ``x`` is empty.
+        ValueError: ``eps`` is not positive, ``steps`` is below 2, ``x`` is empty or not
+            finite in [0, 1], ``y`` has the wrong length, or ``norm`` is unknown.
+        TypeError: ``x`` is not floating point or ``y`` not integer.
     """
     if not eps > 0:
         raise ValueError(f"eps must be positive for the path probe, got {eps!r}")
     if steps < 2:
         raise ValueError(f"steps must be at least 2 so that 90% of them is fewer, got {steps}")
-    if not len(x):
+    given = attack_input(x, y, eps, norm, CLIP)
+    if not len(given.x):
         raise ValueError("x holds no examples: pgd_path needs at least one")
-    norm = canonical_norm(norm)
+    x, y, norm = given.x, given.y, given.norm
     early_steps = min(max(1, round(EARLY_FRACTION * steps)), steps - 1)
     step = _path_step(inference_fn(model), norm, CLIP)
     losses, wrong = [], []

@@ -112,3 +112,7 @@ def test_probes_refuse_what_they_cannot_measure(cnn):
         probes.pgd_path(model, x, y, eps=0.0)
     with pytest.raises(ValueError, match="steps"):
         probes.pgd_path(model, x, y, eps=EPS, steps=1)
+    with pytest.raises(ValueError, match="no examples"):
+        probes.pgd_path(model, x[:0], y[:0], eps=EPS)
+    with pytest.raises(ValueError, match="clip"):
+        probes.pgd_path(model, x * 2.0 + 0.5, y, eps=EPS)
