@@ -64,6 +64,7 @@ MODULES = (
     "advrobust.data.pipeline",
     "advrobust.evaluation",
     "advrobust.evaluation.checks",
+    "advrobust.evaluation.probes",
     "advrobust.evaluation.curves",
     "advrobust.evaluation.replicas",
     "advrobust.evaluation.stats",

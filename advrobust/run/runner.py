@@ -31,12 +31,13 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from advrobust import data, evaluation, models, training
-from advrobust.evaluation import checks
+from advrobust.evaluation import checks, probes
 from advrobust.files import atomic_write_bytes, atomic_write_text, digest
 from advrobust.results import outcome_files, outcomes
 from advrobust.results.schema import (CheckCurves, CurveRecord, Environment, MinimalEpsRecord, ModelRecord,
@@ -256,7 +257,110 @@ def _run_checks(item: _Model, others: list[_Model], x: np.ndarray, y: np.ndarray
             **common)
         found.append(checks.black_box_not_stronger(transfer, result.worst_case, source.entry.name))
         transfers.append(CurveRecord.of(transfer, source=source.entry.name))
+    attacks = config.attacks_for(item.entry)
+    base = result.curves[attacks.index(strong)] if strong in attacks else None
+    found += _masking_checks(item.model, x_check, y_check, result, config, strong, base, progress)
     return found, CheckCurves(large_eps=CurveRecord.of(large), noise=CurveRecord.of(noise), transfer=transfers)
+
+
+# Budgets of the masking probes (docs/guide/report.md states them with each check).
+PROBE_EXAMPLES = 50  # the most examples the PGD path probe and DeepFool run on
+SQUARE_QUERIES_PER_STEP = 10  # Square's queries per step of the run's iterative attack: 400 for PGD-40
+
+
+def _probe_eps(worst: evaluation.Curve, n_check: int) -> float | None:
+    """The eps of the grid where the worst case leaves closest to half of the clean-correct
+    check examples robust (where a stronger attack could show most); None if no eps > 0."""
+    positive = np.flatnonzero(worst.epsilons > 0)
+    if not positive.size:
+        return None
+    robust = worst.robust_mask[positive, :n_check].mean(axis=1)
+    half = worst.clean_mask[:n_check].mean() / 2
+    return float(worst.epsilons[positive[int(np.argmin(np.abs(robust - half)))]])
+
+
+def _attack_default(name: str, parameter: str) -> Any:
+    parameters = inspect.signature(get_attack(name)).parameters
+    return parameters[parameter].default if parameter in parameters else None
+
+
+def _still_robust_under(attack: str, params: dict[str, Any], model: Any, x: np.ndarray, y: np.ndarray, eps: float,
+                        before: np.ndarray, clean: np.ndarray, config: RunConfig, progress: bool) -> SimpleNamespace:
+    """A curve-like record at ``eps``: ``attack`` on the examples robust ``before`` (n,);
+    the others, fooled already, keep their mask. Only the attacked examples cost work."""
+    robust = before.copy()
+    todo = np.flatnonzero(before)
+    if todo.size:
+        curve = evaluation.robust_accuracy_curve(model, x[todo], y[todo], attack=attack, epsilons=[eps],
+                                                 norm=config.norm, params=params, batch_size=config.batch_size,
+                                                 progress=progress)
+        robust[todo] = curve.robust_mask[0]
+    return SimpleNamespace(attack=attack, params=params, epsilons=np.array([eps]), robust_mask=robust[None, :],
+                           clean_mask=clean, robust_accuracy=robust[None, :].mean(axis=1))
+
+
+def _masking_checks(model: Any, x: np.ndarray, y: np.ndarray, result: evaluation.ModelEvaluation,
+                    config: RunConfig, strong: AttackEntry, base: evaluation.Curve | None,
+                    progress: bool) -> list[checks.Check]:
+    """The probes for gradient masking on the check examples ``x, y`` (see
+    :mod:`advrobust.evaluation.probes`); ``base`` is the run's curve of ``strong``, None if
+    the run has no iterative attack (then there is no budget of its own to double). The
+    probes are not stored units: they are seeded, and recomputed by a resume."""
+    n = len(x)
+    found = [checks.deterministic(probes.repeated_logits(model, x, batch_size=config.batch_size))]
+    eps = _probe_eps(result.worst_case, n)
+    if eps is None or not result.worst_case.robust_mask[result.worst_case.epsilons > 0, :n].any():
+        return found  # every check example is fooled at every eps > 0: no number that masking could inflate
+    x_probe, y_probe = x[:PROBE_EXAMPLES], y[:PROBE_EXAMPLES]
+    clean, robust = probes.unbounded_robust(model, x_probe, y_probe, norm=config.norm)
+    found.append(checks.unbounded(clean, robust, "deepfool"))
+    steps = int(strong.params.get("steps", _attack_default(strong.name, "steps")))
+    seed = int(strong.params.get("seed", config.seed))
+    path = probes.pgd_path(model, x_probe, y_probe, eps=eps, norm=config.norm, steps=max(steps, 2), seed=seed,
+                           batch_size=config.batch_size)
+    found.append(checks.fooled_points_kept(path.clean, path.fooled_on_path, path.fooled_at_end))
+    found.append(checks.loss_converged(path.clean & ~path.fooled_on_path, path.loss_clean, path.loss_early,
+                                       path.loss_final))
+    if base is not None:  # the run's own iterative attack: does its budget decide its numbers?
+        found += _doubling_checks(model, x, y, base, strong, eps, steps, config, progress)
+    white_box = [curve for curve in result.curves if curve.attack not in checks.BLACK_BOX]
+    if white_box:
+        found.append(_square_check(model, x, y, result, evaluation.worst_case(white_box), config, eps,
+                                   SQUARE_QUERIES_PER_STEP * steps, seed, progress))
+    return found
+
+
+def _doubling_checks(model: Any, x: np.ndarray, y: np.ndarray, base: evaluation.Curve, strong: AttackEntry,
+                     eps: float, steps: int, config: RunConfig, progress: bool) -> list[checks.Check]:
+    """``strong`` (whose curve is ``base``) with twice its steps, and with twice its restarts
+    if it has any, on the check examples it left robust at ``eps``."""
+    n = len(x)
+    at = int(np.flatnonzero(np.isclose(base.epsilons, eps))[0])
+    doubled = {"steps": 2 * steps}
+    restarts = _attack_default(strong.name, "restarts")
+    if restarts is not None:
+        doubled["restarts"] = 2 * int(strong.params.get("restarts", restarts))
+    found = []
+    for what, value in doubled.items():
+        twice = _still_robust_under(strong.name, {**strong.params, what: value}, model, x, y, eps,
+                                    base.robust_mask[at, :n], base.clean_mask[:n], config, progress)
+        found.append(checks.budget_doubled(base, twice, what))
+    return found
+
+
+def _square_check(model: Any, x: np.ndarray, y: np.ndarray, result: evaluation.ModelEvaluation,
+                  white_box: evaluation.Curve, config: RunConfig, eps: float, queries: int, seed: int,
+                  progress: bool) -> checks.Check:
+    """Square against the white-box worst case: the run's own Square curve at every eps if
+    it ran one, else Square at ``eps`` on the check examples every white-box attack missed."""
+    ran = [curve for curve in result.curves if curve.attack == "square"]
+    if ran:
+        return checks.square_not_stronger(ran[0], white_box)
+    n = len(x)
+    at = int(np.flatnonzero(np.isclose(white_box.epsilons, eps))[0])
+    square = _still_robust_under("square", {"queries": queries, "seed": seed}, model, x, y, eps,
+                                 white_box.robust_mask[at, :n], white_box.clean_mask[:n], config, progress)
+    return checks.square_not_stronger(square, white_box)
 
 
 def environment() -> Environment:
