@@ -66,16 +66,16 @@ def _finished_shards(paths: list[Path]) -> list[Path]:
     shards of one config."""
     if not paths:
         raise MergeError("give the --out folder of every shard to merge")
-    records = {}
+    records = []
     for path in paths:
         record = read_record(path) if path.is_dir() else None
         if record is None:
             raise MergeError(f"{path} is not a shard folder (no shard.json); give the --out folders of "
                              "`advrobust run CONFIG --out DIR --shard I/N`")
-        records[path] = record
-    first, first_record = paths[0], records[paths[0]]
-    by_index: dict[int, Path] = {}
-    for path, record in records.items():
+        records.append((path, record))
+    first, first_record = records[0]
+    by_index: dict[int, tuple[Path, dict[str, Any]]] = {}
+    for path, record in records:
         if record["config_hash"] != first_record["config_hash"]:
             raise MergeError(f"shards of different configs: {first} has config {first_record['config_hash'][:12]}, "
                              f"{path} has {record['config_hash'][:12]}; merge the shards of one config only")
@@ -83,19 +83,19 @@ def _finished_shards(paths: list[Path]) -> list[Path]:
             raise MergeError(f"shards of different counts: {first} is {first_record['shard']}/"
                              f"{first_record['shards']}, {path} is {record['shard']}/{record['shards']}")
         if record["shard"] in by_index:
-            raise MergeError(f"shard {record['shard']}/{record['shards']} is given twice: {by_index[record['shard']]} "
-                             f"and {path}")
-        by_index[record["shard"]] = path
+            raise MergeError(f"shard {record['shard']}/{record['shards']} is given twice: "
+                             f"{by_index[record['shard']][0]} and {path}")
+        by_index[record["shard"]] = path, record
     count = first_record["shards"]
     missing = [f"{index}/{count}" for index in range(1, count + 1) if index not in by_index]
     if missing:
         raise MergeError(f"shard(s) {', '.join(missing)} missing: the shards given do not cover the run; give "
                          "every shard's --out folder")
-    for index, path in sorted(by_index.items()):
-        if not records[path]["finished"]:
+    for index, (path, record) in sorted(by_index.items()):
+        if not record["finished"]:
             raise MergeError(f"shard {index}/{count} in {path} has not finished; continue it with `advrobust run "
                              f"CONFIG --out {path} --shard {index}/{count} --resume`")
-    return [by_index[index] for index in sorted(by_index)]
+    return [by_index[index][0] for index in sorted(by_index)]
 
 
 def _config(shard: Path) -> RunConfig:
