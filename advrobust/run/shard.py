@@ -6,10 +6,11 @@ computes the units it owns and stores them in its own folder, which holds a norm
 store, ``config.json``, the models and ``shard.json``; it writes no results.
 :func:`advrobust.run.merge.merge` then combines the N folders into one run.
 
-Ownership is deterministic and balanced: the chunks of each curve (one model, one
-attack) go round the shards, starting at a shard drawn from a hash of the model and the
-attack, so every shard gets ``floor`` or ``ceil`` of ``chunks / N`` of every curve, and
-curves whose chunks do not divide evenly start on different shards.
+Ownership is deterministic and balanced: units are numbered in the order the run asks
+for them, which is the same in every shard (the models in config order; for each, every
+chunk of every attack, then of the checks' attacks; each asked for whether stored or not),
+and unit k goes to shard ``k mod N + 1``. So each shard gets ``floor`` or ``ceil`` of
+``1/N`` of all units, and of the chunks of every curve (one model, one attack).
 
 Models are trained once, never by a shard: a model given by ``path`` is copied by each
 shard (the same bytes); a model the config trains is trained beforehand by
@@ -20,12 +21,11 @@ very same weights.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ class Shard:
     count: int
     models_from: Path | None = None
     partial = True
+    # Each unit's number, in the order the run first asks about it.
+    _numbers: dict[tuple[str, str, int], int] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1 \
@@ -81,7 +83,7 @@ class Shard:
         return ["--shard", self.label, *(["--models-from", str(self.models_from)] if self.models_from else [])]
 
     def owns(self, model: str, attack: str, batch: int) -> bool:
-        """Whether this shard computes a unit.
+        """Whether this shard computes a unit; the first question about a unit numbers it.
 
         Args:
             model: The model's name.
@@ -89,10 +91,11 @@ class Shard:
             batch: The index of the chunk of test images, >= 0.
 
         Returns:
-            True for exactly one shard of ``count`` for every unit.
+            Whether the unit's number is ``index - 1`` modulo ``count``: for shards asked
+            about the same units in the same order, True for exactly one of them.
         """
-        start = int.from_bytes(hashlib.sha256(f"{model}\n{attack}".encode()).digest()[:8], "big")
-        return (start + batch) % self.count == self.index - 1
+        number = self._numbers.setdefault((model, attack, batch), len(self._numbers))
+        return number % self.count == self.index - 1
 
     def units(self, units: StoredUnits, model: str) -> "ShardUnits":
         """The unit cache of ``model`` in this shard.
@@ -127,8 +130,10 @@ class Shard:
                              "give each shard a folder of its own")
         self._write_record(config, out, finished=False, units=store.unit_count())
         for index, entry in enumerate(config.models):
+            if entry.train is None:
+                continue  # a model file: copied by the runner, as in any run
             spec = model_spec(entry, config)
-            if entry.train is None or store.model(entry.name, spec) is not None:
+            if store.model(entry.name, spec) is not None:
                 continue
             path, card = self._trained(entry.name, spec, config)
             source = self.models_from / Path(path).parent
@@ -197,10 +202,9 @@ class ShardUnits:
             ``(clean, robust, seconds)``, :data:`advrobust.evaluation.curves.ELSEWHERE`,
             or None (this shard's unit, to compute).
         """
+        mine = self._shard.owns(self._model, attack, batch)  # asked even when stored: numbers every unit
         found = self._units.get(attack, batch, fingerprint)
-        if found is None and not self._shard.owns(self._model, attack, batch):
-            return ELSEWHERE
-        return found
+        return ELSEWHERE if found is None and not mine else found
 
     def put(self, *args: Any, **kwargs: Any) -> None:
         """Store a unit this shard computed (see :meth:`advrobust.run.store.StoredUnits.put`).
