@@ -52,20 +52,45 @@ CSV_COLUMNS = ("model", "dataset", "defense", "architecture", "n_examples", "cle
 
 
 class RunPart(Protocol):
-    """A part of a run, as a sharded run or a merge makes it (:mod:`advrobust.run.shard`,
-    :mod:`advrobust.run.merge`): it prepares the store, decides which units are computed
-    here, and, when ``partial``, ends the run once its units are stored (no results)."""
+    """A part of a run: a shard (:mod:`advrobust.run.shard`) or a merge (:mod:`advrobust.run.merge`).
+
+    It prepares the store, decides which units are computed here, and, when ``partial``,
+    ends the run once its units are stored, writing no results.
+
+    Attributes:
+        partial: The run stops after its units (a shard); False: it writes results.
+    """
 
     partial: bool
 
     def prepare(self, config: RunConfig, store: ResultStore, out: Path) -> None:
-        """Fill or check the store before any model is obtained."""
+        """Fill or check the store before any model is obtained.
+
+        Args:
+            config: The run config.
+            store: The run's store.
+            out: The run folder.
+        """
 
     def units(self, units: StoredUnits, model: str) -> Any:
-        """The unit cache the run uses for ``model``'s units, wrapping the store's."""
+        """The unit cache the run uses for a model's units.
+
+        Args:
+            units: The store's units of the model.
+            model: The model's name.
+
+        Returns:
+            An :class:`advrobust.evaluation.curves.UnitCache` wrapping ``units``.
+        """
 
     def finish(self, config: RunConfig, store: ResultStore, out: Path) -> None:
-        """Record that a partial run's units are all stored."""
+        """Record that a partial run's units are all stored.
+
+        Args:
+            config: The run config.
+            store: The run's store.
+            out: The run folder.
+        """
 
 
 def _log(message: str) -> None:

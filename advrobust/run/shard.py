@@ -41,8 +41,7 @@ _SHARD = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 
 
 class ShardError(ValueError):
-    """A shard cannot run here: its folder belongs to another shard or run, or a model it
-    needs is not trained."""
+    """A shard cannot run here: its folder holds another run, or a model is not trained."""
 
 
 @dataclass(frozen=True)
@@ -176,8 +175,10 @@ class Shard:
 
 
 class ShardUnits:
-    """The units of one model in a shard: the store's, and :data:`ELSEWHERE` for the
-    units other shards compute (an :class:`advrobust.evaluation.curves.UnitCache`).
+    """The units of one model in a shard (an :class:`advrobust.evaluation.curves.UnitCache`).
+
+    The store's units, and :data:`advrobust.evaluation.curves.ELSEWHERE` for the units
+    other shards compute.
 
     Args:
         units: The store's units of the model.
