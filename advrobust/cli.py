@@ -211,19 +211,21 @@ def _run_run(args: argparse.Namespace) -> int:
     part = shard.parse(args.shard, models_from=args.models_from)
     run_config = config.load(args.config)
     try:
-        results = runner.run(run_config, args.out, resume=args.resume, update=args.update, data_dir=args.data_dir,
-                             report=not args.no_report, allow_unsafe_load=args.unsafe_load, force=args.force,
-                             part=part, train_only=args.train_only)
+        runner.run(run_config, args.out, resume=args.resume, update=args.update, data_dir=args.data_dir,
+                   report=not args.no_report, allow_unsafe_load=args.unsafe_load, force=args.force, part=part,
+                   train_only=args.train_only)
     except (KeyboardInterrupt, RunInterrupted):
         again = ["advrobust", "run", *([args.config] if args.config else []), "--out", args.out, "--resume",
                  *(part.flags() if part else []), *(["--train-only"] if args.train_only else [])]
         print(f"advrobust: interrupted; finished work is saved in {args.out}/store.sqlite. Continue with: "
               f"{shlex.join(again)}", file=sys.stderr)
         return 130  # 128 + SIGINT, the shell's convention for a command ended by Ctrl-C
-    if results is None:
-        print(f"models: {args.out}; give it to each shard with --models-from {args.out}" if args.train_only else
-              f"shard {part.label} finished in {args.out}; combine all shards with: advrobust merge "
-              f"SHARD_DIR... --out DIR")
+    if args.train_only:
+        print(f"models: {args.out}; give it to each shard with --models-from {args.out}")
+        return 0
+    if part is not None:
+        print(f"shard {part.label} finished in {args.out}; combine all shards with: advrobust merge SHARD_DIR... "
+              "--out DIR")
         return 0
     print(f"results: {args.out}/results.json, {args.out}/results.csv"
           + ("" if args.no_report else f"; report: {args.out}/report.html"))

@@ -128,6 +128,7 @@ class Shard:
             raise ShardError(f"{out} holds shard {found['shard']}/{found['shards']}, not {self.label}; "
                              "give each shard a folder of its own")
         self._write_record(config, out, finished=False, units=store.unit_count())
+        self._numbers.clear()  # a run numbers its units from the first one asked about
         for index, entry in enumerate(config.models):
             if entry.train is None:
                 continue  # a model file: copied by the runner, as in any run

@@ -57,7 +57,8 @@ _REPORT_TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}|\b\d+(\.\d+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, trained_mnist_cnn):
-    """The same config run whole, as shards 1/2 and 2/2, and merged: {name: folder}."""
+    """The same config run whole, as shards 1/2 (by the API) and 2/2 (by the CLI), and merged (by the
+    CLI): {name: folder}."""
     root = tmp_path_factory.mktemp("sharded")
     card = {"dataset": "mnist", "architecture": "cnn", "defense": "none"}
     models.save(trained_mnist_cnn[0], root / "trained.keras", card)
@@ -65,9 +66,9 @@ def runs(tmp_path_factory, trained_mnist_cnn):
     (root / "run.toml").write_text(CONFIG)
     run_config = config.load(root / "run.toml")
     runner.run(run_config, root / "whole", progress=False)
-    for index in (1, 2):
-        assert runner.run(run_config, root / f"shard{index}", progress=False, part=Shard(index, 2)) is None
-    merge.merge([root / "shard2", root / "shard1"], root / "merged", progress=False)
+    assert runner.run(run_config, root / "shard1", progress=False, part=Shard(1, 2)) is None
+    assert cli.main(["run", str(root / "run.toml"), "--out", str(root / "shard2"), "--shard", "2/2"]) == 0
+    assert cli.main(["merge", str(root / "shard2"), str(root / "shard1"), "--out", str(root / "merged")]) == 0
     return {name: root / name for name in ("whole", "shard1", "shard2", "merged")}
 
 
