@@ -19,11 +19,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Sequence
 
+from advrobust.results.schema import Results
 from advrobust.run import runner
 from advrobust.run.config import AttackEntry, ModelEntry, RunConfig
 from advrobust.run.shard import read_record
 from advrobust.run.store import STORE_NAME, ResultStore, StoredUnits
-from advrobust.results.schema import Results
 
 
 class MergeError(ValueError):
@@ -48,8 +48,8 @@ def merge(shard_dirs: Sequence[str | Path], out_dir: str | Path, *, data_dir: An
     Raises:
         MergeError: A folder is not a finished shard, the shards are of different configs
             or counts, a shard is missing or given twice, a unit or model differs between
-            shards or is in none (a ValueError).
-        advrobust.run.folder.RunFolderError: ``out_dir`` is in use, or not new or empty.
+            shards or is in none, or ``out_dir`` is not empty (a ValueError).
+        advrobust.run.folder.RunFolderError: Another process holds ``out_dir``.
     """
     shards = _finished_shards([Path(path) for path in shard_dirs])
     if Path(out_dir).exists() and any(Path(out_dir).iterdir()):
