@@ -43,6 +43,10 @@ UNTESTED_ON_THEIR_OWN = {
     "experiments/torch_crosscheck/evaluate.py": "needs PyTorch, which CI does not install",
     "benchmarks/attack_throughput.py": "a benchmark script, run by hand",
     "benchmarks/training_throughput.py": "a benchmark script, run by hand",
+    "benchmarks/evaluation_scaling.py": "a benchmark script, run by hand",
+    "benchmarks/reference_models.py": "the benchmarks' trained models, used by the benchmark scripts",
+    "benchmarks/robust_curve.py": "a benchmark script, run by hand",
+    "benchmarks/training_cost.py": "a benchmark script, run by hand",
 }
 
 

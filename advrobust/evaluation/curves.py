@@ -30,6 +30,9 @@ from attacks.validation import attack_input, inference_fn, model_classes
 
 DEFAULT_CHUNK = 500
 ENSEMBLE = "autoattack"  # the attack whose curve counts the points each member broke
+# What a unit cache's ``get`` returns for a unit another worker computes (a shard of a
+# sharded run, see advrobust.run.shard): it is neither computed nor stored here.
+ELSEWHERE = "elsewhere"
 
 
 @dataclass(frozen=True)
@@ -122,8 +125,10 @@ class UnitCache(Protocol):
 
         Returns:
             ``(clean (n,) bool, robust (K, n) bool, seconds, broken_by)``, or None if no
-            unit is stored under this attack, batch and fingerprint. ``broken_by`` is what
-            :meth:`put` was given (None if nothing).
+            unit is stored under this attack, batch and fingerprint, or :data:`ELSEWHERE`
+            if the unit is another worker's: its rows are then left not robust (and not
+            correct clean), never computed. ``broken_by`` is what :meth:`put` was given
+            (None if nothing).
         """
         ...
 
@@ -281,13 +286,18 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
     clean = np.zeros(len(x), dtype=bool)
     robust = np.zeros((k, len(x)), dtype=bool)
     seconds = 0.0
+    counted = spec.name == ENSEMBLE and source_model is None  # the curve counts per member
     chunk_counts = []  # the ensemble's per-member counts of each chunk (None for other attacks)
     with tqdm(total=len(x), desc=f"{attack} ({k} eps)", unit="img", disable=not progress, leave=False) as bar:
         for batch, start in enumerate(range(0, len(x), chunk)):
             rows = slice(start, start + chunk)
             n_rows = len(x[rows])
             found = cache.get(key, batch, fingerprint) if cache is not None else None
-            if _usable(found, (k, n_rows), counted=spec.name == ENSEMBLE and source_model is None):
+            if found is ELSEWHERE:  # another worker's rows: nothing broken here
+                chunk_counts.append([{} for _ in range(k)] if counted else None)
+                bar.update(n_rows)
+                continue
+            if _usable(found, (k, n_rows), counted=counted):
                 clean[rows], robust[:, rows], elapsed, counts = found
             else:
                 started = time.perf_counter()
