@@ -40,8 +40,12 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class EpochBackup(keras.callbacks.BackupAndRestore):
-    """Keras's BackupAndRestore (state after each finished epoch) that also makes the
-    epochs after a restart draw what an uninterrupted training draws.
+    """Keras's BackupAndRestore, with the draws of an uninterrupted training after a restart.
+
+    Like Keras's, it backs up the state after each finished epoch and restores it when
+    the training starts again. It also makes every epoch draw its data and random numbers
+    from ``(seed, epoch)``, so the epochs after a restart draw what an uninterrupted
+    training draws.
 
     It goes last among the callbacks, so an epoch counts as finished (is backed up) only
     once every other callback has logged and saved it; a crash before that redoes the epoch.
@@ -153,8 +157,10 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
 
 class ResumableCheckpoint(keras.callbacks.ModelCheckpoint):
-    """Keras's ``save_best_only`` ModelCheckpoint that, started again at epoch k > 0,
-    replaces the saved best only by beating epochs 0..k-1 (read from the CSV log).
+    """Keras's ``save_best_only`` ModelCheckpoint that counts the epochs before a restart.
+
+    Started again at epoch k > 0, it replaces the saved best only by beating epochs
+    0..k-1 (their values read from the CSV log).
 
     Args:
         filepath: The ``.keras`` file.
