@@ -45,8 +45,10 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
     Writes ``out_dir/model.keras`` (the plain logits base model), ``out_dir/model.card.json``,
     TensorBoard logs in ``out_dir/logs``, ``out_dir/training_log.csv`` and the best
     checkpoint (``checkpoints/best.keras``; with a defense ``checkpoints/best_robust.keras``).
-    Training interrupted in ``out_dir`` and started again there goes on from the last
-    finished epoch. Prints a one-line summary.
+    Training interrupted in ``out_dir`` (even killed) and started again there goes on from
+    the last finished epoch and ends with the model an uninterrupted training makes (each
+    epoch's data order, augmentation and random draws follow ``(config.seed, epoch)``).
+    Prints a one-line summary.
 
     Args:
         config: The run.
