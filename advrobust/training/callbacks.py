@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 from pathlib import Path
 
@@ -156,29 +157,38 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.best_weights = keras.models.load_model(self.best_path, compile=False).get_weights()
 
 
-class ResumableCheckpoint(keras.callbacks.ModelCheckpoint):
-    """Keras's ``save_best_only`` ModelCheckpoint that counts the epochs before a restart.
+class ResumableCheckpoint(keras.callbacks.Callback):
+    """Keep the model of the best epoch so far in a ``.keras`` file, across restarts.
 
-    Started again at epoch k > 0, it replaces the saved best only by beating epochs
-    0..k-1 (their values read from the CSV log).
+    As Keras's ``save_best_only`` ModelCheckpoint, but the file is written to a temporary
+    file and renamed, so a killed training never leaves half of one; and, started again at
+    epoch k > 0, it replaces the saved best only by beating epochs 0..k-1 (their values
+    read from the CSV log).
 
     Args:
         filepath: The ``.keras`` file.
         log_path: The training's CSV log (:class:`CSVLog`).
-        **kwargs: Keras's ModelCheckpoint arguments (``save_best_only`` is set).
+        monitor: The logged metric that picks the best epoch.
+        mode: ``"max"`` or ``"min"``: whether a larger or a smaller value is better.
     """
 
-    def __init__(self, filepath: str | Path, log_path: str | Path, **kwargs):
-        super().__init__(str(filepath), save_best_only=True, **kwargs)
+    def __init__(self, filepath: str | Path, log_path: str | Path, *, monitor: str = "val_accuracy",
+                 mode: str = "max"):
+        super().__init__()
+        self.filepath = Path(filepath)
         self.log_path = Path(log_path)
+        self.monitor = monitor
+        self.monitor_op = np.greater if mode == "max" else np.less
+        self._reset()
+
+    def _reset(self) -> None:
+        self.best = -np.inf if self.monitor_op is np.greater else np.inf
         self._started = False
 
     def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        self._started = False
+        self._reset()
 
     def on_epoch_begin(self, epoch, logs=None):
-        super().on_epoch_begin(epoch, logs)
         if self._started:
             return
         self._started = True
@@ -186,6 +196,15 @@ class ResumableCheckpoint(keras.callbacks.ModelCheckpoint):
         for value in values or ():
             if self.monitor_op(value, self.best):
                 self.best = value
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None or not self.monitor_op(current, self.best):
+            return
+        self.best = current
+        temporary = self.filepath.with_name(f".{self.filepath.stem}.tmp.keras")  # Keras wants .keras
+        self.model.save(temporary)
+        os.replace(temporary, self.filepath)
 
 
 class EpochSeconds(keras.callbacks.Callback):
