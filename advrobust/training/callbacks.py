@@ -109,7 +109,9 @@ def _logged_values(csv_path: Path, key: str, before_epoch: int) -> list[float] |
     if not csv_path.exists():
         return None
     with open(csv_path, newline="") as handle:
-        rows = {int(row["epoch"]): row.get(key) for row in csv.DictReader(handle)}
+        # A row cut short by a kill has no whole epoch number, or is of an epoch being redone.
+        rows = {int(row["epoch"]): row.get(key) for row in csv.DictReader(handle)
+                if (row.get("epoch") or "").isdigit()}
     try:
         return [float(rows[epoch]) for epoch in range(before_epoch)]
     except (KeyError, TypeError, ValueError):
