@@ -127,8 +127,8 @@ def _card(out: Path) -> dict:
 
 def assert_same_as_uninterrupted(out: Path, reference: Path) -> None:
     """``out`` holds what the uninterrupted ``reference`` run holds, and nothing half-done."""
-    results, expected = json.loads((out / "results.json").read_text()), json.loads((reference / "results.json").read_text())
-    assert _without(results) == _without(expected)
+    results = json.loads((out / "results.json").read_text())
+    assert _without(results) == _without(json.loads((reference / "results.json").read_text()))
     assert (out / "results.csv").is_file()
     # Every unit once, each equal to the reference's (the table's key forbids duplicates;
     # the count shows none was lost or added under another key).
