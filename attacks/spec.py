@@ -14,13 +14,14 @@ from typing import Any, Callable
 import numpy as np
 
 from attacks.auto_pgd import apgd
+from attacks.ensemble import autoattack
 from attacks.external import apgd_ce_art, apgd_dlr_art
 from attacks.gradient import bim, fgsm, mim, pgd
 from attacks.noise import random_noise
 from attacks.square_attack import square
 
 ATTACKS: dict[str, Callable[..., Any]] = {"fgsm": fgsm, "bim": bim, "pgd": pgd, "mim": mim, "apgd": apgd,
-                                          "square": square, "noise": random_noise,
+                                          "square": square, "noise": random_noise, "autoattack": autoattack,
                                           # ART's APGD, to cross-check the project's own (attacks/external.py)
                                           "apgd_ce_art": apgd_ce_art, "apgd_dlr_art": apgd_dlr_art}
 
@@ -30,7 +31,7 @@ def get_attack(name: str) -> Callable[..., Any]:
 
     Args:
         name: A key of ``ATTACKS``: ``"fgsm"``, ``"bim"``, ``"pgd"``, ``"mim"``,
-            ``"apgd"``, ``"square"``, ``"noise"``, ``"apgd_ce_art"`` or ``"apgd_dlr_art"``.
+            ``"apgd"``, ``"square"``, ``"noise"``, ``"autoattack"``, ``"apgd_ce_art"`` or ``"apgd_dlr_art"``.
 
     Returns:
         The attack function ``attack(model, x, y, *, eps, ...)``.

@@ -28,6 +28,7 @@ MODULES = (
     "attacks",
     "attacks.auto_pgd",
     "attacks.deep_fool",
+    "attacks.ensemble",
     "attacks.backend",
     "attacks.carlini_wagner",
     "attacks.compiled",
