@@ -214,3 +214,40 @@ def linear4():
     model = keras.Model(inputs, dense(inputs))
     dense.set_weights([np.array([[1.0, -2.0, 0.5, 0.2], [-0.5, 1.0, 2.0, -0.3]], np.float32), np.zeros(4, np.float32)])
     return model
+
+
+def art_autoattack(model, x, y, *, eps, steps, queries, seed=0):
+    """ART 1.20.1's AutoAttack with reduced budgets: APGD-CE, APGD-DLR, Square (one restart each)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PyTorch not found", category=UserWarning)
+        from art.attacks.evasion import AutoAttack, AutoProjectedGradientDescent, SquareAttack
+        from art.estimators.classification import TensorFlowV2Classifier
+
+    logits = tf.function(lambda batch: model(batch, training=False),
+                         input_signature=[tf.TensorSpec((None, *x.shape[1:]), tf.float32)])
+    classifier = TensorFlowV2Classifier(model=lambda batch, training=False: logits(tf.cast(batch, tf.float32)),
+                                        nb_classes=10, input_shape=x.shape[1:], clip_values=(0.0, 1.0))
+    members = [AutoProjectedGradientDescent(classifier, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=steps,
+                                            nb_random_init=1, loss_type=loss, verbose=False)
+               for loss in ("cross_entropy", "difference_logits_ratio")]
+    members.append(SquareAttack(classifier, norm=np.inf, eps=eps, max_iter=queries, nb_restarts=1, verbose=False))
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        return AutoAttack(classifier, norm=np.inf, eps=eps, attacks=members).generate(x, np.eye(10)[y])
+    finally:
+        np.random.set_state(state)
+
+
+@pytest.mark.crosscheck
+@pytest.mark.slow
+def test_at_least_as_strong_as_arts_autoattack(cnn, small_run):
+    """Same budgets (10 steps, 50 queries): the ensemble's robust accuracy is at most ART's
+    AutoAttack's plus 0.5 points."""
+    model, x, y = cnn
+    x_art = art_autoattack(model, x, y, eps=EPS, steps=10, queries=50)
+    delta = np.abs(x_art - x).reshape(len(x), -1).max(axis=1)
+    assert delta.max() <= EPS * (1 + 1e-4) + 1e-6
+    assert small_run.robust_accuracy <= robust_accuracy(model, x_art, y) + 0.005
