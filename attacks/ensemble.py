@@ -113,13 +113,19 @@ class EnsembleResult:
         return float(self.robust.mean()) if self.robust.size else 0.0
 
 
-class _Counted:
+class CountedModel:
     """The model as a function ``x -> logits``, counting forward and backward images.
+
+    Made by :func:`counting_model`.
 
     The forward count grows by the batch size on every call; the backward count by the
     batch size of every gradient that flows back to the input (a ``tf.custom_gradient``
     identity in front of the model). Both are variables, so counts made inside the
     members' compiled functions are kept.
+
+    Args:
+        logits_fn: The model as a function ``x -> logits`` (see
+            :func:`attacks.validation.inference_fn`).
     """
 
     def __init__(self, logits_fn: Callable[[tf.Tensor], tf.Tensor]) -> None:
@@ -191,7 +197,7 @@ class _Counted:
 class _Expectation:
     """``x -> mean of draws of model(x)``: the draws run as one batch of draws x B images."""
 
-    def __init__(self, counted: _Counted, draws: int) -> None:
+    def __init__(self, counted: CountedModel, draws: int) -> None:
         self._counted = counted
         self._draws = draws
 
@@ -209,19 +215,33 @@ class _Expectation:
         return tf.reduce_mean(tf.reshape(logits, [self._draws, tf.shape(x)[0], -1]), axis=0)
 
 
-_COUNTERS: "weakref.WeakKeyDictionary[Any, _Counted]" = weakref.WeakKeyDictionary()
+_COUNTERS: "weakref.WeakKeyDictionary[Any, CountedModel]" = weakref.WeakKeyDictionary()
 
 
-def _counter(model: Any) -> _Counted:
-    """The counting wrapper of ``model``: one per model, so members reuse its traces."""
+def counting_model(model: Any) -> CountedModel:
+    """The counting wrapper of ``model`` that :func:`worst_case` hands its members.
+
+    One wrapper per model (kept while the model lives), so the members' compiled functions
+    are traced once; its counts only grow, so take differences of :meth:`CountedModel.counts`.
+
+    Args:
+        model: A Keras model or a function returning logits; called with
+            ``training=False`` when it takes that argument.
+
+    Returns:
+        The model as a :class:`CountedModel`: a function ``x -> logits`` that counts.
+
+    Raises:
+        TypeError: ``model`` is not callable.
+    """
     logits_fn = validation.inference_fn(model)
     try:
         counted = _COUNTERS.get(model)
         if counted is None:
-            counted = _COUNTERS.setdefault(model, _Counted(logits_fn))
+            counted = _COUNTERS.setdefault(model, CountedModel(logits_fn))
         return counted
     except TypeError:  # not weakly referable: a fresh counter for this call
-        return _Counted(logits_fn)
+        return CountedModel(logits_fn)
 
 
 def worst_case(model: Any, x: Any, y: Any, *, eps: float, norm: Any = "inf", preset: str = "standard",
@@ -272,7 +292,7 @@ def worst_case(model: Any, x: Any, y: Any, *, eps: float, norm: Any = "inf", pre
     if n == 0:
         return _empty_result(x_np, members, time.perf_counter() - started)
 
-    counted = _counter(model)
+    counted = counting_model(model)
     first_counts = counted.counts()
     num_classes = validation.model_classes(counted, x_np, y_np)
     robust = counted.predictions(x_np, batch_size) == y_np
@@ -397,7 +417,7 @@ def _member_seed(seed: int | None, index: int) -> int | None:
     return None if seed is None else int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def _run_member(counted: _Counted, name: str, params: Mapping[str, Any], x: np.ndarray, y: np.ndarray, *,
+def _run_member(counted: CountedModel, name: str, params: Mapping[str, Any], x: np.ndarray, y: np.ndarray, *,
                 eps: float, norm: str, clip: tuple[float, float] | None, seed: int | None, batch_size: int,
                 num_classes: int) -> np.ndarray:
     """One member's points for ``x``, inside the eps-ball and ``clip``."""
