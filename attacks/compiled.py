@@ -3,11 +3,14 @@
 Each attack module keeps one :class:`CompiledCache`. The functions compiled for a model
 live as long as the model (a weak reference), so repeated calls reuse their traces;
 results never depend on the cache. A model that cannot be weakly referenced (a bound
-method, say) gets a fresh store per call, kept only for that call.
+method, say) gets a fresh store per call, kept only for that call. Safe to use from
+several threads (``advrobust.evaluation.replicas`` attacks units on several devices at
+once).
 """
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Any, Callable
 
@@ -23,6 +26,7 @@ class CompiledCache:
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self._by_model: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
 
     def of(self, model: Any) -> dict:
         """The store of ``model``'s compiled functions.
@@ -35,7 +39,8 @@ class CompiledCache:
             call when the model cannot be weakly referenced.
         """
         try:
-            return self._by_model.setdefault(model, {})
+            with self._lock:
+                return self._by_model.setdefault(model, {})
         except TypeError:
             return {}
 
@@ -50,11 +55,12 @@ class CompiledCache:
         Returns:
             The compiled function.
         """
-        if key not in store:
-            if self.limit is not None and len(store) >= self.limit:
-                del store[next(iter(store))]
-            store[key] = build()
-        return store[key]
+        with self._lock:
+            if key not in store:
+                if self.limit is not None and len(store) >= self.limit:
+                    del store[next(iter(store))]
+                store[key] = build()
+            return store[key]
 
     def trace_count(self, model: Any) -> int:
         """How many times the functions kept for ``model`` have been traced (for tests).

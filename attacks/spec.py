@@ -16,12 +16,14 @@ import numpy as np
 from attacks.auto_pgd import apgd
 from attacks.ensemble import autoattack
 from attacks.external import apgd_ce_art, apgd_dlr_art
+from attacks.fab_attack import fab
 from attacks.gradient import bim, fgsm, mim, pgd
 from attacks.noise import random_noise
 from attacks.square_attack import square
 
 ATTACKS: dict[str, Callable[..., Any]] = {"fgsm": fgsm, "bim": bim, "pgd": pgd, "mim": mim, "apgd": apgd,
-                                          "square": square, "noise": random_noise, "autoattack": autoattack,
+                                          "square": square, "fab": fab, "noise": random_noise,
+                                          "autoattack": autoattack,
                                           # ART's APGD, to cross-check the project's own (attacks/external.py)
                                           "apgd_ce_art": apgd_ce_art, "apgd_dlr_art": apgd_dlr_art}
 
@@ -31,7 +33,8 @@ def get_attack(name: str) -> Callable[..., Any]:
 
     Args:
         name: A key of ``ATTACKS``: ``"fgsm"``, ``"bim"``, ``"pgd"``, ``"mim"``,
-            ``"apgd"``, ``"square"``, ``"noise"``, ``"autoattack"``, ``"apgd_ce_art"`` or ``"apgd_dlr_art"``.
+            ``"apgd"``, ``"square"``, ``"fab"``, ``"noise"``, ``"autoattack"``, ``"apgd_ce_art"`` or
+            ``"apgd_dlr_art"``.
 
     Returns:
         The attack function ``attack(model, x, y, *, eps, ...)``.
