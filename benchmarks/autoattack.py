@@ -4,11 +4,10 @@ Question: how robust do the project's AutoAttack presets find an undefended and 
 adversarially trained CNN, at what cost, compared with the Adversarial Robustness
 Toolbox's AutoAttack and its APGD-CE + APGD-DLR, all in the same run on the same images?
 
-Setup: the reference CNN (Conv32-Conv64-MaxPool-Dense128-Dense10, no dropout) trained on
-the first ``--train-n`` Fashion-MNIST training images (seed 0), once plainly and once with
-PGD adversarial training (``defenses.adversarial_training``, L-inf eps 0.1,
-``--at-steps`` steps); weights are cached in ``--cache`` (never committed). Attacked: the
-first N Fashion-MNIST test images at L-inf eps 0.1. Rows:
+Setup: the reference CNNs of ``benchmarks/reference_models.py`` (Conv32-Conv64-MaxPool-
+Dense128-Dense10, no dropout, Fashion-MNIST: ``undefended`` and ``pgd_at``, PGD adversarial
+training at L-inf 0.1), trained on first use into ``--cache`` (ignored by git). Attacked:
+the first N Fashion-MNIST test images at L-inf eps 0.1. Rows:
 
 * ``standard``: ``worst_case(preset="standard")``: APGD-CE, APGD-T (9 targets), FAB-T
   (9 targets), Square (5000 queries); skipped when ``attacks.ATTACKS`` has no ``fab``.
@@ -42,55 +41,44 @@ from typing import Any, Callable
 import numpy as np
 
 import advrobust  # noqa: F401  (Keras 2 before TensorFlow)
-from advrobust import data, models, training
+from advrobust import data
 from advrobust.files import atomic_write_text
 from attacks import ATTACKS
 from attacks.backend import tf
 from attacks.ensemble import counting_model, worst_case
-from defenses import adversarial_training
+from reference_models import DEFAULT_CACHE, reference_model  # benchmarks/ is the script's folder
 
 EPS = 0.1
 ROWS = ("standard", "fast", "art_apgd_ce_dlr", "art_autoattack")
 RESULTS = Path(__file__).resolve().parent / "results"
+ART_BATCH = 500
 ART_APGD = (("art-apgd-ce", "apgd_ce_art", {}), ("art-apgd-dlr", "apgd_dlr_art", {}))
 
 
-def trained_models(cache: Path, train_n: int, epochs: int, at_steps: int) -> dict[str, Any]:
-    """The undefended and the PGD-AT reference CNNs, trained once and cached in ``cache``."""
-    x, y = data.load("fashion_mnist", "train")
-    x, y = x[:train_n], y[:train_n]
-    cache.mkdir(parents=True, exist_ok=True)
-    trained = {}
-    for name in ("undefended", "pgd_at"):
-        path = cache / f"{name}-n{train_n}-e{epochs}-s{at_steps}.weights.h5"
-        training.set_seed(0)
-        model = models.build("cnn", dropout=False, seed=0)
-        if path.exists():
-            model.load_weights(path)
-        else:
-            dataset = data.make_dataset(x, y, batch_size=128, shuffle=True, seed=0)
-            if name == "undefended":
-                training.fit(model, dataset, None, epochs=epochs, verbose=0)
-            else:
-                config = adversarial_training.preset("pgd_at", "fashion_mnist", eps=EPS, steps=at_steps)
-                adversarial_training.fit(model, dataset, None, config=config, epochs=epochs, verbose=0)
-            model.save_weights(path)
-        trained[name] = model
-    return trained
-
-
 def art_autoattack(model: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """ART 1.20.1's AutoAttack with its default members at L-inf ``EPS``: x_adv (N, ...)."""
+    """ART 1.20.1's AutoAttack with its default members at L-inf ``EPS``: x_adv (N, ...).
+
+    The members are built here as ART's ``AutoAttack`` builds them by default, only without
+    progress bars.
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="PyTorch not found", category=UserWarning)
-        from art.attacks.evasion import AutoAttack
+        from art.attacks.evasion import AutoAttack, AutoProjectedGradientDescent, DeepFool, SquareAttack
         from art.estimators.classification import TensorFlowV2Classifier
 
     logits = tf.function(model, input_signature=[tf.TensorSpec((None, *x.shape[1:]), tf.float32)])
     classifier = TensorFlowV2Classifier(model=lambda batch, training=False: logits(tf.cast(batch, tf.float32)),
                                         nb_classes=10, input_shape=x.shape[1:], clip_values=(0.0, 1.0))
+    members = [AutoProjectedGradientDescent(classifier, norm=np.inf, eps=EPS, eps_step=2 * EPS, max_iter=100,
+                                            targeted=False, nb_random_init=5, batch_size=ART_BATCH, loss_type=loss,
+                                            verbose=False)
+               for loss in ("cross_entropy", "difference_logits_ratio")]
+    members.append(DeepFool(classifier, max_iter=100, epsilon=1e-3, nb_grads=10, batch_size=ART_BATCH,
+                            verbose=False))
+    members.append(SquareAttack(classifier, norm=np.inf, max_iter=5000, eps=EPS, p_init=0.8, nb_restarts=5,
+                                verbose=False))
     np.random.seed(0)  # ART draws from NumPy's global generator
-    attack = AutoAttack(classifier, norm=np.inf, eps=EPS, eps_step=2 * EPS, batch_size=500)
+    attack = AutoAttack(classifier, norm=np.inf, eps=EPS, eps_step=2 * EPS, attacks=members, batch_size=ART_BATCH)
     return attack.generate(x, np.eye(10, dtype=np.float32)[y]).astype(x.dtype)
 
 
@@ -142,10 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--n", type=int, default=1000, help="test images attacked (default 1000)")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from: {', '.join(ROWS)}")
     parser.add_argument("--models", default="undefended,pgd_at", help="comma-separated: undefended, pgd_at")
-    parser.add_argument("--train-n", type=int, default=20000, help="training images (default 20000)")
-    parser.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
-    parser.add_argument("--at-steps", type=int, default=7, help="PGD steps of adversarial training (default 7)")
-    parser.add_argument("--cache", type=Path, default=RESULTS / "autoattack_cache", help="trained weights")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the reference models' folder")
     parser.add_argument("--out", type=Path, default=RESULTS / "autoattack.json")
     args = parser.parse_args(argv)
     rows = [row for row in args.rows.split(",") if row]
@@ -156,12 +141,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print("skipping 'standard': attacks.ATTACKS has no 'fab' yet")
         rows.remove("standard")
 
-    trained = trained_models(args.cache, args.train_n, args.epochs, args.at_steps)
     x, y = data.load("fashion_mnist", "test")
     x, y = x[:args.n], y[:args.n]
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for name in args.models.split(","):
-        model = trained[name]
+        model = reference_model(name, args.cache)
         clean = float(np.mean(np.argmax(model.predict(x, batch_size=500, verbose=0), axis=1) == y))
         print(f"{name}: clean accuracy {100 * clean:.1f}%", flush=True)
         results[name] = {}
@@ -172,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print_table(results, args.n)
     report = {"question": "worst_case presets vs ART's AutoAttack: robust accuracy, seconds, passes per image",
               "dataset": "fashion_mnist", "n": args.n, "eps": EPS, "norm": "inf",
-              "training": {"train_n": args.train_n, "epochs": args.epochs, "at_steps": args.at_steps},
+              "models": "benchmarks/reference_models.py",
               "machine": platform.platform(), "results": results, "summary": summary(results)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
