@@ -75,6 +75,20 @@ def test_ensemble_is_consistent_and_at_least_as_strong_as_each_member(cnn, small
     assert small_run.robust_accuracy < small_run.per_attack[0][1] + 1e-9
 
 
+def test_the_standard_members_at_reduced_budgets(cnn):
+    """APGD-CE, APGD-T, FAB-T and Square as in ``standard``, with 5 steps, 2 targets and 50
+    queries: consistent verdicts, never weaker than the first member."""
+    model, x, y = cnn
+    x, y = x[:12], y[:12]
+    members = [(label, name, {**params, **({"queries": 50} if name == "square" else {"steps": 5}),
+                              **({"target_classes": 2} if "target_classes" in params else {})})
+               for label, name, params in PRESETS["standard"]]
+    result = worst_case(model, x, y, eps=EPS, attacks=members, seed=0)
+    assert_consistent(result, model, x, y, EPS, [label for label, _, _ in members])
+    assert [label for label, _ in result.per_attack] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert result.robust_accuracy <= result.per_attack[0][1]
+
+
 def test_passes_are_counted_per_image(cnn, small_run):
     """Square takes no gradient; APGD one per step; the forward count covers every call."""
     _, x, _ = cnn
