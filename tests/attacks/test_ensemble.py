@@ -58,12 +58,15 @@ def small_run(cnn):
     return worst_case(model, x, y, eps=EPS, attacks=SMALL, seed=0)
 
 
-def test_presets_are_autoattack_sets():
+def test_presets_are_autoattack_sets(linear4):
     assert [label for label, _, _ in PRESETS["standard"]] == ["apgd-ce", "apgd-t", "fab-t", "square"]
     assert [name for _, name, _ in PRESETS["standard"]] == ["apgd", "apgd", "fab", "square"]
     assert PRESETS["standard"][3][2]["queries"] == 5000
     assert all(params["steps"] == 100 for _, name, params in PRESETS["standard"] if name != "square")
     assert all(params["eot"] == 20 for _, _, params in PRESETS["rand"])
+    for preset in PRESETS:  # every member and parameter is accepted (checked on an empty batch)
+        empty = worst_case(linear4, np.zeros((0, 2), np.float32), np.zeros(0, np.int64), eps=0.1, preset=preset)
+        assert [label for label, _ in empty.per_attack] == [label for label, _, _ in PRESETS[preset]]
 
 
 def test_ensemble_is_consistent_and_at_least_as_strong_as_each_member(cnn, small_run):
