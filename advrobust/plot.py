@@ -4,7 +4,8 @@ Three functions draw what the run's report shows:
 
 - :func:`curves`: robust accuracy against eps with 95% Wilson bands, one line per curve;
 - :func:`examples`: clean and adversarial images with true and predicted classes;
-- :func:`minimal_eps`: the distribution of the per-example minimal adversarial eps.
+- :func:`minimal_eps`: the distribution of the per-example minimal adversarial eps, or
+  the robust-accuracy curve it implies.
 
 In a notebook::
 
@@ -48,7 +49,7 @@ from advrobust.evaluation.stats import minimal_eps_on_grid
 __all__ = ["curves", "examples", "minimal_eps"]
 
 CURVE_FIELDS = ("epsilons", "robust_accuracy", "ci95_low", "ci95_high")
-MINIMAL_EPS_KINDS = ("cdf", "histogram")
+MINIMAL_EPS_KINDS = ("cdf", "histogram", "robust")
 NORM_TITLES = {"inf": "L∞", "l2": "L2"}  # how a norm is written in titles and labels
 _WRONG_COLOR = "#b00020"
 _BAND_ALPHA = 0.18
@@ -183,7 +184,7 @@ def examples(x: Any, x_adv: Any, y: Any, pred_clean: Any, pred_adv: Any, *,
     return fig.figure
 
 
-def minimal_eps(values: Any, ax: Axes | None = None, *, kind: Literal["cdf", "histogram"] = "cdf",
+def minimal_eps(values: Any, ax: Axes | None = None, *, kind: Literal["cdf", "histogram", "robust"] = "cdf",
                 norm: str | None = None, bins: int | None = None, color: Any = None, xlabel: str | None = None,
                 title: str | None = None) -> Figure:
     """Draw the distribution of the per-example minimal adversarial eps.
@@ -202,13 +203,15 @@ def minimal_eps(values: Any, ax: Axes | None = None, *, kind: Literal["cdf", "hi
         at the grid's smallest eps, as results.json records it).
       ax: the Axes to draw on; None makes a new Figure (without pyplot) with one Axes.
       kind: "cdf": the percentage of examples fooled at or below each eps, a step
-        function; "histogram": the number of examples per bin of minimal eps.
+        function; "robust": the robust accuracy it implies, the percentage not fooled at
+        or below each eps (100 minus the cdf); "histogram": the number of examples per
+        bin of minimal eps.
       norm: the eps norm ("inf", "l2") for the x label; None: the curve's, if given one.
       bins: histogram bins; None: 2 sqrt(n), at least 5 and at most 30.
       color: matplotlib colour; None: the first colour of the property cycle.
       xlabel: the x-axis label; None: "minimal ε", with the norm when known.
-      title: the Axes title; None: "histogram (k of N never fooled)" or
-        "cumulative distribution"; "" sets none.
+      title: the Axes title; None: "histogram (k of N never fooled)",
+        "cumulative distribution" or "implied robust accuracy"; "" sets none.
 
     Returns:
       The Figure drawn on: the new one, or the top-level Figure of ``ax``.
@@ -234,15 +237,16 @@ def minimal_eps(values: Any, ax: Axes | None = None, *, kind: Literal["cdf", "hi
                 color=color)
     else:
         fractions = 100.0 * np.arange(len(finite) + 1) / len(eps_values)
-        ax.step(np.concatenate([[0.0], finite]), fractions, where="post", color=color)
+        ax.step(np.concatenate([[0.0], finite]), fractions if kind == "cdf" else 100.0 - fractions, where="post",
+                color=color)
     if kind == "histogram":
         ax.set_ylabel("examples")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         default_title = f"histogram ({never} of {len(eps_values)} never fooled)"
     else:
-        ax.set_ylabel("fooled at or below ε (%)")
+        ax.set_ylabel("fooled at or below ε (%)" if kind == "cdf" else "robust accuracy (%)")
         ax.set_ylim(-2, 102)
-        default_title = "cumulative distribution"
+        default_title = "cumulative distribution" if kind == "cdf" else "implied robust accuracy"
     ax.set_xlabel(xlabel if xlabel is not None else _eps_label("minimal ε", {norm}))
     ax.xaxis.set_major_locator(MaxNLocator(6))
     ax.grid(True, alpha=0.3)

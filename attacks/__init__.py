@@ -10,12 +10,14 @@
     x_adv = fab(model, x, y, eps=0.3)                  # ... or an adversarial within eps, else x
     x_adv = carlini_wagner_l2(model, x, y)             # minimal L2 perturbation (C&W 2017)
     x_adv = autoattack(model, x, y, eps=0.3)           # worst case over AutoAttack's ensemble
+    min_eps = minimal_epsilon(model, x, y, norm="l2")  # (N,) smallest adversarial radius each
 
 The ensemble's full result (robust points, which member broke each, passes per image) comes
 from ``attacks.ensemble.worst_case``.
 
 Modules are named after the method (``auto_pgd``, ``square_attack``, ``deep_fool``,
-``fab_attack``) so that the functions exported here never hide the module of the same name.
+``fab_attack``, ``minimal``) so that the functions exported here never hide the module of the
+same name.
 
 Importing this package selects Keras 2 for TensorFlow first (``attacks/backend.py``).
 """
@@ -29,8 +31,11 @@ from attacks.external import apgd_art
 from attacks.fab_attack import fab
 from attacks.gradient import bim, fgsm, mim, pgd
 from attacks.losses import cross_entropy, margin
+from attacks.minimal import minimal_epsilon
 from attacks.noise import random_noise
 from attacks.spec import ATTACKS, AttackSpec, get_attack
 from attacks.square_attack import square
 
-__all__ = ["fgsm", "bim", "pgd", "mim", "apgd", "deepfool", "carlini_wagner_l2", "square", "fab", "autoattack", "random_noise", "apgd_art", "cross_entropy", "margin", "ATTACKS", "AttackSpec", "get_attack"]
+
+__all__ = ["fgsm", "bim", "pgd", "mim", "apgd", "deepfool", "carlini_wagner_l2", "square", "fab", "minimal_epsilon",
+           "autoattack", "random_noise", "apgd_art", "cross_entropy", "margin", "ATTACKS", "AttackSpec", "get_attack"]

@@ -186,6 +186,30 @@ def apgd(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", loss: Liter
     return given.output(rows.result.reshape(len(epsilons), *x_np.shape))
 
 
+def _apgd_at_radii(model: Any, x: np.ndarray, y: np.ndarray, radii: np.ndarray, attack: np.ndarray, *, norm: str,
+                   loss: str, clip: Clip, steps: int, seed: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Untargeted APGD, one run, each example at its own radius; for :mod:`attacks.minimal`.
+
+    Takes inputs already validated (as :func:`apgd` checks them) and attacks only the
+    examples flagged in ``attack``; a row's random start depends on the seed and its index
+    in ``x``, so an example starts from the same direction at every radius.
+
+    Returns:
+        ``(points, fooled)``: ``points`` (N, ...) like ``x``, the first misclassified iterate
+        where ``fooled`` (N,) bool, else the highest-loss one (``x`` for examples not
+        attacked).
+    """
+    static = _Static(norm=norm, loss=loss, targeted=False, clip=clip, dtype=x.dtype.name,
+                     example_shape=tuple(x.shape[1:]))
+    radii = np.asarray(radii, x.dtype)
+    attacked = np.asarray(attack, bool) & (radii > 0)
+    rows = _Rows(x=x, y=y, eps=radii, example=np.arange(len(x)), result=x.copy(),
+                 best_loss=np.full(len(x), -np.inf, x.dtype), open=attacked.copy())
+    rows.attack_round(_compiled(model, static), x, y, tf.constant([seed, 0], tf.int64), static=static, steps=steps,
+                      batch_size=batch_size)
+    return rows.result, attacked & ~rows.open
+
+
 def _check_classes(loss: str, targeted: bool, target_classes: int, num_classes: int) -> None:
     needed = 4 if targeted else 3
     if loss == "dlr" and num_classes < needed:

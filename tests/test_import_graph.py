@@ -24,6 +24,7 @@ LAYERS = {
     "advrobust.models": 2,
     "advrobust.training": 3,
     "advrobust.evaluation": 4,
+    "advrobust.certify": 4,  # beside evaluation: both measure a trained model; reports read both later
     "advrobust.results": 5,
     "advrobust.plot": 6,
     "advrobust.reporting": 7,

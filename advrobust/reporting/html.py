@@ -17,8 +17,8 @@ from advrobust.reporting.plots import Figure, dataset_key, model_key
 from advrobust.reporting.view import Comparison, Model, Run, dataset_title
 from advrobust.reporting.tables import (COMPARISON_INTRO, PER_CLASS_INTRO, Table, lede, attacks_table,
                                         check_curves_table, checks_table, comparison_table, config_text, curves_table,
-                                        environment_table, minimal_eps_summary, model_facts, per_class_table,
-                                        summary_table)
+                                        environment_table, minimal_eps_summary, minimal_eps_table, model_facts,
+                                        per_class_table, summary_table)
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -260,9 +260,9 @@ def _model_section(model: Model, figures: dict[str, Figure]) -> list[str]:
     if model.per_class:
         out += ["<h4>Per class</h4>", f"<p>{e(PER_CLASS_INTRO)}</p>", table_html(per_class_table(model))]
     out += _optional(figures.get(model_key(model, "examples")), "Adversarial examples")
-    summary = minimal_eps_summary(model)
+    summary, implied = minimal_eps_summary(model), minimal_eps_table(model)
     out += _optional(figures.get(model_key(model, "minimal_eps")), "Minimal ε per example",
-                     f"<p>{e(summary)}</p>" if summary else "")
+                     (f"<p>{e(summary)}</p>" if summary else "") + (table_html(implied) if implied else ""))
     out += _optional(figures.get(model_key(model, "training")), "Training curves")
     out.append("</section>")
     return out

@@ -15,8 +15,8 @@ from advrobust.reporting.plots import Figure, dataset_key, model_key
 from advrobust.reporting.view import Model, Run, dataset_title
 from advrobust.reporting.tables import (COMPARISON_INTRO, PER_CLASS_INTRO, Table, lede, attacks_table,
                                         check_curves_table, checks_table, comparison_table, config_text, curves_table,
-                                        environment_table, minimal_eps_summary, model_facts, per_class_table,
-                                        summary_table)
+                                        environment_table, minimal_eps_summary, minimal_eps_table, model_facts,
+                                        per_class_table, summary_table)
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|#$~])")  # $: GitHub math; ~: strikethrough
 
@@ -147,8 +147,9 @@ def _model(model: Model, figures: dict[str, Figure], report_dir: Path) -> list[s
         out += ["#### Adversarial examples", ""] + examples
     minimal = _figure(figures.get(model_key(model, "minimal_eps")), report_dir)
     if minimal:
-        summary = minimal_eps_summary(model)
+        summary, implied = minimal_eps_summary(model), minimal_eps_table(model)
         out += ["#### Minimal ε per example", ""] + ([md(summary), ""] if summary else []) + minimal
+        out += [table_md(implied), ""] if implied else []
     training = _figure(figures.get(model_key(model, "training")), report_dir)
     if training:
         out += ["#### Training curves", ""] + training

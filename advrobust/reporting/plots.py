@@ -244,18 +244,27 @@ def _examples_figure(model: Model, path: Path) -> Figure | None:
 
 
 def _minimal_eps_figure(model: Model, path: Path) -> Figure | None:
+    """The histogram of the minimal eps, and the robust accuracy it implies beside the worst case."""
     minimal = model.minimal_eps
     if minimal is None or not len(minimal.values):
         return None
     values = minimal.values
     never = int(np.sum(~np.isfinite(values)))
+    xlabel = f"minimal ε ({plot.norm_title(minimal.norm)})"
     figure = _new_figure(9.0, 3.6)
-    for position, kind in enumerate(("histogram", "cdf"), start=1):
-        plot.minimal_eps(values, ax=figure.add_subplot(1, 2, position), kind=kind, color="#4477aa",
-                         xlabel=f"minimal ε ({plot.norm_title(minimal.norm)})")
+    plot.minimal_eps(values, ax=figure.add_subplot(1, 2, 1), kind="histogram", color="#4477aa", xlabel=xlabel)
+    axes = figure.add_subplot(1, 2, 2)
+    plot.minimal_eps(values, ax=axes, kind="robust", color="#4477aa", xlabel=f"ε ({plot.norm_title(minimal.norm)})")
+    compared = " Right: the robust accuracy it implies (the share not fooled at or below ε)"
+    if model.worst_case is not None and minimal.norm in model.norms:
+        axes.plot(model.worst_case.epsilons, 100.0 * model.worst_case.accuracy, color="black", linestyle="--",
+                  marker="s", label="worst case over the attacks")
+        axes.plot([], [], color="#4477aa", label="implied by minimal ε")
+        axes.legend(loc="best", fontsize="small")
+        compared += ", beside the worst case over the attacks"
     figure.suptitle(f"{_label(model.name)}: per-example minimal ε ({_label(minimal.attack)})", fontsize=10)
     return _save(figure, path, f"{model.name}: the smallest ε that fools each example ({minimal.attack}); "
-                               f"{never} of {len(values)} never fooled.")
+                               f"{never} of {len(values)} never fooled.{compared}.")
 
 
 def _training_figure(model: Model, path: Path) -> Figure | None:

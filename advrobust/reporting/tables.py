@@ -286,7 +286,7 @@ def checks_table(model: Model) -> Table:
 
 
 def minimal_eps_summary(model: Model) -> str | None:
-    """The minimal-eps distribution in one sentence: count, never fooled, median, range.
+    """The minimal-eps distribution in one sentence: count, never fooled, median, range, time.
 
     Args:
         model: The model.
@@ -306,8 +306,34 @@ def minimal_eps_summary(model: Model) -> str | None:
         median = float(np.median(values))  # inf when more than half are never fooled
         parts.append(f"median minimal ε {eps_text(median) if math.isfinite(median) else '∞'}")
         parts.append(f"smallest {eps_text(float(finite.min()))}, largest finite {eps_text(float(finite.max()))}")
+    if minimal.seconds is not None:
+        parts.append(f"{seconds_text(minimal.seconds)} ({minimal.seconds / len(values):.3g} s per example)")
     text = "; ".join(parts) + "."
     return f"{text} Note: {minimal.note}." if minimal.note else text
+
+
+def minimal_eps_table(model: Model) -> Table | None:
+    """The robust accuracy the minimal eps implies at each eps of the grid, beside the worst case.
+
+    An example counts as robust at eps when its minimal eps is larger; both columns are
+    upper bounds of the true robust accuracy.
+
+    Args:
+        model: The model.
+
+    Returns:
+        One row per eps of the worst case, or None without minimal eps values or a worst case.
+    """
+    minimal = model.minimal_eps
+    if minimal is None or not len(minimal.values) or model.worst_case is None:
+        return None
+    table = Table(["ε", f"Implied by minimal ε ({len(minimal.values)} images)",
+                   f"Worst case over the attacks ({MISSING if model.n_examples is None else model.n_examples} "
+                   "images)"])
+    for eps, worst in zip(model.worst_case.epsilons, model.worst_case.accuracy):
+        table.rows.append([Cell(eps_text(float(eps))), Cell(percent(minimal.robust_accuracy(float(eps)))),
+                           Cell(percent(float(worst)))])
+    return table
 
 
 def check_curves_table(model: Model) -> Table:

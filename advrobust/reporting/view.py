@@ -134,16 +134,32 @@ class MinimalEps:
     """Per-example smallest adversarial eps; ``inf`` where the attack never succeeded.
 
     Attributes:
-        attack: The attack used.
+        attack: The method (``"minimal_epsilon"``, or the eps grid's worst case in older runs).
         norm: Its norm.
         values: The smallest eps per example (N,), float64; ``inf`` where never fooled.
         note: How to read the values, e.g. that they are grid points, so upper bounds.
+        seconds: The search's compute time, or None when results.json does not say.
     """
 
     attack: str
     norm: str
     values: np.ndarray
     note: str  # e.g. that values are grid points, so upper bounds
+    seconds: float | None = None
+
+    def robust_accuracy(self, eps: float) -> float:
+        """The robust accuracy the values imply at ``eps``.
+
+        That is the share of examples not fooled at or below ``eps``: an upper bound, like
+        a fixed-eps attack's.
+
+        Args:
+            eps: The radius, >= 0.
+
+        Returns:
+            A fraction in [0, 1]; NaN when there are no values.
+        """
+        return float(np.mean(self.values > eps)) if len(self.values) else math.nan
 
 
 @dataclass(frozen=True)
@@ -433,7 +449,7 @@ def _series(epsilons: list[float], accuracies: Any) -> Series:
 
 def _minimal_eps(record: schema.MinimalEpsRecord) -> MinimalEps:
     values = np.array([math.inf if value is None else value for value in record.values], dtype=np.float64)
-    return MinimalEps(record.attack, record.norm, values, record.note)
+    return MinimalEps(record.attack, record.norm, values, record.note, record.seconds)
 
 
 def _load_card(run_dir: Path, relative: str, where: str, notes: list[str]) -> dict[str, Any]:

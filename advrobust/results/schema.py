@@ -22,7 +22,9 @@ reports read. NumPy only, no TensorFlow.
                   "n_examples", "clean_accuracy", "seconds"}
     WorstCaseRecord: {"params": {"attacks": [...]}, "epsilons", "robust_accuracy", "ci95_low", "ci95_high"}
     Check: {"name", "passed", "detail"} (advrobust.evaluation.checks.Check)
-    MinimalEpsRecord: {"attack", "norm", "values" (float | null per example), "note"}
+    MinimalEpsRecord: {"attack", "norm", "values" (float | null per example), "note",
+                       "params" and "seconds" (written since the run searches each example's
+                       minimal eps with attacks.minimal_epsilon; absent in older files)}
     ClassRecord: {"label", "n_examples", "clean_accuracy", "robust_accuracy", "ci95_low", "ci95_high"}
     PairedVsBaseline: {"baseline", "n_examples", "method",
                        "rows": [{"eps" (null: clean), "baseline", "defended", "difference", "ci95_low",
@@ -352,23 +354,32 @@ def _check(raw: Any, where: str) -> Check:
 
 @dataclass(frozen=True)
 class MinimalEpsRecord:
-    """Per example, the smallest eps of the grid that fooled it (None: none did).
+    """Per example, the smallest eps at which an adversarial example was found (None: none was).
+
+    Written by the run from :func:`attacks.minimal_epsilon` on the check examples (then
+    ``params`` and ``seconds`` are set); older results.json hold the smallest eps of the
+    grid at which the worst case fooled each example, without them.
 
     Attributes:
-        attack: The attack used.
+        attack: The method (``"minimal_epsilon"``, or ``"worst case over the eps grid"``).
         norm: Its norm.
-        values: One eps or None per example.
+        values: One eps >= 0 or None per example.
         note: How to read the values (e.g. grid points, so upper bounds).
+        params: The search's settings (``steps``, ``search_steps``, ``loss``, ``seed``,
+            ``n_examples``), or None in older results.json.
+        seconds: The search's compute time, or None in older results.json.
     """
 
     attack: str
     norm: str
     values: list[float | None]
     note: str
+    params: dict[str, Any] | None = None
+    seconds: float | None = None
 
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> MinimalEpsRecord:
-        """Read the minimal eps from its JSON object.
+        """Read the minimal eps from its JSON object (``params`` and ``seconds`` may be absent).
 
         Args:
             raw: The parsed JSON object.
@@ -383,15 +394,22 @@ class MinimalEpsRecord:
         raw = _object(raw, where)
         return cls(attack=_field(raw, "attack", where, _text), norm=_field(raw, "norm", where, _text),
                    values=_field(raw, "values", where, _list(_optional(_real))),
-                   note=_field(raw, "note", where, _text))
+                   note=_field(raw, "note", where, _text),
+                   params=_field(raw, "params", where, _mapping) if "params" in raw else None,
+                   seconds=_field(raw, "seconds", where, _real) if "seconds" in raw else None)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object, keys in the schema's order.
 
         Returns:
-            ``attack``, ``norm``, ``values`` and ``note``.
+            ``attack``, ``norm``, ``values`` and ``note``; ``params`` and ``seconds`` only when set.
         """
-        return {"attack": self.attack, "norm": self.norm, "values": self.values, "note": self.note}
+        document = {"attack": self.attack, "norm": self.norm, "values": self.values, "note": self.note}
+        if self.params is not None:
+            document["params"] = self.params
+        if self.seconds is not None:
+            document["seconds"] = self.seconds
+        return document
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ each one at every epsilon, run the sanity checks, and write results and the repo
 
 Layout of the output folder ``DIR``::
 
-    store.sqlite             finished units (models, attacked batches): resumable
+    store.sqlite             finished units (models, attacked batches, minimal eps): resumable
     config.json              the resolved config and its hash
     models/NN-NAME/          model.keras + model.card.json (+ training logs)
     examples/NN-NAME.npz     a few clean/adversarial examples per model for the report
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import io
 import json
 import math
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from advrobust import data, evaluation, models, training
-from advrobust.evaluation import checks, stats
+from advrobust.evaluation import checks
 from advrobust.files import atomic_write_bytes, atomic_write_text, digest
 from advrobust.results import outcome_files, outcomes
 from advrobust.results.schema import (CheckCurves, CurveRecord, Environment, MinimalEpsRecord, ModelRecord,
@@ -44,7 +45,7 @@ from advrobust.run import folder
 from advrobust.run.interrupt import CheckedUnits, Interrupts
 from advrobust.run.config import AttackEntry, ModelEntry, RunConfig
 from advrobust.run.store import STORE_NAME, ResultStore, StoredUnits
-from attacks import AttackSpec
+from attacks import AttackSpec, get_attack, minimal
 from attacks.backend import tf
 
 CSV_COLUMNS = ("model", "dataset", "defense", "architecture", "n_examples", "clean_accuracy", "attack", "norm",
@@ -169,14 +170,38 @@ def _middle_eps(epsilons: tuple[float, ...]) -> float:
     return positive[(len(positive) - 1) // 2] if positive else 0.0
 
 
-def _minimal_eps(worst: evaluation.Curve) -> MinimalEpsRecord:
-    """Per example, the smallest eps of the grid at which it is not robust; None (JSON
-    null) where it is robust at every eps of the grid."""
-    values = [None if math.isinf(value) else float(value)
-              for value in stats.minimal_eps_on_grid(worst.epsilons, worst.robust_mask)]
-    return MinimalEpsRecord(attack="worst case over the eps grid", norm=worst.norm, values=values,
-                            note="smallest eps of the grid at which the example is not robust (an upper bound of "
-                                 "its true minimal eps); null: robust at every eps of the grid")
+MINIMAL_EPS_SEARCH_STEPS = 8  # bisection rounds: the bracket ends within 2**-8 (0.4%) of DeepFool's bound
+
+
+def _minimal_eps(item: _Model, x: np.ndarray, y: np.ndarray, config: RunConfig, store: ResultStore,
+                 interrupts: Interrupts) -> MinimalEpsRecord:
+    """Per example of the check examples, the smallest eps at which
+    :func:`attacks.minimal_epsilon` found an adversarial example; a stored unit, computed
+    once and reused on resume. APGD gets the steps of the run's strongest iterative
+    attack, so the curve it implies is comparable with the worst case."""
+    n_check = min(config.check_examples, len(x))
+    strong = _iterative(config.attacks_for(item.entry))
+    default_steps = inspect.signature(get_attack(strong.name)).parameters["steps"].default
+    params = {"steps": int(strong.params.get("steps", default_steps)),
+              "search_steps": MINIMAL_EPS_SEARCH_STEPS, "loss": "ce", "seed": config.seed}
+    spec = digest({"model": item.spec, "norm": config.norm, "n_examples": n_check, "params": params})
+    done = store.minimal_eps(item.entry.name, spec)
+    if done is None:
+        started = time.time()
+        values = minimal.minimal_epsilon(item.model, x[:n_check], y[:n_check], norm=config.norm,
+                                         batch_size=config.batch_size, **params)
+        done = (values, time.time() - started)
+        store.put_minimal_eps(item.entry.name, *done, spec=spec)
+        _log(f"model {item.entry.name!r}: minimal eps of {n_check} check examples, median {np.median(values):.4g} "
+             f"({done[1]:.1f} s)")
+        interrupts.check()
+    values, seconds = done
+    return MinimalEpsRecord(
+        attack="minimal_epsilon", norm=config.norm, values=[None if math.isinf(v) else float(v) for v in values],
+        note=f"per example of the first {n_check} test images, the distance of the closest adversarial example "
+             f"found (DeepFool bound, then {MINIMAL_EPS_SEARCH_STEPS} bisection rounds of APGD-CE with "
+             f"{params['steps']} steps); 0: misclassified clean; null: none found within the clip box",
+        params={**params, "n_examples": n_check}, seconds=round(seconds, 2))
 
 
 def _examples(item: _Model, x: np.ndarray, y: np.ndarray, attack: AttackEntry, eps: float, norm: str,
@@ -247,8 +272,8 @@ def environment() -> Environment:
 
 
 def _model_record(item: _Model, result: evaluation.ModelEvaluation, found: list[checks.Check],
-                  check_curves: CheckCurves, examples: str | None, per_example: outcome_files.Outcomes,
-                  paired: PairedVsBaseline | None) -> ModelRecord:
+                  check_curves: CheckCurves, examples: str | None, minimal_eps: MinimalEpsRecord,
+                  per_example: outcome_files.Outcomes, paired: PairedVsBaseline | None) -> ModelRecord:
     """results.json's record of one evaluated model; its outcomes file is ``outcomes/FOLDER.npz``."""
     return ModelRecord(
         name=item.entry.name, dataset=item.entry.dataset, defense=item.card.get("defense", "none"),
@@ -256,7 +281,7 @@ def _model_record(item: _Model, result: evaluation.ModelEvaluation, found: list[
         card=str(models.card_path(item.path)), n_examples=per_example.n, clean_accuracy=float(result.clean_accuracy),
         training_seconds=item.card.get("training_seconds"), curves=[CurveRecord.of(curve) for curve in result.curves],
         worst_case=WorstCaseRecord.of(result.worst_case), checks=list(found), check_curves=check_curves,
-        examples=examples, minimal_eps=_minimal_eps(result.worst_case), per_class=outcomes.per_class(per_example),
+        examples=examples, minimal_eps=minimal_eps, per_class=outcomes.per_class(per_example),
         outcomes=f"outcomes/{item.folder}.npz", paired_vs_baseline=paired)
 
 
@@ -423,17 +448,18 @@ def _run(config: RunConfig, out: Path, *, resume: bool, update: bool, data_dir: 
             with interrupts.deferred():
                 verdicts, check_curves = _run_checks(item, [other for other in items if other is not item], x, y,
                                                      result, config, units, progress)
+                minimal_eps = _minimal_eps(item, x, y, config, store, interrupts)
             examples = _examples(item, x, y, _iterative(config.attacks_for(item.entry)), _middle_eps(config.epsilons),
                                  config.norm, config.examples, out)
-            measured.append((verdicts, check_curves, examples))
+            measured.append((verdicts, check_curves, examples, minimal_eps))
             per_example[item.entry.name] = outcomes.from_evaluation(item.entry.name, item.entry.dataset, result,
                                                                     labels=y)
         records = []
-        for item, result, (verdicts, check_curves, examples) in zip(items, evaluations, measured):
+        for item, result, (verdicts, check_curves, examples, minimal_eps) in zip(items, evaluations, measured):
             mine = per_example[item.entry.name]
             paired = None if item.entry.baseline is None else PairedVsBaseline.of(
                 outcomes.compare(per_example[item.entry.baseline], mine))
-            records.append(_model_record(item, result, verdicts, check_curves, examples, mine, paired))
+            records.append(_model_record(item, result, verdicts, check_curves, examples, minimal_eps, mine, paired))
             outcome_files.write(mine, out / records[-1].outcomes)
         results = Results(config=config.to_dict(), config_hash=config_hash, started=store.created,
                           finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), seconds=round(time.time() - started, 1),

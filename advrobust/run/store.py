@@ -8,7 +8,10 @@ one; SQLite's journal rolls an interrupted transaction back on the next open. Un
   DIR) and its card, written after the model file itself was saved atomically;
 * an attacked batch (``units`` table): model x attack x batch of test images, all the
   run's epsilons at once (they are computed in one batched call), holding the per-example
-  clean and robust outcomes as packed bits.
+  clean and robust outcomes as packed bits;
+* a model's per-example minimal eps (``minimal_eps`` table): the radii
+  :func:`attacks.minimal_epsilon` found on the model's check examples, float64 bytes
+  (``inf``: none found).
 
 Every model and unit also records its *spec*: a digest of everything that decides its
 outcome (for a unit: the model's spec, the attack and its parameters, the epsilons and
@@ -44,8 +47,11 @@ CREATE TABLE IF NOT EXISTS units (
     n INTEGER NOT NULL, epsilons TEXT NOT NULL, clean BLOB NOT NULL, robust BLOB NOT NULL,
     seconds REAL NOT NULL, finished REAL NOT NULL,
     PRIMARY KEY (model, attack, batch));
+CREATE TABLE IF NOT EXISTS minimal_eps (
+    model TEXT PRIMARY KEY, n INTEGER NOT NULL, eps BLOB NOT NULL, seconds REAL NOT NULL, finished REAL NOT NULL,
+    spec TEXT);
 """
-KNOWN_TABLES = ("meta", "models", "units")
+KNOWN_TABLES = ("meta", "models", "units", "minimal_eps")
 SPEC_TABLES = ("models", "units")  # each gets a nullable ``spec`` column (added to older stores)
 
 
@@ -161,10 +167,10 @@ class ResultStore:
         """Whether any model or unit is finished.
 
         Returns:
-            True if the models or units table holds a row.
+            True if the models, units or minimal_eps table holds a row.
         """
         return any(self._connection.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
-                   for table in ("models", "units"))
+                   for table in ("models", "units", "minimal_eps"))
 
     # -- models ---------------------------------------------------------------------------
     def model(self, name: str, spec: str | None = None) -> tuple[str, dict[str, Any]] | None:
@@ -243,6 +249,40 @@ class ResultStore:
                 "spec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (model, attack, batch, len(clean), json.dumps(list(map(float, epsilons))), _pack(clean),
                  _pack(robust), float(seconds), time.time(), spec))
+
+    # -- per-example minimal eps ------------------------------------------------------------
+    def minimal_eps(self, model: str, spec: str | None = None) -> tuple[np.ndarray, float] | None:
+        """A model's per-example minimal eps, finished under ``spec``.
+
+        Args:
+            model: The model's name.
+            spec: The digest of what decides the values (model, examples, search
+                settings); None: whatever is stored for ``model``.
+
+        Returns:
+            ``(min_eps (n,) float64, inf where none was found; seconds)``, or None if none
+            was finished under ``spec``.
+        """
+        row = self._connection.execute("SELECT eps, seconds, spec FROM minimal_eps WHERE model = ?",
+                                       (model,)).fetchone()
+        if row is None or not self._matches("minimal_eps", "model = ?", (model,), row[2], spec):
+            return None
+        return np.frombuffer(row[0], dtype=np.float64).copy(), row[1]
+
+    def put_minimal_eps(self, model: str, min_eps: np.ndarray, seconds: float, spec: str | None = None) -> None:
+        """Commit a model's per-example minimal eps (replacing one stored for it).
+
+        Args:
+            model: The model's name.
+            min_eps: (n,) radii >= 0; ``inf`` where none was found.
+            seconds: The search's compute time.
+            spec: The digest of what decides the values, or None.
+        """
+        values = np.asarray(min_eps, dtype=np.float64).reshape(-1)
+        with self._connection:
+            self._connection.execute(
+                "INSERT OR REPLACE INTO minimal_eps (model, n, eps, seconds, finished, spec) VALUES (?, ?, ?, ?, ?, ?)",
+                (model, len(values), values.tobytes(), float(seconds), time.time(), spec))
 
     def unit_count(self) -> int:
         """The number of finished units.

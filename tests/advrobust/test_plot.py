@@ -268,6 +268,14 @@ def test_minimal_eps_cdf_steps_to_the_fraction_fooled():
     assert ax.get_xlabel() == "minimal ε (L2)" and ax.get_title() == "cumulative distribution"
 
 
+def test_minimal_eps_robust_is_the_share_not_fooled_at_or_below_eps():
+    ax = plot.minimal_eps(VALUES, kind="robust").axes[0]
+    (line,) = ax.lines
+    np.testing.assert_allclose(line.get_xdata(), [0.0, 0.02, 0.05, 0.1, 0.1, 0.1, 0.3])
+    np.testing.assert_allclose(line.get_ydata(), 100 - 100 * np.arange(7) / 8)
+    assert ax.get_ylabel() == "robust accuracy (%)" and ax.get_title() == "implied robust accuracy"
+
+
 def test_minimal_eps_histogram_counts_the_fooled_and_titles_the_never_fooled():
     ax = plot.minimal_eps(VALUES, kind="histogram", bins=3).axes[0]
     assert [patch.get_height() for patch in ax.patches] == [5, 0, 1]
@@ -293,7 +301,7 @@ def test_minimal_eps_on_a_given_ax_and_when_nothing_is_fooled():
 
 
 @pytest.mark.parametrize("bad, kind, error, message", [
-    ([0.1], "pdf", ValueError, "kind must be one of cdf, histogram; got 'pdf'"),
+    ([0.1], "pdf", ValueError, "kind must be one of cdf, histogram, robust; got 'pdf'"),
     ([], "cdf", ValueError, "values is empty"),
     ([0.1, float("nan")], "cdf", ValueError, "NaN at index 1: use inf"),
     ([[0.1, 0.2]], "cdf", ValueError, r"got shape \(1, 2\)"),

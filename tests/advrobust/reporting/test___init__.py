@@ -185,3 +185,24 @@ def test_per_class_table_names_the_classes_and_marks_the_weakest(report):
     assert '<td class="bad">Shirt</td>' in page
     assert "no per_class or outcomes, written before the run kept them" in page  # the older models: noted
     assert markdown.count("#### Per class") == 1  # models without per-class results show no table
+
+
+def test_a_searched_minimal_eps_shows_its_median_time_and_implied_robust_accuracy(report, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(report[0], run_dir)
+    results = json.loads((run_dir / "results.json").read_text())
+    results["models"][0]["minimal_eps"] = {
+        "attack": "minimal_epsilon", "norm": "inf", "values": [0.0, 0.03, 0.05, 0.08, 0.15, 0.25, None, None],
+        "note": "distance of the closest adversarial example found", "params": {"steps": 10, "n_examples": 8},
+        "seconds": 4.0}
+    (run_dir / "results.json").write_text(json.dumps(results))
+    paths = build_report(run_dir)
+    markdown = paths["markdown"].read_text(encoding="utf-8")
+    section = markdown[markdown.index("#### Minimal ε per example"):]
+    assert "median minimal ε 0.115" in section and "4.0 s (0.5 s per example)" in section
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    assert "Implied by minimal ε (8 images)" in rows[0] and "Worst case over the attacks (500 images)" in rows[0]
+    # eps 0.0, 0.05, 0.1, 0.2, 0.3: the share of values above each, beside the baseline's worst case
+    assert [row.split("|")[2].strip() for row in rows[1:6]] == ["87.5%", "62.5%", "50.0%", "37.5%", "25.0%"]
+    assert [row.split("|")[3].strip() for row in rows[1:6]] == ["99.0%", "80.0%", "40.0%", "5.0%", "0.0%"]
+    assert "beside the worst case over the attacks" in paths["html"].read_text(encoding="utf-8")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from advrobust.evaluation import checks, curves
-from advrobust.evaluation.stats import wilson_interval
+from advrobust.evaluation.stats import minimal_eps_on_grid, wilson_interval
 from advrobust.results import outcomes, schema
 from advrobust.run import runner
 from advrobust.run.config import ModelEntry
@@ -74,6 +74,15 @@ def _checked(result, seed, with_transfer):
     return found, schema.CheckCurves(schema.CurveRecord.of(large), schema.CurveRecord.of(noise), transfers)
 
 
+def _grid_minimal_eps(result):
+    """The minimal eps the runner derived from the worst case before it searched per example."""
+    values = [None if np.isinf(value) else float(value)
+              for value in minimal_eps_on_grid(result.worst_case.epsilons, result.worst_case.robust_mask)]
+    return schema.MinimalEpsRecord(attack="worst case over the eps grid", norm="inf", values=values,
+                                   note="smallest eps of the grid at which the example is not robust (an upper bound "
+                                        "of its true minimal eps); null: robust at every eps of the grid")
+
+
 def _golden_results(tmp_path):
     """The runner's records for two models (the second with a baseline), built as ``run`` builds them."""
     items = [_model(0, "base"), _model(1, "def <script>", baseline="base")]
@@ -88,7 +97,8 @@ def _golden_results(tmp_path):
         paired = None if item.entry.baseline is None else schema.PairedVsBaseline.of(
             outcomes.compare(per_example["base"], mine))
         examples = f"examples/{item.folder}.npz" if seed == 0 else None
-        records.append(runner._model_record(item, result, found, check_curves, examples, mine, paired))
+        records.append(runner._model_record(item, result, found, check_curves, examples, _grid_minimal_eps(result),
+                                             mine, paired))
     return schema.Results(config=CONFIG, config_hash="0123abcd", started="2026-12-02T01:00:00+0000",
                           finished="2026-12-02T01:05:00+0000", seconds=300.0, environment=ENVIRONMENT,
                           models=records)
@@ -172,6 +182,21 @@ def test_lenient_reading_takes_results_written_before_outcomes_were_kept():
     broken["models"][0].pop("checks")
     with pytest.raises(schema.SchemaError, match=r"models\[0\]: missing 'checks'"):  # every version wrote it
         schema.Results.from_dict(broken, strict=False)
+
+
+def test_a_searched_minimal_eps_keeps_its_params_and_seconds_and_older_ones_read_without():
+    searched = _golden()
+    searched["models"][0]["minimal_eps"].update(attack="minimal_epsilon", params={"steps": 10, "n_examples": 12},
+                                                seconds=1.5)
+    schema.validate(searched)
+    record = schema.Results.from_dict(searched).models[0].minimal_eps
+    assert record.params == {"steps": 10, "n_examples": 12} and record.seconds == 1.5
+    assert schema.Results.from_dict(searched).to_dict() == searched
+    older = schema.Results.from_dict(_golden()).models[0].minimal_eps
+    assert older.params is None and older.seconds is None and "params" not in older.to_dict()
+    searched["models"][0]["minimal_eps"]["seconds"] = "slow"
+    with pytest.raises(schema.SchemaError, match=r"models\[0\]\.minimal_eps\.seconds: expected a finite number"):
+        schema.validate(searched)
 
 
 def test_read_says_what_is_wrong_with_the_file(tmp_path):

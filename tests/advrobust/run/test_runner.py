@@ -139,6 +139,40 @@ def test_results_follow_the_schema_and_curves_make_sense(finished_run):
 
 
 @pytest.mark.slow
+def test_minimal_eps_is_searched_per_check_example_and_agrees_with_the_worst_case(finished_run):
+    out, results = finished_run
+    minimal = json.loads((out / "results.json").read_text())["models"][0]["minimal_eps"]
+    assert minimal["attack"] == "minimal_epsilon" and minimal["norm"] == "inf"
+    assert minimal["params"] == {"steps": 10, "search_steps": 8, "loss": "ce", "seed": 0, "n_examples": 100}
+    assert len(minimal["values"]) == 100 and minimal["seconds"] > 0
+    values = np.array([np.inf if value is None else value for value in minimal["values"]])
+    saved = outcomes.load(out, "trained")
+    np.testing.assert_array_equal(values == 0, ~saved.clean[:100])  # 0 exactly where misclassified clean
+    # APGD searching each example's radius is at least about as strong as the grid's PGD and FGSM.
+    for eps, worst in zip(saved.epsilons, saved.worst[:, :100].mean(axis=1)):
+        assert np.mean(values > eps) <= worst + 0.03, eps
+    assert 0.0 < np.median(values) < 0.3
+
+
+def _minimal_eps_rows(store: Path) -> dict[str, tuple[float, bytes]]:
+    with sqlite3.connect(store) as connection:
+        return {model: (finished, eps) for model, finished, eps
+                in connection.execute("SELECT model, finished, eps FROM minimal_eps")}
+
+
+@pytest.mark.slow
+def test_resume_reuses_the_stored_minimal_eps(finished_run, run_config, tmp_path):
+    source, results = finished_run
+    out = tmp_path / "resumed"
+    shutil.copytree(source, out)
+    before = _minimal_eps_rows(out / "store.sqlite")
+    assert set(before) == {"trained", "<script>alert(1)</script>"}
+    resumed = runner.run(config.load(run_config), out, resume=True, progress=False, report=False)
+    assert _minimal_eps_rows(out / "store.sqlite") == before  # not searched again
+    assert [model.minimal_eps for model in resumed.models] == [model.minimal_eps for model in results.models]
+
+
+@pytest.mark.slow
 def test_a_model_with_a_baseline_is_compared_with_it_per_image(finished_run):
     out, results = finished_run
     trained, untrained = results.to_dict()["models"]
@@ -193,6 +227,8 @@ def test_report_mentions_every_model_and_escapes_names(finished_run):
     markdown = (out / "report.md").read_text()
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "trained" in html and "trained" in markdown
+    assert "#### Minimal ε per example" in markdown and "Implied by minimal ε (100 images)" in markdown
+    assert "median minimal ε" in markdown and "minimal_epsilon" in html
 
 
 
@@ -273,7 +309,7 @@ dataset = "mnist"
 epsilons = [0.0, 0.1]
 n_examples = 50
 batch_size = 50
-check_examples = 50
+check_examples = 20
 
 [[attacks]]
 name = "fgsm"

@@ -99,3 +99,34 @@ def test_stored_units_return_a_unit_only_under_the_model_spec_and_fingerprint_it
         assert seconds == 1.5
         assert units.get("pgd", 0, "other fingerprint") is None
         assert StoredUnits(store, "m", "spec-b").get("pgd", 0, "fingerprint") is None
+
+
+def test_store_keeps_a_models_minimal_eps_with_inf_under_its_spec(tmp_path):
+    path = tmp_path / "store.sqlite"
+    values = np.array([0.0, 0.125, np.inf, 0.3])
+    with ResultStore(path, config_hash="h1", config={}, resume=False) as store:
+        assert store.minimal_eps("m") is None
+        store.put_minimal_eps("m", values, 2.5, spec="s1")
+        assert store.has_work()
+    with pytest.raises(StoreMismatchError, match="--resume"):  # a finished minimal eps is work to keep
+        ResultStore(path, config_hash="h1", config={}, resume=False)
+    with ResultStore(path, config_hash="h1", config={}, resume=True) as store:
+        got, seconds = store.minimal_eps("m", "s1")
+        np.testing.assert_array_equal(got, values)
+        assert seconds == 2.5 and store.minimal_eps("m", "s2") is None and store.minimal_eps("other") is None
+
+
+def test_a_store_made_before_minimal_eps_opens_and_gains_its_table(tmp_path):
+    path = tmp_path / "store.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "CREATE TABLE models (name TEXT PRIMARY KEY, path TEXT NOT NULL, card TEXT NOT NULL, finished REAL NOT NULL);"
+            "CREATE TABLE units (model TEXT NOT NULL, attack TEXT NOT NULL, batch INTEGER NOT NULL, n INTEGER NOT NULL,"
+            " epsilons TEXT NOT NULL, clean BLOB NOT NULL, robust BLOB NOT NULL, seconds REAL NOT NULL,"
+            " finished REAL NOT NULL, PRIMARY KEY (model, attack, batch));"
+            "INSERT INTO meta VALUES ('config_hash', 'h1');")
+    with ResultStore(path, config_hash="h1", config={}, resume=True) as store:
+        assert store.minimal_eps("m") is None
+        store.put_minimal_eps("m", np.array([0.5]), 1.0, spec="s")
+        assert store.minimal_eps("m", "s")[0].tolist() == [0.5]
