@@ -138,8 +138,10 @@ class CountedModel:
         @tf.custom_gradient
         def count_backward(x):
             def gradient(upstream):
-                self.backward.assign_add(tf.cast(tf.shape(upstream)[0], tf.int64))
-                return upstream
+                # Tied to the gradient, so that no graph prunes the count (a tf.function
+                # differentiated from outside would drop a side effect).
+                with tf.control_dependencies([self.backward.assign_add(tf.cast(tf.shape(upstream)[0], tf.int64))]):
+                    return tf.identity(upstream)
             return tf.identity(x), gradient
 
         self._count_backward = count_backward

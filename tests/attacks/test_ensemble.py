@@ -10,7 +10,7 @@ import pytest
 
 from attacks import apgd, autoattack, get_attack, pgd
 from attacks.backend import keras, tf
-from attacks.ensemble import PRESETS, EnsembleResult, worst_case
+from attacks.ensemble import PRESETS, EnsembleResult, counting_model, worst_case
 from tests.attacks.conftest import assert_refuses_like_pgd, probabilities
 
 EPS = 0.15  # L-inf, on MNIST: the fixture's CNN keeps about 16% of its points at this radius
@@ -112,6 +112,15 @@ def test_counting_is_exact_on_a_known_run(linear4):
     # probe (4) + clean (4) + apgd's probe (4), clean logits (4), start (4), step (4) + verdict (4)
     assert result.forward_passes == 28 / 4
     assert result.backward_passes == 2.0
+    counted = counting_model(model)  # the wrapper the run used, differentiated from outside as ART does
+    before = counted.counts()
+    compiled = tf.function(counted, input_signature=[tf.TensorSpec((None, 2), tf.float32)])
+    inputs = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        total = tf.reduce_sum(compiled(inputs))
+    tape.gradient(total, inputs)
+    assert np.subtract(counted.counts(), before).tolist() == [4, 4]
 
 
 def test_same_seed_same_result_and_k_epsilons_equal_k_calls(cnn):
