@@ -5,8 +5,9 @@ The pipeline, one subpackage a stage::
     data/        MNIST and Fashion-MNIST: lookup, IDX files, tf.data pipelines
     models/      baseline CNN, VGG-19 transfer, safe save/load, model cards
     training/    TrainConfig, fit with Keras callbacks, the train job (defenses via ``defenses``)
-    evaluation/  robust-accuracy curves, sanity and masking checks, statistics
-    run/         the main job: run config (TOML), runner, resumable store
+    evaluation/  robust-accuracy curves, sanity and masking checks, statistics, units on replicas
+    certify/     verified lower bounds: IBP, CROWN-IBP, randomized smoothing
+    run/         the main job: run config (TOML), runner, resumable store, shards and merge
     results/     results.json schema, per-image outcomes, paired comparisons
     reporting/   figures, HTML and Markdown reports (reads results only)
     cli.py       the ``advrobust`` command

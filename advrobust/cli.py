@@ -191,29 +191,71 @@ def _add_run(subparsers) -> None:
                         help="use OUT even if it is a non-empty folder that holds no advrobust run (a run writes "
                              "results.*, report.*, config.json and figures/ there)")
     parser.add_argument("--show-default", action="store_true", help="print the default config and exit")
+    parser.add_argument("--shard", metavar="I/N", default=None,
+                        help="compute only shard I of N (1 <= I <= N) into OUT, a folder of its own; combine the "
+                             "finished shards with `advrobust merge`")
+    parser.add_argument("--models-from", metavar="DIR", default=None,
+                        help="with --shard: copy the trained models from DIR, a --train-only run of the same config")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train (or copy) every model and stop: the models the shards take with --models-from")
     _add_unsafe_load(parser)
     parser.set_defaults(handler=_run_run)
 
 
 def _run_run(args: argparse.Namespace) -> int:
-    from advrobust.run import config, runner
+    from advrobust.run import config, runner, shard
 
     if args.show_default:
         print(config.default_text(), end="")
         return 0
+    part = shard.parse(args.shard, models_from=args.models_from)
     run_config = config.load(args.config)
     try:
         runner.run(run_config, args.out, resume=args.resume, update=args.update, data_dir=args.data_dir,
-                   report=not args.no_report, allow_unsafe_load=args.unsafe_load, force=args.force)
+                   report=not args.no_report, allow_unsafe_load=args.unsafe_load, force=args.force, part=part,
+                   train_only=args.train_only)
     except (KeyboardInterrupt, RunInterrupted):
-        again = ["advrobust", "run", *([args.config] if args.config else []), "--out", args.out, "--resume"]
+        again = ["advrobust", "run", *([args.config] if args.config else []), "--out", args.out, "--resume",
+                 *(part.flags() if part else []), *(["--train-only"] if args.train_only else [])]
         print(f"advrobust: interrupted; finished work is saved in {args.out}/store.sqlite. Continue with: "
               f"{shlex.join(again)}", file=sys.stderr)
         return 130  # 128 + SIGINT, the shell's convention for a command ended by Ctrl-C
+    if args.train_only:
+        print(f"models: {args.out}; give it to each shard with --models-from {args.out}")
+        return 0
+    if part is not None:
+        print(f"shard {part.label} finished in {args.out}; combine all shards with: advrobust merge SHARD_DIR... "
+              "--out DIR")
+        return 0
     print(f"results: {args.out}/results.json, {args.out}/results.csv"
           + ("" if args.no_report else f"; report: {args.out}/report.html"))
     # A failed sanity check is a finding about a model (shown in the summary and report),
     # not an error of the run: the exit status stays 0.
+    return 0
+
+
+def _add_merge(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "merge", help="combine the finished shards of a sharded run into one run",
+        description="Combine the folders of every shard of `advrobust run CONFIG --out DIR --shard I/N` into one "
+                    "run in OUT: results.json, results.csv, the outcomes and the report, as an unsharded run "
+                    "writes them. Refuses shards of different configs, a missing or repeated shard, and units "
+                    "that come from two shards or none.")
+    parser.add_argument("dirs", nargs="+", metavar="SHARD_DIR", help="the --out folder of every shard")
+    parser.add_argument("--out", required=True, help="a new or empty folder for the merged run")
+    parser.add_argument("--data-dir", default=None, help="folder with the dataset files")
+    parser.add_argument("--no-report", action="store_true", help="skip report.html/report.md")
+    _add_unsafe_load(parser)
+    parser.set_defaults(handler=_run_merge)
+
+
+def _run_merge(args: argparse.Namespace) -> int:
+    from advrobust.run import merge
+
+    merge.merge(args.dirs, args.out, data_dir=args.data_dir, report=not args.no_report,
+                allow_unsafe_load=args.unsafe_load)
+    print(f"results: {args.out}/results.json, {args.out}/results.csv"
+          + ("" if args.no_report else f"; report: {args.out}/report.html"))
     return 0
 
 
@@ -296,8 +338,8 @@ def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentPars
         prog="advrobust",
         description="Adversarial robustness for TensorFlow models: train, attack, evaluate.")
     subparsers = parser.add_subparsers(title="subcommands", dest="command", required=True)
-    adders = {"train": _add_train, "attack": _add_attack, "run": _add_run, "report": _add_report,
-              "compare": _add_compare}
+    adders = {"train": _add_train, "attack": _add_attack, "run": _add_run, "merge": _add_merge,
+              "report": _add_report, "compare": _add_compare}
     for name, add in adders.items():
         if commands is None or name in commands:
             add(subparsers)

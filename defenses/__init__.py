@@ -19,7 +19,8 @@ and ``quick`` (L-inf eps 0.1, few steps, for demos); ``nsl`` also has ``lecture`
 seed lecture's ``multiplier=0.2, adv_step_size=0.05``). ``preset=None`` picks the
 dataset's preset. :mod:`defenses.callbacks` holds robust early stopping and the
 catastrophic-overfitting monitor; :mod:`defenses.distribute` the ``tf.distribute``
-strategies.
+strategies; :mod:`defenses.bounds` the interval (IBP) and CROWN-IBP bounds that certified
+training and ``advrobust.certify`` share.
 
 Importing this package selects Keras 2 for TensorFlow first (``attacks/backend.py``) and
 puts NSL's ``tensorflow.estimator`` stand-in in place (``defenses/nsl_compat.py``), so a

@@ -20,6 +20,7 @@ CROSS_CUTTING = {
     "test_import_graph.py",  # the import arrows between the packages, and lazy TensorFlow
     "test_layout.py",  # this file: the layout of tests/ itself
     "test_bad_inputs.py",  # the bad-input matrix across the public boundaries (evaluation, CLI, run folder)
+    "test_crash.py",  # advrobust run killed (SIGKILL) in training, attacks or writing, then resumed
 }
 
 # Source modules with no test module of their own: each is tested through another one.
@@ -44,6 +45,10 @@ UNTESTED_ON_THEIR_OWN = {
     "benchmarks/attack_throughput.py": "a benchmark script, run by hand",
     "benchmarks/autoattack.py": "a benchmark script, run by hand",
     "benchmarks/training_throughput.py": "a benchmark script, run by hand",
+    "benchmarks/evaluation_scaling.py": "a benchmark script, run by hand",
+    "benchmarks/reference_models.py": "the benchmarks' trained models, used by the benchmark scripts",
+    "benchmarks/robust_curve.py": "a benchmark script, run by hand",
+    "benchmarks/training_cost.py": "a benchmark script, run by hand",
 }
 
 

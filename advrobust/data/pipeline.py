@@ -109,11 +109,17 @@ def augmenter(augment: str):
 
 
 def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int = 128, shuffle: bool = False,
-                 seed: int | None = None, drop_remainder: bool = False, augment: str = "none") -> tf.data.Dataset:
+                 seed: int | None = None, drop_remainder: bool = False, augment: str = "none",
+                 epoch: tf.Variable | None = None) -> tf.data.Dataset:
     """Build a batched, prefetched tf.data pipeline of ``(x, y)``.
 
-    As everywhere in tf.data, the draws follow ``seed`` together with TensorFlow's global
-    seed (``keras.utils.set_random_seed``), and not other draws in between.
+    Without ``epoch``, as everywhere in tf.data, the draws follow ``seed`` together with
+    TensorFlow's global seed (``keras.utils.set_random_seed``), and not other draws in
+    between; each pass over the dataset draws anew, so the sequence of epochs restarts with
+    the process. With ``epoch`` (and a ``seed``), each pass reads that variable first and
+    its order and augmentation are a function of ``(seed, epoch)`` alone: a training
+    restarted at epoch k (see :class:`advrobust.training.callbacks.EpochBackup`, which sets
+    the variable) sees exactly the batches an uninterrupted one sees in epoch k.
 
     Args:
         x: The examples (N, ...).
@@ -125,17 +131,25 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int = 128, shuffle
         drop_remainder: Drop the last batch if it is smaller than ``batch_size``.
         augment: An augmentation (see :func:`augmenter`), drawn anew for every batch each
             epoch; labels are unchanged.
+        epoch: A scalar int64 ``tf.Variable``: the index of the epoch the next pass is,
+            read when a pass begins. Its owner sets it before each pass. None: passes are
+            counted by tf.data as above.
 
     Returns:
         A ``tf.data.Dataset`` of ``(x_batch, y_batch)`` pairs, (B, ...) and (B,), with the
         dtypes of ``x`` and ``y``.
 
     Raises:
-        ValueError: ``batch_size`` < 1, or an unknown augmentation.
+        ValueError: ``batch_size`` < 1, an unknown augmentation, or ``epoch`` without a
+            ``seed`` while shuffling or augmenting.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     transform = augmenter(augment)
+    if epoch is not None and (shuffle or transform is not None):
+        if seed is None:
+            raise ValueError("make_dataset(epoch=...) draws each epoch from (seed, epoch): pass a seed too")
+        return _epoch_seeded(x, y, batch_size, shuffle, seed, drop_remainder, transform, epoch)
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
@@ -148,3 +162,31 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int = 128, shuffle
             lambda batch, batch_seed: (transform(batch[0], batch_seed), batch[1]),
             num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _epoch_seeded(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int, drop_remainder: bool,
+                  transform, epoch: tf.Variable) -> tf.data.Dataset:
+    """:func:`make_dataset` whose every pass draws its order and augmentation from the
+    stateless key ``(seed, epoch)``, reading ``epoch`` when the pass begins."""
+    n = len(x)
+    count = n // batch_size if drop_remainder else -(-n // batch_size)
+    images, labels = tf.constant(x), tf.constant(y)
+
+    def one_epoch(index):
+        key = tf.stack([tf.constant(seed, tf.int64), index])
+        order_key, augment_key = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+        order = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, order_key)
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+        batches = batches.map(lambda chosen: (tf.gather(images, chosen), tf.gather(labels, chosen)))
+        if transform is None:
+            return batches
+        seeds = tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_split(augment_key, count))
+        return tf.data.Dataset.zip((batches, seeds)).map(
+            lambda batch, batch_seed: (transform(batch[0], batch_seed), batch[1]),
+            num_parallel_calls=tf.data.AUTOTUNE)
+
+    # Read once per pass, when it begins; EpochBackup sets it before Keras starts an epoch.
+    dataset = tf.data.Dataset.from_tensors(0).map(lambda _: epoch.read_value()).flat_map(one_epoch)
+    return dataset.apply(tf.data.experimental.assert_cardinality(count)).prefetch(tf.data.AUTOTUNE)

@@ -6,7 +6,8 @@
 
 Modules: :mod:`~advrobust.evaluation.curves` (attacking in chunks, curves, the worst case;
 TensorFlow), :mod:`~advrobust.evaluation.checks` (sanity and masking checks as pure
-functions of curves) and :mod:`~advrobust.evaluation.stats` (Wilson intervals, paired
+functions of curves), :mod:`~advrobust.evaluation.probes` (the measurements the masking
+checks judge; TensorFlow) and :mod:`~advrobust.evaluation.stats` (Wilson intervals, paired
 comparisons; NumPy only). Names load their module on first use, so the statistics can
 be used without TensorFlow.
 """
@@ -16,6 +17,7 @@ from advrobust._lazy import lazy_exports
 _EXPORTS = {
     **dict.fromkeys(("Curve", "ModelEvaluation", "robust_accuracy_curve", "evaluate", "worst_case",
                      "input_gradient_norms", "logits_of", "DEFAULT_CHUNK"), "curves"),
+    **dict.fromkeys(("repeated_logits", "pgd_path", "PathProbe", "unbounded_robust"), "probes"),
     **dict.fromkeys(("wilson_interval", "compare_paired", "PairedComparison", "mcnemar_exact_p",
                      "paired_difference_interval"), "stats"),
 }

@@ -13,7 +13,19 @@ attack from another model). The checks:
 * ``noise_not_stronger`` / ``black_box_not_stronger``: random noise or a transfer
   (black-box) attack must not fool examples that the white-box attacks could not;
 * ``logits``: the model's outputs look like logits, not probabilities;
-* ``gradients``: the loss gradient at clean inputs is finite and non-zero.
+* ``gradients``: the loss gradient at clean inputs is finite and non-zero;
+* ``deterministic``: the model gives the same outputs when called twice;
+* ``square_not_stronger``: the Square attack, which uses outputs only, fools no example
+  the white-box attacks missed;
+* ``fooled_points_kept``: a PGD trajectory that reaches a misclassified point ends on one;
+* ``loss_converged``: the attack's loss no longer rises over its last 10% of steps;
+* ``budget_doubled``: twice the steps or restarts do not change robust accuracy;
+* ``unbounded``: an attack without a radius (DeepFool) fools about every example.
+
+The measurements the last five need (repeated calls, PGD's trajectory, DeepFool) are
+in :mod:`advrobust.evaluation.probes`. :func:`kind_of` names the function behind a
+verdict; :func:`doc_anchor` its section on the checks page (``CHECKS_PAGE``) and in the
+report, which shows :func:`describe` there.
 
 Tolerance: ``TOLERANCE`` (one percentage point, or one example if that is more) absorbs
 the noise of stochastic attacks; anything beyond it fails and is shown prominently.
@@ -21,6 +33,7 @@ the noise of stochastic attacks; anything beyond it fails and is shown prominent
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -29,7 +42,23 @@ import numpy as np
 TOLERANCE = 0.01
 LARGE_EPS_MAX_ACCURACY = 0.02
 MAX_ZERO_GRADIENT_FRACTION = 0.05
+RANDOMNESS_TOLERANCE = 1e-4  # relative to the largest output: float noise of a deterministic model is far below
+LATE_LOSS_SHARE = 0.05  # linear progress would put 10% of the gain in the last 10% of the steps
+# Twice the budget of a converged attack on a deterministic model still fools an example
+# or two more by chance: 3 points, or 3 examples if that is more.
+DOUBLING_TOLERANCE = 0.03
+DOUBLING_MIN_EXAMPLES = 3
 SINGLE_STEP = ("fgsm",)
+# Attacks that never take a gradient of the model: not part of the white-box worst case.
+BLACK_BOX = ("square", "noise")
+# Every check is explained in a section of this page, under doc_anchor(its function's name).
+CHECKS_PAGE = "docs/guide/report.md"
+# A verdict's name up to " (" -> the function that gives it (besides "A <= B", iterative_not_weaker).
+_KINDS = {"monotone": "monotone", "large eps": "large_eps", "noise not stronger": "noise_not_stronger",
+          "black box not stronger": "black_box_not_stronger", "logits": "logits", "gradients": "gradients",
+          "deterministic": "deterministic", "square not stronger": "square_not_stronger",
+          "fooled points kept": "fooled_points_kept", "loss converged": "loss_converged",
+          "double steps": "budget_doubled", "double restarts": "budget_doubled", "unbounded": "unbounded"}
 # Strongest first: the run attacks with the first of these it has for its extra checks.
 ITERATIVE = ("pgd", "mim", "bim")
 
@@ -55,6 +84,50 @@ class Check:
             ``{"name": str, "passed": bool, "detail": str}``.
         """
         return asdict(self)
+
+
+def kind_of(name: str) -> str | None:
+    """The check function that gives verdicts of this name.
+
+    Args:
+        name: A verdict's ``name``, e.g. ``"monotone (pgd)"`` or ``"pgd <= fgsm"``.
+
+    Returns:
+        The function's name, e.g. ``"monotone"`` or ``"iterative_not_weaker"``; None for
+        a name no check of this module gives.
+    """
+    if " <= " in name:
+        return "iterative_not_weaker"
+    return _KINDS.get(name.split(" (", 1)[0])
+
+
+def doc_anchor(kind: str) -> str:
+    """The anchor of a check's section, on the checks page and in the report.
+
+    Args:
+        kind: The name of a check function of this module, e.g. ``"large_eps"``.
+
+    Returns:
+        ``"check-"`` and the name with dashes, e.g. ``"check-large-eps"``.
+    """
+    return "check-" + kind.replace("_", "-")
+
+
+def describe(kind: str) -> str:
+    """What a check asserts, in one paragraph: the summary of its function's docstring.
+
+    Args:
+        kind: The name of a check function of this module, e.g. ``"large_eps"``.
+
+    Returns:
+        The docstring's first paragraph on one line.
+
+    Raises:
+        ValueError: ``kind`` names no check of this module.
+    """
+    if kind not in set(_KINDS.values()) | {"iterative_not_weaker"}:
+        raise ValueError(f"{kind!r} is not a check; the checks are: {', '.join(sorted(set(_KINDS.values())))}")
+    return " ".join(inspect.getdoc(globals()[kind]).split("\n\n", 1)[0].replace("``", "").split())
 
 
 def _slack(n: int) -> float:
@@ -231,3 +304,165 @@ def gradients(gradient_norms: np.ndarray) -> Check:
         return Check("gradients", False, detail + ": gradient attacks cannot move these examples (saturated "
                                                   "softmax or non-differentiable layers: masking)")
     return Check("gradients", True, detail)
+
+
+def deterministic(repeated: np.ndarray) -> Check:
+    """The model gives the same outputs when called again on the same inputs.
+
+    Args:
+        repeated: The outputs (P, N, C) of P >= 2 calls of the model on the same N inputs
+            (see :func:`advrobust.evaluation.probes.repeated_logits`).
+
+    Returns:
+        Fails if any output differs from the first call's by more than
+        ``RANDOMNESS_TOLERANCE`` times the largest absolute output (at least 1); the
+        detail says how many examples changed their predicted class between calls.
+    """
+    repeated = np.asarray(repeated, dtype=np.float64)
+    scale = max(1.0, float(np.max(np.abs(repeated[0])))) if repeated.size else 1.0
+    difference = float(np.max(np.abs(repeated - repeated[0]))) if repeated.size else 0.0
+    predictions = np.argmax(repeated, axis=2) if repeated.size else np.zeros((0, 0))
+    flipped = int(np.any(predictions != predictions[0], axis=0).sum()) if repeated.size else 0
+    n = repeated.shape[1] if repeated.ndim == 3 else 0
+    detail = (f"{repeated.shape[0]} calls on {n} examples: largest output difference {difference:.3g} "
+              f"(tolerance {RANDOMNESS_TOLERANCE:g} x {scale:.3g}); {flipped} examples changed class")
+    if difference > RANDOMNESS_TOLERANCE * scale:
+        return Check("deterministic", False, detail + ": the model is random, so each gradient is of one draw "
+                                                      "and one evaluation may not hold for the next (average "
+                                                      "gradients over draws: EOT)")
+    return Check("deterministic", True, detail)
+
+
+def square_not_stronger(square_curve, white_box_worst) -> Check:
+    """The Square attack fools no (more than tolerance) example every white-box attack missed.
+
+    Square uses the model's outputs only, never a gradient.
+
+    Args:
+        square_curve: The curve of the Square attack, with per-example masks as in
+            :func:`noise_not_stronger`; its epsilons are among ``white_box_worst``'s and
+            its examples the first ones of it.
+        white_box_worst: The worst case over the white-box attacks only (those not in
+            ``BLACK_BOX``).
+
+    Returns:
+        The verdict, named ``"square not stronger"``.
+    """
+    queries = square_curve.params.get("queries", 5000)
+    return _not_stronger("square not stronger", f"square ({queries} queries)", square_curve, white_box_worst)
+
+
+def fooled_points_kept(clean: np.ndarray, fooled_on_path: np.ndarray, fooled_at_end: np.ndarray) -> Check:
+    """A PGD trajectory that reaches a misclassified point stays misclassified to its end.
+
+    Args:
+        clean: (N,) bool: correct on the clean example.
+        fooled_on_path: (N,) bool: some iterate of the trajectory was misclassified.
+        fooled_at_end: (N,) bool: the last iterate is misclassified.
+
+    Returns:
+        Fails if more than the tolerance of the N examples were fooled on the way but not
+        at the end (see :func:`advrobust.evaluation.probes.pgd_path`).
+    """
+    clean, on_path, at_end = (np.asarray(a, dtype=bool) for a in (clean, fooled_on_path, fooled_at_end))
+    n = len(clean)
+    lost = int((clean & on_path & ~at_end).sum())
+    slack = _slack(n)
+    detail = (f"{lost} of {n} examples were misclassified by some PGD iterate but not by the last one "
+              f"({int((clean & on_path).sum())} fooled on the way; tolerance {slack:.3f})")
+    if lost > slack * n:
+        return Check("fooled points kept", False, detail + ": the loss surface along the path is erratic "
+                                                          "(randomness, quantisation or shattered gradients), and "
+                                                          "an attack that returns its last iterate overstates "
+                                                          "robustness")
+    return Check("fooled points kept", True, detail)
+
+
+def loss_converged(robust: np.ndarray, loss_clean: np.ndarray, loss_early: np.ndarray,
+                   loss_final: np.ndarray, *, max_late_share: float = LATE_LOSS_SHARE) -> Check:
+    """On the examples the attack did not fool, its loss no longer rises at the end.
+
+    The share of the loss gained over the last 10% of the steps (``loss_final -
+    loss_early``) in the whole gain from the clean input (``loss_final - loss_clean``),
+    summed over the robust examples. An attack that still climbs at the end would fool
+    more examples with more steps.
+
+    Args:
+        robust: (N,) bool: the examples to judge (correct clean and never fooled).
+        loss_clean: (N,) the loss at the clean example.
+        loss_early: (N,) the best loss after 90% of the steps.
+        loss_final: (N,) the best loss after all steps.
+        max_late_share: The largest share, a fraction, that passes.
+
+    Returns:
+        Fails if the late share exceeds ``max_late_share``; passes when no example is
+        robust or the loss did not rise at all.
+    """
+    robust = np.asarray(robust, dtype=bool)
+    late = float(np.sum((np.asarray(loss_final) - np.asarray(loss_early))[robust]))
+    total = float(np.sum((np.asarray(loss_final) - np.asarray(loss_clean))[robust]))
+    count = int(robust.sum())
+    if count == 0 or total <= 0:
+        return Check("loss converged", True, f"nothing to judge: {count} robust examples, total loss gain "
+                                             f"{total:.3g}")
+    share = late / total
+    detail = (f"the last 10% of the steps gave {share:.1%} of the loss gain on the {count} examples PGD did not "
+              f"fool (at most {max_late_share:.0%})")
+    if share > max_late_share:
+        return Check("loss converged", False, detail + ": the attack has not converged; more steps would fool "
+                                                       "more examples")
+    return Check("loss converged", True, detail)
+
+
+def budget_doubled(base, doubled, what: str) -> Check:
+    """Doubling the attack's steps or restarts does not change robust accuracy.
+
+    Args:
+        base: The curve of the run's attack, with per-example masks; the first examples
+            of it are those of ``doubled``, its epsilons include ``doubled``'s.
+        doubled: The same attack with twice the ``what`` (on the examples ``base`` left
+            robust, or on all of them), at one or more of ``base``'s epsilons.
+        what: What was doubled, e.g. ``"steps"`` or ``"restarts"``.
+
+    Returns:
+        Fails if more than ``DOUBLING_TOLERANCE`` of the examples (or
+        ``DOUBLING_MIN_EXAMPLES``, if that is more) changed from robust to fooled, or from
+        fooled to robust, at some eps.
+    """
+    n = doubled.robust_mask.shape[1]
+    eps_index = [int(np.flatnonzero(np.isclose(base.epsilons, eps))[0]) for eps in doubled.epsilons]
+    before = base.robust_mask[eps_index, :n]
+    changed = (before != doubled.robust_mask).sum(axis=1)
+    slack = max(DOUBLING_TOLERANCE, DOUBLING_MIN_EXAMPLES / max(n, 1))
+    name = f"double {what} ({base.attack})"
+    where = "; ".join(f"eps {eps:g}: {before[i].mean():.3f} -> {doubled.robust_accuracy[i]:.3f} "
+                      f"({int(changed[i])} of {n} changed)" for i, eps in enumerate(doubled.epsilons))
+    if np.any(changed > slack * n):
+        return Check(name, False, f"twice the {what} changed the result ({where}; tolerance {slack:.3f}): the "
+                                  f"attack has not converged, or the model is random")
+    return Check(name, True, f"{where}; tolerance {slack:.3f}")
+
+
+def unbounded(clean: np.ndarray, robust: np.ndarray, attack: str,
+              *, max_accuracy: float = LARGE_EPS_MAX_ACCURACY) -> Check:
+    """An attack without a radius (DeepFool) fools (nearly) every example.
+
+    Args:
+        clean: (N,) bool: correct on the clean example.
+        robust: (N,) bool: correct on the clean example and on the attack's output.
+        attack: The unbounded attack's name.
+        max_accuracy: The largest fraction of the clean-correct examples left robust
+            that passes.
+
+    Returns:
+        Fails if more than ``max_accuracy`` of the clean-correct examples stay correct.
+    """
+    correct = int(np.sum(clean))
+    left = int(np.sum(np.asarray(robust, dtype=bool) & np.asarray(clean, dtype=bool)))
+    share = left / correct if correct else 0.0
+    name = f"unbounded ({attack})"
+    detail = f"{attack}, with no radius, left {left} of {correct} correctly classified examples correct"
+    if share > max_accuracy:
+        return Check(name, False, detail + f" ({share:.1%}, above {max_accuracy:.0%}): the gradients lead the "
+                                           f"attack nowhere even without a limit on the perturbation (masking)")
+    return Check(name, True, detail)

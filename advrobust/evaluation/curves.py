@@ -24,6 +24,9 @@ from attacks.norms import canonical_norm
 from attacks.validation import attack_input, inference_fn, model_classes
 
 DEFAULT_CHUNK = 500
+# What a unit cache's ``get`` returns for a unit another worker computes (a shard of a
+# sharded run, see advrobust.run.shard): it is neither computed nor stored here.
+ELSEWHERE = "elsewhere"
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,8 @@ class UnitCache(Protocol):
 
         Returns:
             ``(clean (n,) bool, robust (K, n) bool, seconds)``, or None if no unit is
-            stored under this attack, batch and fingerprint.
+            stored under this attack, batch and fingerprint, or :data:`ELSEWHERE` if the
+            unit is another worker's: its rows are then left not robust, never computed.
         """
         ...
 
@@ -220,6 +224,9 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
             rows = slice(start, start + chunk)
             n_rows = len(x[rows])
             found = cache.get(key, batch, fingerprint) if cache is not None else None
+            if found is ELSEWHERE:
+                bar.update(n_rows)
+                continue
             if found is not None and found[1].shape == (k, n_rows):
                 clean[rows] = found[0]
                 robust[:, rows] = found[1]

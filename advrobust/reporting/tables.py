@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 
+from advrobust.evaluation.checks import CHECKS_PAGE, describe, doc_anchor, kind_of
 from advrobust.plot import norm_title
 from advrobust.reporting.view import Comparison, Model, Run, Series, dataset_title
 
@@ -27,10 +28,12 @@ class Cell:
         text: The unescaped text.
         tone: How the renderers colour the cell (``"good"``, ``"bad"``, ``"up"``,
             ``"down"``, ``"muted"``), or None for plain.
+        link: Where the text links to (unescaped), or None for no link.
     """
 
     text: str
     tone: Tone | None = None
+    link: str | None = None
 
 
 @dataclass(frozen=True)
@@ -276,13 +279,44 @@ def checks_table(model: Model) -> Table:
         model: The model.
 
     Returns:
-        The table, status cells toned ``"good"`` or ``"bad"``.
+        The table, status cells toned ``"good"`` or ``"bad"``; each check's name links
+        to the section of the checks page that explains it.
     """
     table = Table(["Status", "Check", "Detail"], numeric=())
     for check in model.checks:
         table.rows.append([Cell("passed", "good") if check.passed else Cell("FAILED", "bad"),
-                           Cell(check.name), Cell(check.detail)])
+                           Cell(check.name, link=check_link(check.name)), Cell(check.detail)])
     return table
+
+
+def check_link(name: str) -> str | None:
+    """The report's link to the explanation of the check that gave a verdict of this name.
+
+    Args:
+        name: A verdict's name, e.g. ``"large eps (inf 1)"``.
+
+    Returns:
+        The in-page link, e.g. ``"#check-large-eps"``; None for a name no check gives.
+    """
+    kind = kind_of(name)
+    return None if kind is None else "#" + doc_anchor(kind)
+
+
+def explained_checks(run: Run) -> list[tuple[str, str, str]]:
+    """The explanation of every check the run's models have a verdict of, in order of appearance.
+
+    Args:
+        run: The run.
+
+    Returns:
+        ``(anchor, title, text)`` per check: e.g. ``"check-large-eps"``, ``"Check: large
+        eps"`` and what the check asserts, with where the documentation explains it.
+    """
+    kinds = dict.fromkeys(kind for model in run.models for check in model.checks
+                          if (kind := kind_of(check.name)) is not None)
+    return [(doc_anchor(kind), "Check: " + kind.replace("_", " "),
+             f"{describe(kind)} Why it matters and what to do: advrobust documentation, Report and checks "
+             f"({CHECKS_PAGE}#{doc_anchor(kind)}).") for kind in kinds]
 
 
 def minimal_eps_summary(model: Model) -> str | None:

@@ -8,7 +8,10 @@
 2. takes an exclusive OS lock (``fcntl.flock``) on ``OUT/.advrobust.lock``. The kernel
    drops the lock when the process ends in any way (exit, exception, ``kill -9``), so a
    crashed run never leaves a stale lock; a second run, or a ``--resume`` beside a live
-   run, is refused at once with the folder and the holder's process id.
+   run, is refused at once with the folder and the holder's process id;
+3. once the lock is held, removes the temporary files of atomic writes
+   (``advrobust.files``) that a killed run left behind: with the lock, no live process
+   can be writing them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -25,6 +29,8 @@ from typing import Iterator
 LOCK_NAME = ".advrobust.lock"
 # What only an advrobust run folder holds (any one of them marks a run).
 RUN_MARKERS = ("store.sqlite", "config.json", "results.json", LOCK_NAME)
+# A temporary file of advrobust.files' atomic writes: ".NAME." + 8 random characters + ".tmp".
+_LEFTOVER = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
 class RunFolderError(RuntimeError):
@@ -105,6 +111,14 @@ def claim(path: str | Path, *, force: bool = False) -> Iterator[Path]:
         handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
         handle.flush()
+        _remove_leftover_temporary_files(path)
         yield path
     finally:
         handle.close()  # closing releases the lock; the kernel does the same if the process dies
+
+
+def _remove_leftover_temporary_files(path: Path) -> None:
+    """Delete what a run killed in the middle of an atomic write left under ``path``."""
+    for leftover in path.rglob(".*.tmp"):
+        if _LEFTOVER.match(leftover.name) and leftover.is_file():
+            leftover.unlink(missing_ok=True)

@@ -4,8 +4,8 @@ While attacks run, the first SIGINT only asks the run to stop: the unit of work 
 progress (one attack on one chunk of test images) is finished and committed, then
 :class:`RunInterrupted` ends the run. A second SIGINT stops at once (the unit in
 progress is then lost, never half-written). Outside attacks (training, which keeps its
-finished epochs through Keras's BackupAndRestore, or writing the report) SIGINT stops at
-once as usual. ``advrobust run ... --resume`` goes on from the saved work either way.
+finished epochs through ``advrobust.training.callbacks.EpochBackup`` and resumes them
+exactly, or writing the report) SIGINT stops at once as usual. ``advrobust run ... --resume`` goes on from the saved work either way.
 """
 
 from __future__ import annotations

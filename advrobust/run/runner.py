@@ -31,12 +31,13 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Protocol
 
 import numpy as np
 
 from advrobust import data, evaluation, models, training
-from advrobust.evaluation import checks
+from advrobust.evaluation import checks, probes
 from advrobust.files import atomic_write_bytes, atomic_write_text, digest
 from advrobust.results import outcome_files, outcomes
 from advrobust.results.schema import (CheckCurves, CurveRecord, Environment, MinimalEpsRecord, ModelRecord,
@@ -50,6 +51,48 @@ from attacks.backend import tf
 
 CSV_COLUMNS = ("model", "dataset", "defense", "architecture", "n_examples", "clean_accuracy", "attack", "norm",
                "eps", "robust_accuracy", "ci95_low", "ci95_high", "seconds")
+
+
+class RunPart(Protocol):
+    """A part of a run: a shard (:mod:`advrobust.run.shard`) or a merge (:mod:`advrobust.run.merge`).
+
+    It prepares the store, decides which units are computed here, and, when ``partial``,
+    ends the run once its units are stored, writing no results.
+
+    Attributes:
+        partial: The run stops after its units (a shard); False: it writes results.
+    """
+
+    partial: bool
+
+    def prepare(self, config: RunConfig, store: ResultStore, out: Path) -> None:
+        """Fill or check the store before any model is obtained.
+
+        Args:
+            config: The run config.
+            store: The run's store.
+            out: The run folder.
+        """
+
+    def units(self, units: StoredUnits, model: str) -> Any:
+        """The unit cache the run uses for a model's units.
+
+        Args:
+            units: The store's units of the model.
+            model: The model's name.
+
+        Returns:
+            An :class:`advrobust.evaluation.curves.UnitCache` wrapping ``units``.
+        """
+
+    def finish(self, config: RunConfig, store: ResultStore, out: Path) -> None:
+        """Record that a partial run's units are all stored.
+
+        Args:
+            config: The run config.
+            store: The run's store.
+            out: The run folder.
+        """
 
 
 def _log(message: str) -> None:
@@ -225,8 +268,13 @@ def _examples(item: _Model, x: np.ndarray, y: np.ndarray, attack: AttackEntry, e
 
 
 def _run_checks(item: _Model, others: list[_Model], x: np.ndarray, y: np.ndarray, result: evaluation.ModelEvaluation,
-                config: RunConfig, cache: StoredUnits, progress: bool) -> tuple[list[checks.Check], CheckCurves]:
-    """Run the extra attacks the checks need (as stored units); the verdicts and those curves."""
+                config: RunConfig, cache: StoredUnits, progress: bool, *,
+                probes: bool = True) -> tuple[list[checks.Check], CheckCurves]:
+    """Run the extra attacks the checks need (as stored units); the verdicts and those curves.
+
+    ``probes=False`` leaves out the masking probes (a shard: its curves are partial, and
+    the merge, which sees them whole, runs the probes).
+    """
     n_check = min(config.check_examples, len(x))
     x_check, y_check = x[:n_check], y[:n_check]
     found = [checks.logits(evaluation.logits_of(item.model, x_check)),
@@ -256,7 +304,111 @@ def _run_checks(item: _Model, others: list[_Model], x: np.ndarray, y: np.ndarray
             **common)
         found.append(checks.black_box_not_stronger(transfer, result.worst_case, source.entry.name))
         transfers.append(CurveRecord.of(transfer, source=source.entry.name))
+    attacks = config.attacks_for(item.entry)
+    base = result.curves[attacks.index(strong)] if strong in attacks else None
+    if probes:
+        found += _masking_checks(item.model, x_check, y_check, result, config, strong, base, progress)
     return found, CheckCurves(large_eps=CurveRecord.of(large), noise=CurveRecord.of(noise), transfer=transfers)
+
+
+# Budgets of the masking probes (docs/guide/report.md states them with each check).
+PROBE_EXAMPLES = 50  # the most examples the PGD path probe and DeepFool run on
+SQUARE_QUERIES_PER_STEP = 10  # Square's queries per step of the run's iterative attack: 400 for PGD-40
+
+
+def _probe_eps(worst: evaluation.Curve, n_check: int) -> float | None:
+    """The eps of the grid where the worst case leaves closest to half of the clean-correct
+    check examples robust (where a stronger attack could show most); None if no eps > 0."""
+    positive = np.flatnonzero(worst.epsilons > 0)
+    if not positive.size:
+        return None
+    robust = worst.robust_mask[positive, :n_check].mean(axis=1)
+    half = worst.clean_mask[:n_check].mean() / 2
+    return float(worst.epsilons[positive[int(np.argmin(np.abs(robust - half)))]])
+
+
+def _attack_default(name: str, parameter: str) -> Any:
+    parameters = inspect.signature(get_attack(name)).parameters
+    return parameters[parameter].default if parameter in parameters else None
+
+
+def _still_robust_under(attack: str, params: dict[str, Any], model: Any, x: np.ndarray, y: np.ndarray, eps: float,
+                        before: np.ndarray, clean: np.ndarray, config: RunConfig, progress: bool) -> SimpleNamespace:
+    """A curve-like record at ``eps``: ``attack`` on the examples robust ``before`` (n,);
+    the others, fooled already, keep their mask. Only the attacked examples cost work."""
+    robust = before.copy()
+    todo = np.flatnonzero(before)
+    if todo.size:
+        curve = evaluation.robust_accuracy_curve(model, x[todo], y[todo], attack=attack, epsilons=[eps],
+                                                 norm=config.norm, params=params, batch_size=config.batch_size,
+                                                 progress=progress)
+        robust[todo] = curve.robust_mask[0]
+    return SimpleNamespace(attack=attack, params=params, epsilons=np.array([eps]), robust_mask=robust[None, :],
+                           clean_mask=clean, robust_accuracy=robust[None, :].mean(axis=1))
+
+
+def _masking_checks(model: Any, x: np.ndarray, y: np.ndarray, result: evaluation.ModelEvaluation,
+                    config: RunConfig, strong: AttackEntry, base: evaluation.Curve | None,
+                    progress: bool) -> list[checks.Check]:
+    """The probes for gradient masking on the check examples ``x, y`` (see
+    :mod:`advrobust.evaluation.probes`); ``base`` is the run's curve of ``strong``, None if
+    the run has no iterative attack (then there is no budget of its own to double). The
+    probes are not stored units: they are seeded, and recomputed by a resume."""
+    n = len(x)
+    found = [checks.deterministic(probes.repeated_logits(model, x, batch_size=config.batch_size))]
+    eps = _probe_eps(result.worst_case, n)
+    if eps is None or not result.worst_case.robust_mask[result.worst_case.epsilons > 0, :n].any():
+        return found  # every check example is fooled at every eps > 0: no number that masking could inflate
+    x_probe, y_probe = x[:PROBE_EXAMPLES], y[:PROBE_EXAMPLES]
+    clean, robust = probes.unbounded_robust(model, x_probe, y_probe, norm=config.norm)
+    found.append(checks.unbounded(clean, robust, "deepfool"))
+    steps = int(strong.params.get("steps", _attack_default(strong.name, "steps")))
+    seed = int(strong.params.get("seed", config.seed))
+    path = probes.pgd_path(model, x_probe, y_probe, eps=eps, norm=config.norm, steps=max(steps, 2), seed=seed,
+                           batch_size=config.batch_size)
+    found.append(checks.fooled_points_kept(path.clean, path.fooled_on_path, path.fooled_at_end))
+    found.append(checks.loss_converged(path.clean & ~path.fooled_on_path, path.loss_clean, path.loss_early,
+                                       path.loss_final))
+    if base is not None:  # the run's own iterative attack: does its budget decide its numbers?
+        found += _doubling_checks(model, x, y, base, strong, eps, steps, config, progress)
+    white_box = [curve for curve in result.curves if curve.attack not in checks.BLACK_BOX]
+    if white_box:
+        found.append(_square_check(model, x, y, result, evaluation.worst_case(white_box), config, eps,
+                                   SQUARE_QUERIES_PER_STEP * steps, seed, progress))
+    return found
+
+
+def _doubling_checks(model: Any, x: np.ndarray, y: np.ndarray, base: evaluation.Curve, strong: AttackEntry,
+                     eps: float, steps: int, config: RunConfig, progress: bool) -> list[checks.Check]:
+    """``strong`` (whose curve is ``base``) with twice its steps, and with twice its restarts
+    if it has any, on the check examples it left robust at ``eps``."""
+    n = len(x)
+    at = int(np.flatnonzero(np.isclose(base.epsilons, eps))[0])
+    doubled = {"steps": 2 * steps}
+    restarts = _attack_default(strong.name, "restarts")
+    if restarts is not None:
+        doubled["restarts"] = 2 * int(strong.params.get("restarts", restarts))
+    found = []
+    for what, value in doubled.items():
+        twice = _still_robust_under(strong.name, {**strong.params, what: value}, model, x, y, eps,
+                                    base.robust_mask[at, :n], base.clean_mask[:n], config, progress)
+        found.append(checks.budget_doubled(base, twice, what))
+    return found
+
+
+def _square_check(model: Any, x: np.ndarray, y: np.ndarray, result: evaluation.ModelEvaluation,
+                  white_box: evaluation.Curve, config: RunConfig, eps: float, queries: int, seed: int,
+                  progress: bool) -> checks.Check:
+    """Square against the white-box worst case: the run's own Square curve at every eps if
+    it ran one, else Square at ``eps`` on the check examples every white-box attack missed."""
+    ran = [curve for curve in result.curves if curve.attack == "square"]
+    if ran:
+        return checks.square_not_stronger(ran[0], white_box)
+    n = len(x)
+    at = int(np.flatnonzero(np.isclose(white_box.epsilons, eps))[0])
+    square = _still_robust_under("square", {"queries": queries, "seed": seed}, model, x, y, eps,
+                                 white_box.robust_mask[at, :n], white_box.clean_mask[:n], config, progress)
+    return checks.square_not_stronger(square, white_box)
 
 
 def environment() -> Environment:
@@ -368,20 +520,28 @@ def _test_set(entry: ModelEntry, config: RunConfig, data_dir: Any) -> tuple[np.n
     return x[:n], y[:n]
 
 
+def _units(store: ResultStore, item: _Model, interrupts: Interrupts, part: RunPart | None) -> CheckedUnits:
+    """The cache of ``item``'s units: the store's, as ``part`` restricts it, checked for Ctrl-C."""
+    units = StoredUnits(store, item.entry.name, item.spec)
+    return CheckedUnits(units if part is None else part.units(units, item.entry.name), interrupts)
+
+
 def _evaluate(item: _Model, config: RunConfig, store: ResultStore, data_dir: Any,
-              progress: bool, interrupts: Interrupts) -> evaluation.ModelEvaluation:
+              progress: bool, interrupts: Interrupts, part: RunPart | None) -> evaluation.ModelEvaluation:
     """Every configured attack on ``item`` at every eps (units cached in ``store``)."""
     entry = item.entry
     x, y = _test_set(entry, config, data_dir)
     attacks = config.attacks_for(entry)
     _log(f"model {entry.name!r}: {', '.join(a.name for a in attacks)} on {len(x)} {entry.dataset} test "
          f"images at eps {', '.join(f'{e:g}' for e in config.epsilons)} ({config.norm})")
-    units = CheckedUnits(StoredUnits(store, entry.name, item.spec), interrupts)
+    units = _units(store, item, interrupts, part)
     with interrupts.deferred():
         result = evaluation.evaluate({entry.name: item.model}, x, y, attacks=[(a.name, a.params) for a in attacks],
                                      epsilons=config.epsilons, norm=config.norm, batch_size=config.batch_size,
                                      caches={entry.name: units}, progress=progress)[entry.name]
     worst = result.worst_case
+    if part is not None and part.partial:
+        return result  # a shard's curves hold only its own units: nothing to tell yet
     _log(f"model {entry.name!r}: clean {worst.clean_accuracy:.4f}; worst case "
          + ", ".join(f"{acc:.4f} at eps {eps:g}" for eps, acc in zip(worst.epsilons, worst.robust_accuracy)))
     return result
@@ -389,7 +549,8 @@ def _evaluate(item: _Model, config: RunConfig, store: ResultStore, data_dir: Any
 
 def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update: bool = False,
         data_dir: Any = None, progress: bool = True, report: bool = True,
-        allow_unsafe_load: bool = False, force: bool = False) -> Results:
+        allow_unsafe_load: bool = False, force: bool = False, part: RunPart | None = None,
+        train_only: bool = False) -> Results | None:
     """Run ``config`` into ``out_dir``: results.json, results.csv and (with ``report``) the report.
 
     Args:
@@ -406,23 +567,32 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update:
             loading can run code from the file (see :func:`advrobust.models.load`); only for
             files you trust.
         force: use ``out_dir`` even if it is a non-empty folder that holds no run.
+        part: run only a part: a shard (:class:`advrobust.run.shard.Shard`) or a merge of
+            shards (:func:`advrobust.run.merge.merge`); None: the whole run.
+        train_only: train (or copy) every model and stop, attacking nothing: the models a
+            sharded run's shards take with ``--models-from``.
 
     Returns:
-        The :class:`~advrobust.results.schema.Results` written to results.json.
+        The :class:`~advrobust.results.schema.Results` written to results.json; None for a
+        ``train_only`` run or a shard, which write no results.
 
     Raises:
         advrobust.run.store.StoreMismatchError: ``out_dir`` holds results of another config
             (unless ``update``), or of this one without ``resume``.
         advrobust.run.folder.RunFolderError: another run holds ``out_dir``, or it is a
             non-empty folder that holds no run (and not ``force``).
+        ValueError: ``train_only`` with a ``part``, or as ``part`` refuses the folder.
     """
+    if train_only and part is not None:
+        raise ValueError("--train-only trains the models for the shards; it is not itself a shard: drop --shard")
     with folder.claim(out_dir, force=force) as out, Interrupts().installed() as interrupts:
         return _run(config, out, resume=resume, update=update, data_dir=data_dir, progress=progress, report=report,
-                    allow_unsafe_load=allow_unsafe_load, interrupts=interrupts)
+                    allow_unsafe_load=allow_unsafe_load, interrupts=interrupts, part=part, train_only=train_only)
 
 
 def _run(config: RunConfig, out: Path, *, resume: bool, update: bool, data_dir: Any, progress: bool, report: bool,
-         allow_unsafe_load: bool, interrupts: Interrupts) -> Results:
+         allow_unsafe_load: bool, interrupts: Interrupts, part: RunPart | None,
+         train_only: bool) -> Results | None:
     """:func:`run` inside the claimed run folder ``out``."""
     started = time.time()
     config_hash = config.hash()
@@ -434,26 +604,39 @@ def _run(config: RunConfig, out: Path, *, resume: bool, update: bool, data_dir: 
         atomic_write_text(out / "config.json", json.dumps({"config_hash": config_hash, "config": config.to_dict()},
                                                           indent=2) + "\n")
         verbose = 2 if progress else 0
+        if part is not None:
+            part.prepare(config, store, out)
         # Each model is evaluated as soon as it exists, so a long run shows (and stores) a
         # model's robustness before the next one trains; the checks, which attack each model
         # from the others, follow once all are there.
         items, evaluations = [], []
         for index, entry in enumerate(config.models):
             items.append(_obtain_model(index, entry, config, store, out, data_dir, verbose, allow_unsafe_load))
-            evaluations.append(_evaluate(items[-1], config, store, data_dir, progress, interrupts))
+            if not train_only:
+                evaluations.append(_evaluate(items[-1], config, store, data_dir, progress, interrupts, part))
+        if train_only:
+            _log(f"{len(items)} model(s) ready in {out}; nothing attacked (--train-only)")
+            return None
         measured, per_example = [], {}
         for item, result in zip(items, evaluations):
             x, y = _test_set(item.entry, config, data_dir)
-            units = CheckedUnits(StoredUnits(store, item.entry.name, item.spec), interrupts)
+            units = _units(store, item, interrupts, part)
             with interrupts.deferred():
                 verdicts, check_curves = _run_checks(item, [other for other in items if other is not item], x, y,
-                                                     result, config, units, progress)
+                                                     result, config, units, progress,
+                                                     probes=part is None or not part.partial)
+            if part is not None and part.partial:
+                continue
+            with interrupts.deferred():
                 minimal_eps = _minimal_eps(item, x, y, config, store, interrupts)
             examples = _examples(item, x, y, _iterative(config.attacks_for(item.entry)), _middle_eps(config.epsilons),
                                  config.norm, config.examples, out)
             measured.append((verdicts, check_curves, examples, minimal_eps))
             per_example[item.entry.name] = outcomes.from_evaluation(item.entry.name, item.entry.dataset, result,
                                                                     labels=y)
+        if part is not None and part.partial:
+            part.finish(config, store, out)
+            return None
         records = []
         for item, result, (verdicts, check_curves, examples, minimal_eps) in zip(items, evaluations, measured):
             mine = per_example[item.entry.name]

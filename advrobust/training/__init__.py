@@ -10,7 +10,8 @@ Modules, one job each:
   checks; its field metadata are the flags of ``advrobust train``.
 * :mod:`~advrobust.training.schedules`: learning-rate schedules (:data:`LR_SCHEDULES`).
 * :mod:`~advrobust.training.callbacks`: checkpoints, early stopping, TensorBoard, a CSV
-  log that survives restarts, and reading it back.
+  log that survives restarts, and reading it back; backup and restore after which a
+  killed training ends as an uninterrupted one.
 * :mod:`~advrobust.training.fitting`: seeding, training without a defense, clean accuracy.
 * :mod:`~advrobust.training.defended`: training with a defense from :mod:`defenses`,
   selecting the most robust epoch.
@@ -24,7 +25,8 @@ from advrobust._lazy import lazy_exports
 _EXPORTS = {
     **dict.fromkeys(("TrainConfig", "architecture_name", "WEIGHT_CHOICES_HELP"), "config"),
     **dict.fromkeys(("LR_SCHEDULES", "learning_rate_at", "schedule_callbacks"), "schedules"),
-    **dict.fromkeys(("EpochSeconds", "CSVLog", "logged_epochs", "standard_callbacks"), "callbacks"),
+    **dict.fromkeys(("EpochSeconds", "CSVLog", "logged_epochs", "standard_callbacks", "EpochBackup",
+                     "ResumableEarlyStopping", "ResumableCheckpoint", "epoch_seed"), "callbacks"),
     **dict.fromkeys(("set_seed", "fit", "accuracy"), "fitting"),
     **dict.fromkeys(("fit_defended", "CO_CHECKS_PER_EPOCH"), "defended"),
     **dict.fromkeys(("train",), "job"),

@@ -26,8 +26,8 @@ CO_CHECKS_PER_EPOCH = 4  # fgsm_rs: catastrophic overfitting can set in within a
 
 def fit_defended(config: TrainConfig, defense: Any, model: keras.Model, train_ds: tf.data.Dataset,
                  val_ds: tf.data.Dataset, x_val: np.ndarray, y_val: np.ndarray, *, steps_per_epoch: int,
-                 out_dir: Path, verbose: int | str, extra_callbacks: list[keras.callbacks.Callback] = ()
-                 ) -> tuple[keras.callbacks.History, dict[str, Any]]:
+                 out_dir: Path, verbose: int | str, extra_callbacks: list[keras.callbacks.Callback] = (),
+                 epoch: tf.Variable | None = None) -> tuple[keras.callbacks.History, dict[str, Any]]:
     """Train ``model`` in place with ``defense``, selecting the most robust epoch.
 
     With ``config.ema_decay`` the robust callback measures, keeps and restores the
@@ -46,6 +46,11 @@ def fit_defended(config: TrainConfig, defense: Any, model: keras.Model, train_ds
         out_dir: The run's folder (checkpoints, logs).
         verbose: Keras's ``verbose``.
         extra_callbacks: Callbacks run first (the learning-rate schedule).
+        epoch: The epoch variable ``train_ds`` was made with
+            (:func:`advrobust.data.make_dataset`), or None. Every epoch is reseeded from
+            ``(config.seed, epoch)`` either way, so a training killed and started again in
+            ``out_dir`` ends as an uninterrupted one (see
+            :class:`~advrobust.training.callbacks.EpochBackup`).
 
     Returns:
         The Keras History and the card entries ``defense_config``, ``robust_validation``,
@@ -74,7 +79,7 @@ def fit_defended(config: TrainConfig, defense: Any, model: keras.Model, train_ds
             every_batches=max(1, steps_per_epoch // CO_CHECKS_PER_EPOCH), action="stop")
         callbacks.insert(0, monitor)
     # After the robust callback, so TensorBoard and the CSV log see val_robust_accuracy.
-    callbacks += standard_callbacks(out_dir, checkpoint=False, early_stopping=False)
+    callbacks += standard_callbacks(out_dir, checkpoint=False, early_stopping=False, epoch=epoch, seed=config.seed)
     history = defenses.fit(defense, model, train_ds, val_ds, epochs=config.epochs,
                            learning_rate=config.effective_learning_rate, callbacks=callbacks, verbose=verbose,
                            steps_per_epoch=steps_per_epoch)

@@ -26,7 +26,8 @@ def set_seed(seed: int, *, deterministic_ops: bool = False) -> None:
 def fit(model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset | None, *,
         epochs: int, learning_rate: float = 1e-3, out_dir: str | Path | None = None,
         callbacks: list[keras.callbacks.Callback] | None = None, compile_model: bool = True,
-        patience: int = 3, verbose: int | str = "auto") -> keras.callbacks.History:
+        patience: int = 3, verbose: int | str = "auto", epoch: tf.Variable | None = None,
+        seed: int | None = None) -> keras.callbacks.History:
     """Train ``model`` in place on batched ``(x, y)`` datasets, without a defense.
 
     Keras prints progress per epoch.
@@ -45,9 +46,14 @@ def fit(model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset 
             and accuracy; False for a model that brings its own ``train_step`` and loss.
         patience: Early-stopping patience in epochs (with ``out_dir``).
         verbose: Keras's ``verbose``.
+        epoch: With ``out_dir``: the epoch variable ``train`` was made with
+            (:func:`advrobust.data.make_dataset`), set before each epoch; None if none.
+        seed: With ``out_dir``: reseed every epoch from ``(seed, epoch)``, so a training
+            killed and started again in ``out_dir`` ends as an uninterrupted one; None: no
+            reseeding (see :class:`~advrobust.training.callbacks.EpochBackup`).
 
     Returns:
-        Keras's History of the epochs run.
+        Keras's History of the epochs run (after a restart: those run since).
 
     Raises:
         ValueError: ``epochs`` < 1 or ``learning_rate`` <= 0.
@@ -64,7 +70,7 @@ def fit(model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset 
     all_callbacks = list(callbacks or [])
     if out_dir is not None:
         monitor = "val_accuracy" if validation is not None else "accuracy"
-        all_callbacks += standard_callbacks(out_dir, monitor=monitor, patience=patience)
+        all_callbacks += standard_callbacks(out_dir, monitor=monitor, patience=patience, epoch=epoch, seed=seed)
     return model.fit(train, validation_data=validation, epochs=epochs, callbacks=all_callbacks,
                      verbose=verbose)
 

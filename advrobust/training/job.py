@@ -45,8 +45,10 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
     Writes ``out_dir/model.keras`` (the plain logits base model), ``out_dir/model.card.json``,
     TensorBoard logs in ``out_dir/logs``, ``out_dir/training_log.csv`` and the best
     checkpoint (``checkpoints/best.keras``; with a defense ``checkpoints/best_robust.keras``).
-    Training interrupted in ``out_dir`` and started again there goes on from the last
-    finished epoch. Prints a one-line summary.
+    Training interrupted in ``out_dir`` (even killed) and started again there goes on from
+    the last finished epoch and ends with the model an uninterrupted training makes (each
+    epoch's data order, augmentation and random draws follow ``(config.seed, epoch)``).
+    Prints a one-line summary.
 
     Args:
         config: The run.
@@ -75,8 +77,10 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
     set_seed(config.seed)
     splits = _split_data(config, data_dir)
     model, build_info = _build_model(config, strategy, out_dir, data_dir=data_dir, verbose=verbose)
+    # The training data read the epoch's index from it (outside the strategy: not a model variable).
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     with strategy.scope():
-        history, defense_info, seconds = _fit(config, defense, model, splits, out_dir, verbose=verbose)
+        history, defense_info, seconds = _fit(config, defense, model, splits, out_dir, epoch, verbose=verbose)
         test_accuracy = accuracy(model, splits.x_test, splits.y_test)
     epochs, seconds = _all_epochs(out_dir, history, seconds)
     card = {
@@ -156,23 +160,26 @@ def _vgg_weights(config: TrainConfig, out_dir: Path, *, data_dir, verbose: int |
     return str(weights), {"weights": str(weights)}
 
 
-def _fit(config: TrainConfig, defense: Any, model: keras.Model, splits: _Splits, out_dir: Path, *,
-         verbose: int | str) -> tuple[keras.callbacks.History, dict[str, Any], float]:
+def _fit(config: TrainConfig, defense: Any, model: keras.Model, splits: _Splits, out_dir: Path,
+         epoch: tf.Variable, *, verbose: int | str) -> tuple[keras.callbacks.History, dict[str, Any], float]:
     """Train ``model`` in place, with ``defense`` if not None; returns the History, the
-    defense's card entries and the seconds it took."""
+    defense's card entries and the seconds it took. Each epoch's data order, augmentation
+    and random draws follow ``(config.seed, epoch)``, so a training killed and started
+    again in ``out_dir`` redoes an epoch exactly as an uninterrupted one runs it."""
     train_ds = data.make_dataset(splits.x_train, splits.y_train, batch_size=config.batch_size, shuffle=True,
-                                 seed=config.seed, augment=config.augment)
+                                 seed=config.seed, augment=config.augment, epoch=epoch)
     val_ds = data.make_dataset(splits.x_val, splits.y_val, batch_size=256)
     started = time.perf_counter()
     schedule = schedule_callbacks(config.lr_schedule, config.effective_learning_rate, config.epochs)
     if defense is None:
         history = fit(model, train_ds, val_ds, epochs=config.epochs, learning_rate=config.effective_learning_rate,
-                      out_dir=out_dir, patience=config.patience, callbacks=schedule, verbose=verbose)
+                      out_dir=out_dir, patience=config.patience, callbacks=schedule, verbose=verbose, epoch=epoch,
+                      seed=config.seed)
         return history, {}, time.perf_counter() - started
     history, defense_info = fit_defended(
         config, defense, model, train_ds, val_ds, splits.x_val, splits.y_val,
         steps_per_epoch=math.ceil(len(splits.x_train) / config.batch_size), out_dir=out_dir,
-        extra_callbacks=schedule, verbose=verbose)
+        extra_callbacks=schedule, verbose=verbose, epoch=epoch)
     return history, defense_info, time.perf_counter() - started
 
 

@@ -101,3 +101,29 @@ def test_make_dataset_shuffles_reproducibly():
     np.testing.assert_array_equal(first, again)
     assert sorted(first.tolist()) == list(range(64)) and not np.array_equal(first, other)
     assert [b.shape[0] for b, _ in data.make_dataset(x, y, batch_size=20)] == [20, 20, 20, 4]
+
+
+def test_with_an_epoch_variable_each_pass_follows_seed_and_epoch_alone():
+    x, y = _images(40), np.arange(40)
+    epoch = tf.Variable(0, dtype=tf.int64)
+
+    def one_pass(dataset):
+        batches = list(dataset.as_numpy_iterator())
+        return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+    dataset = data.make_dataset(x, y, batch_size=16, shuffle=True, seed=3, augment="shift", epoch=epoch)
+    assert dataset.cardinality().numpy() == 3
+    first, again = one_pass(dataset), one_pass(dataset)
+    epoch.assign(1)
+    second = one_pass(dataset)
+    # A new pipeline (as after a restart) set to epoch 1 passes exactly as the first one did.
+    restarted = data.make_dataset(x, y, batch_size=16, shuffle=True, seed=3, augment="shift",
+                                  epoch=tf.Variable(1, dtype=tf.int64))
+    for got, expected in zip(one_pass(restarted), second):
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(first[1], again[1])
+    assert not np.array_equal(first[1], second[1]) and sorted(second[1]) == list(range(40))
+    by_label = lambda one: one[0][np.argsort(one[1])]
+    assert not np.array_equal(by_label(first), by_label(second))  # a new augmentation too
+    with pytest.raises(ValueError, match="pass a seed too"):
+        data.make_dataset(x, y, shuffle=True, epoch=epoch)

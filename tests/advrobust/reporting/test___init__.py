@@ -206,3 +206,18 @@ def test_a_searched_minimal_eps_shows_its_median_time_and_implied_robust_accurac
     assert [row.split("|")[2].strip() for row in rows[1:6]] == ["87.5%", "62.5%", "50.0%", "37.5%", "25.0%"]
     assert [row.split("|")[3].strip() for row in rows[1:6]] == ["99.0%", "80.0%", "40.0%", "5.0%", "0.0%"]
     assert "beside the worst case over the attacks" in paths["html"].read_text(encoding="utf-8")
+
+
+def test_each_check_links_to_its_explanation_in_the_report(tmp_path):
+    run_dir = write_run(tmp_path / "run")
+    results = json.loads((run_dir / "results.json").read_text())
+    results["models"][0]["checks"] = [{"name": "large eps (inf 1)", "passed": True, "detail": "fine"},
+                                      {"name": "unbounded (deepfool)", "passed": False, "detail": "left 9 of 10"}]
+    (run_dir / "results.json").write_text(json.dumps(results))
+    paths = build_report(run_dir)
+    page, markdown = paths["html"].read_text(encoding="utf-8"), paths["markdown"].read_text(encoding="utf-8")
+    for anchor, title in (("check-large-eps", "Check: large eps"), ("check-unbounded", "Check: unbounded")):
+        assert f'<a href="#{anchor}">' in page and f'<h3 id="{anchor}">{title}</h3>' in page
+        assert f"](#{anchor})" in markdown and f"### {title}" in markdown  # GitHub's anchor of the heading
+    assert "docs/guide/report.md#check-unbounded" in page and "An attack without a radius" in page
+    assert page.count("<h3 id=\"check-") == 2  # only the checks the run has; "gradient masking" is none

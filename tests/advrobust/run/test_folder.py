@@ -95,3 +95,16 @@ def test_the_holder_waits_no_longer_than_needed(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_claiming_removes_the_temporary_files_of_writes_a_killed_run_left(tmp_path):
+    run = tmp_path / "run"
+    (run / "figures").mkdir(parents=True)
+    (run / "store.sqlite").write_bytes(b"")
+    leftovers = [run / ".results.json.ab12cd_9.tmp", run / "figures" / ".curves.png.x1y2z3w4.tmp"]
+    kept = [run / ".notes.tmp", run / "figures" / "plot.tmp", run / "results.json"]
+    for path in leftovers + kept:
+        path.write_text("x")
+    with folder.claim(run):
+        assert not any(path.exists() for path in leftovers)
+        assert all(path.exists() for path in kept)

@@ -10,7 +10,7 @@ import pytest
 
 import defenses
 from advrobust import data, models, training
-from attacks.backend import keras
+from attacks.backend import keras, tf
 
 
 class _Interrupt(keras.callbacks.Callback):
@@ -159,3 +159,43 @@ def test_csv_log_with_the_same_columns_only_appends(tmp_path):
     logger.on_epoch_end(1, {"loss": 0.5})
     logger.on_train_end()
     assert path.read_bytes() == b"epoch,loss\r\n0,0.9\r\n1,0.5\r\n"
+
+
+def test_a_restarted_training_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    """Shuffled, augmented data and Dropout: the restarted epoch draws what it drew before."""
+    rng = np.random.default_rng(0)
+    x = rng.random((192, 28, 28, 1), dtype=np.float32)
+    y = (x[:, :14].mean(axis=(1, 2, 3)) > x[:, 14:].mean(axis=(1, 2, 3))).astype(np.int64)
+
+    def run(out_dir, extra_callbacks=()):
+        training.set_seed(0)
+        model = models.build("cnn", dropout=True, seed=0)
+        epoch = tf.Variable(0, dtype=tf.int64)
+        train = data.make_dataset(x, y, batch_size=64, shuffle=True, seed=0, augment="shift", epoch=epoch)
+        training.fit(model, train, None, epochs=2, out_dir=out_dir, epoch=epoch, seed=0,
+                     callbacks=list(extra_callbacks), verbose=0)
+        return model.get_weights()
+
+    uninterrupted = run(tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", [_Interrupt(epoch=0)])  # epoch 0 logged, not yet backed up: it is redone
+    restarted = run(tmp_path / "cut")
+    for got, expected in zip(restarted, uninterrupted):
+        np.testing.assert_array_equal(got, expected)
+    assert _epochs_logged(tmp_path / "cut") == [0, 1]
+
+
+def test_early_stopping_and_the_best_checkpoint_count_the_epochs_before_a_restart(tmp_path):
+    log = tmp_path / "training_log.csv"
+    log.write_text("epoch,val_accuracy\n0,0.5\n1,0.9\n2,0.7\n3,0.95\n")  # epoch 3: logged, not backed up
+    stopping = training.callbacks.ResumableEarlyStopping(log, monitor="val_accuracy", mode="max", patience=3)
+    checkpoint = training.callbacks.ResumableCheckpoint(tmp_path / "best.keras", log, monitor="val_accuracy",
+                                                        mode="max")
+    csv_log = training.CSVLog(str(log), append=True)
+    for callback in (stopping, checkpoint, csv_log):
+        callback.on_train_begin()
+        callback.on_epoch_begin(3)  # the restart redoes epoch 3
+    assert (stopping.best, stopping.best_epoch, stopping.wait) == (0.9, 1, 1)
+    assert checkpoint.best == 0.9
+    assert _epochs_logged(tmp_path) == [0, 1, 2]
+    csv_log.on_train_end()
