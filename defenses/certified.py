@@ -222,7 +222,7 @@ def preset(method: str, name: str, *, eps: float | None = None, **overrides: Any
     if method == "gaussian":
         if eps is not None:
             raise ValueError(f"gaussian augmentation has no radius (got eps={eps!r}); choose sigma with a preset "
-                             "(mnist 0.5, fashion_mnist 0.25) or the sigma parameter")
+                             "(mnist 0.5, fashion_mnist 0.25) or params {'sigma': ...} (a run config's defense_params)")
         return GaussianAugmentationConfig(**fields)
     if eps is not None:
         fields["eps"] = eps
