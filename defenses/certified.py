@@ -20,7 +20,7 @@ robust neural networks")
     :func:`defenses.bounds.spec_lower_bounds` with ``method="crown_ibp"``, which returns
     the elementwise maximum of the CROWN-IBP and IBP bounds (never looser than the paper's
     pure CROWN-IBP term). CROWN's backward pass costs about K (classes) times a forward
-    pass of the network per example.
+    pass of the network per example; it is skipped once beta reaches 0.
 ``gaussian`` (Cohen, Rosenfeld & Kolter 2019, "Certified adversarial robustness via
 randomized smoothing")
     ``loss = CE(f(x + N(0, sigma^2)), y)``; the noise is added in training only and not
@@ -304,9 +304,14 @@ def bound_margins(net: bounds.Network, x: tf.Tensor, y: tf.Tensor, eps: tf.Tenso
     ibp = bounds.margin_lower_bounds(net, x, y, eps, method="ibp", clip=clip)
     if method == "ibp":
         return ibp
-    crown = bounds.margin_lower_bounds(net, x, y, eps, method="crown_ibp", clip=clip)
     beta = tf.cast(beta, ibp.dtype)
-    return beta * crown + (1.0 - beta) * ibp
+
+    def mixed():
+        crown = bounds.margin_lower_bounds(net, x, y, eps, method="crown_ibp", clip=clip)
+        return beta * crown + (1.0 - beta) * ibp
+
+    # After the ramp beta is 0: skip CROWN's backward pass, the costly part.
+    return tf.cond(beta > 0, mixed, lambda: ibp)
 
 
 def certified_loss(clean_logits: tf.Tensor, margins: tf.Tensor, y: tf.Tensor, *, kappa: tf.Tensor | float
