@@ -48,6 +48,7 @@ MODULES = (
     "defenses.adversarial_training",
     "defenses.bounds",
     "defenses.callbacks",
+    "defenses.certified",
     "defenses.distribute",
     "defenses.nsl",
     "defenses.nsl_compat",
