@@ -14,13 +14,15 @@ from typing import Any, Callable
 import numpy as np
 
 from attacks.auto_pgd import apgd
+from attacks.ensemble import autoattack
 from attacks.fab_attack import fab
 from attacks.gradient import bim, fgsm, mim, pgd
 from attacks.noise import random_noise
 from attacks.square_attack import square
 
 ATTACKS: dict[str, Callable[..., Any]] = {"fgsm": fgsm, "bim": bim, "pgd": pgd, "mim": mim, "apgd": apgd,
-                                          "square": square, "fab": fab, "noise": random_noise}
+                                          "square": square, "fab": fab, "noise": random_noise,
+                                          "autoattack": autoattack}
 
 
 def get_attack(name: str) -> Callable[..., Any]:
@@ -28,7 +30,7 @@ def get_attack(name: str) -> Callable[..., Any]:
 
     Args:
         name: A key of ``ATTACKS``: ``"fgsm"``, ``"bim"``, ``"pgd"``, ``"mim"``,
-            ``"apgd"``, ``"square"``, ``"fab"`` or ``"noise"``.
+            ``"apgd"``, ``"square"``, ``"fab"``, ``"noise"`` or ``"autoattack"``.
 
     Returns:
         The attack function ``attack(model, x, y, *, eps, ...)``.

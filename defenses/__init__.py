@@ -1,4 +1,4 @@
-"""Training-time defenses: NSL adversarial regularization and adversarial training.
+"""Training-time defenses: NSL adversarial regularization, adversarial and certified training.
 
     import defenses
     config = defenses.resolve("pgd_at", dataset="mnist")          # the dataset's preset
@@ -12,11 +12,16 @@ nsl        clean + multiplier * NSL adversarial loss   :mod:`defenses.nsl`
 pgd_at     PGD examples (Madry et al. 2018)            :mod:`defenses.adversarial_training`
 trades     clean CE + beta * KL(clean || adversarial)  :mod:`defenses.adversarial_training`
 fgsm_rs    FGSM from a random start (Wong et al. 2020) :mod:`defenses.adversarial_training`
+ibp        clean CE + IBP worst-case CE (Gowal 2018)   :mod:`defenses.certified`
+crown_ibp  as ibp, CROWN-IBP bounds (Zhang 2020)       :mod:`defenses.certified`
+gaussian   x + N(0, sigma^2) (Cohen et al. 2019)       :mod:`defenses.certified`
 =========  ==========================================  =============================
 
 Presets: every defense has ``mnist`` (L-inf eps 0.3), ``fashion_mnist`` (L-inf eps 0.1)
 and ``quick`` (L-inf eps 0.1, few steps, for demos); ``nsl`` also has ``lecture`` (the
-seed lecture's ``multiplier=0.2, adv_step_size=0.05``). ``preset=None`` picks the
+seed lecture's ``multiplier=0.2, adv_step_size=0.05``). ``ibp`` and ``crown_ibp`` train
+MNIST at eps 0.4 for eps 0.3; ``gaussian`` has no eps but a noise level sigma (0.5 MNIST,
+0.25 Fashion-MNIST and quick). ``preset=None`` picks the
 dataset's preset. :mod:`defenses.callbacks` holds robust early stopping and the
 catastrophic-overfitting monitor; :mod:`defenses.distribute` the ``tf.distribute``
 strategies; :mod:`defenses.bounds` the interval (IBP) and CROWN-IBP bounds that certified
@@ -39,7 +44,8 @@ from defenses.validation import check_nonnegative, check_radius  # noqa: F401  (
 
 install_estimator_stand_in()
 
-DEFENSES: tuple[str, ...] = ("none", "nsl", "pgd_at", "trades", "fgsm_rs")
+DEFENSES: tuple[str, ...] = ("none", "nsl", "pgd_at", "trades", "fgsm_rs", "ibp", "crown_ibp", "gaussian")
+CERTIFIED: tuple[str, ...] = ("ibp", "crown_ibp", "gaussian")
 
 
 def presets(defense: str) -> tuple[str, ...]:
@@ -60,6 +66,9 @@ def presets(defense: str) -> tuple[str, ...]:
     if defense == "nsl":
         from defenses import nsl
         return tuple(nsl.PRESETS)
+    if defense in CERTIFIED:
+        from defenses import certified
+        return tuple(certified.PRESETS[defense])
     from defenses import adversarial_training
     return tuple(adversarial_training.PRESETS[defense])
 
@@ -72,22 +81,25 @@ def resolve(defense: str, *, dataset: str | None = None, preset: str | None = No
     preset's fields, and ``eps`` overrides both.
 
     Args:
-        defense: One of ``DEFENSES``: ``"none"``, ``"nsl"``, ``"pgd_at"``, ``"trades"`` or
-            ``"fgsm_rs"``.
+        defense: One of ``DEFENSES``: ``"none"``, ``"nsl"``, ``"pgd_at"``, ``"trades"``,
+            ``"fgsm_rs"``, ``"ibp"``, ``"crown_ibp"`` or ``"gaussian"``.
         dataset: ``"mnist"`` or ``"fashion_mnist"``, used only when ``preset`` is None.
         preset: A preset name of the defense (see :func:`presets`), or None.
-        eps: Replaces the preset's radius; None keeps it.
-        params: Any other field (see ``defenses.nsl.PARAMS`` and
-            ``defenses.adversarial_training.PARAMS``); None for none.
+        eps: Replaces the preset's radius; None keeps it (must be None for gaussian).
+        params: Any other field (see ``defenses.nsl.PARAMS``,
+            ``defenses.adversarial_training.PARAMS`` and ``defenses.certified.PARAMS``);
+            None for none.
 
     Returns:
-        An ``NSLConfig`` or an ``AdversarialTrainingConfig``; None for ``"none"``.
+        An ``NSLConfig``, ``AdversarialTrainingConfig``, ``CertifiedTrainingConfig`` or
+        ``GaussianAugmentationConfig``; None for ``"none"``.
 
     Raises:
         ValueError: Naming the bad value and the choices: unknown defense, preset or
-            parameter; a preset, eps or parameters given with ``"none"``; no preset and a
-            dataset without a default one; eps out of range; negative multiplier or beta;
-            iterations < 1.
+            parameter; a preset, eps or parameters given with ``"none"`` (eps with
+            ``"gaussian"``); no preset and a dataset without a default one; eps out of
+            range; negative multiplier or beta; iterations < 1; sigma <= 0; kappa_final
+            outside [0, 1].
     """
     _check_defense(defense)
     params = dict(params or {})
@@ -104,6 +116,9 @@ def resolve(defense: str, *, dataset: str | None = None, preset: str | None = No
     if defense == "nsl":
         from defenses import nsl
         return nsl.preset(preset, eps=eps, **params)
+    if defense in CERTIFIED:
+        from defenses import certified
+        return certified.preset(defense, preset, eps=eps, **params)
     from defenses import adversarial_training
     return adversarial_training.preset(defense, preset, eps=eps, **params)
 
@@ -115,7 +130,8 @@ def fit(config, base_model, train, validation=None, *, epochs: int, learning_rat
     ``base_model`` stays a plain logits model; save or attack it as usual afterwards.
 
     Args:
-        config: An ``NSLConfig`` or an ``AdversarialTrainingConfig``.
+        config: An ``NSLConfig``, ``AdversarialTrainingConfig``, ``CertifiedTrainingConfig``
+            or ``GaussianAugmentationConfig``.
         base_model: The Keras 2 logits model to train (built inside a strategy's scope to
             train distributed).
         train: A batched ``(x, y)`` dataset, x inside ``config.clip``, integer labels.
@@ -125,17 +141,19 @@ def fit(config, base_model, train, validation=None, *, epochs: int, learning_rat
         callbacks: Keras callbacks, or None; they see the training wrapper as ``self.model``.
         verbose: Keras's ``verbose`` for ``fit``.
         steps_per_epoch: Batches per epoch; needed only for adversarial training with an
-            eps warm-up when the dataset's cardinality is unknown.
+            eps warm-up, or certified training with a warm-up or ramp, when the dataset's
+            cardinality is unknown.
 
     Returns:
         The Keras ``History`` of the training wrapper.
 
     Raises:
-        TypeError: ``config`` is neither config type.
-        ValueError: ``epochs`` < 1, the warm-up's batches per epoch cannot be known, or
-            (NSL) ``base_model`` does not have exactly one named input.
+        TypeError: ``config`` is none of the config types.
+        ValueError: ``epochs`` < 1, the warm-up's batches per epoch cannot be known,
+            (NSL) ``base_model`` does not have exactly one named input, or (ibp, crown_ibp)
+            it holds a layer the bounds do not support.
     """
-    from defenses import adversarial_training, nsl
+    from defenses import adversarial_training, certified, nsl
 
     if isinstance(config, nsl.NSLConfig):
         return nsl.fit(base_model, train, validation, config=config, epochs=epochs, learning_rate=learning_rate,
@@ -144,7 +162,11 @@ def fit(config, base_model, train, validation=None, *, epochs: int, learning_rat
         return adversarial_training.fit(base_model, train, validation, config=config, epochs=epochs,
                                         learning_rate=learning_rate, callbacks=callbacks, verbose=verbose,
                                         steps_per_epoch=steps_per_epoch)
-    raise TypeError(f"config must be an NSLConfig or AdversarialTrainingConfig, got {type(config).__name__}")
+    if isinstance(config, (certified.CertifiedTrainingConfig, certified.GaussianAugmentationConfig)):
+        return certified.fit(base_model, train, validation, config=config, epochs=epochs, learning_rate=learning_rate,
+                             callbacks=callbacks, verbose=verbose, steps_per_epoch=steps_per_epoch)
+    raise TypeError("config must be an NSLConfig, AdversarialTrainingConfig, CertifiedTrainingConfig or "
+                    f"GaussianAugmentationConfig, got {type(config).__name__}")
 
 
 def _check_defense(defense: str) -> None:

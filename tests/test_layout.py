@@ -43,6 +43,7 @@ UNTESTED_ON_THEIR_OWN = {
     "attacks/__init__.py": "re-exports only; tests/attacks/test_backend.py imports it in a fresh process",
     "experiments/torch_crosscheck/evaluate.py": "needs PyTorch, which CI does not install",
     "benchmarks/attack_throughput.py": "a benchmark script, run by hand",
+    "benchmarks/autoattack.py": "a benchmark script, run by hand",
     "benchmarks/training_throughput.py": "a benchmark script, run by hand",
     "benchmarks/evaluation_scaling.py": "a benchmark script, run by hand",
     "benchmarks/reference_models.py": "the benchmarks' trained models, used by the benchmark scripts",

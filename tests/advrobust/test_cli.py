@@ -75,7 +75,8 @@ def test_console_script_is_installed():
     (["train", "--model", "resnet", "--out", "x"], "invalid choice: 'resnet'"),
     (["train", "--vgg-mode", "half", "--out", "x"], "invalid choice: 'half'"),
     (["train", "--defense", "nope", "--out", "x"],
-     "argument --defense: invalid choice: 'nope' (choose from 'none', 'nsl', 'pgd_at', 'trades', 'fgsm_rs')"),
+     "argument --defense: invalid choice: 'nope' (choose from 'none', 'nsl', 'pgd_at', 'trades', 'fgsm_rs', "
+     "'ibp', 'crown_ibp', 'gaussian')"),
 ])
 def test_unknown_choices_exit_2_listing_choices(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
