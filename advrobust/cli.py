@@ -27,6 +27,13 @@ def _add_unsafe_load(parser: argparse.ArgumentParser) -> None:
                              "in Keras's safe mode")
 
 
+def _add_strategy(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strategy", default="auto",
+                        help="tf.distribute strategy whose replicas attack the chunks, one each at a time: auto "
+                             "(mirrored with 2+ GPUs, else one device), default (one device), mirrored (every GPU, "
+                             "else every logical CPU); the results do not depend on it")
+
+
 def _add_train(subparsers) -> None:
     from advrobust import training
 
@@ -137,6 +144,7 @@ def _add_attack(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default=None, help="write results to this JSON file")
+    _add_strategy(parser)
     _add_unsafe_load(parser)
     parser.set_defaults(handler=_run_attack)
 
@@ -148,6 +156,7 @@ def _run_attack(args: argparse.Namespace) -> int:
     from advrobust import data, evaluation, models
     from advrobust.files import atomic_write_text
     from attacks import get_attack
+    from defenses.distribute import get_strategy
 
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
@@ -163,7 +172,8 @@ def _run_attack(args: argparse.Namespace) -> int:
     x, y = data.load(args.dataset, "test", args.data_dir)
     x, y = x[:args.n], y[:args.n]
     curve = evaluation.robust_accuracy_curve(model, x, y, attack=args.attack, epsilons=args.eps, norm=args.norm,
-                                             params=params, batch_size=args.batch_size)
+                                             params=params, batch_size=args.batch_size,
+                                             strategy=get_strategy(args.strategy))
     print(f"{args.attack} (L{args.norm}) on {len(x)} {args.dataset} test images; clean accuracy "
           f"{curve.clean_accuracy:.4f}; {curve.seconds:.1f} s")
     print(f"{'eps':>8s} {'robust acc':>11s} {'95% CI':>17s}")
@@ -207,12 +217,14 @@ def _add_run(subparsers) -> None:
                         help="with --shard: copy the trained models from DIR, a --train-only run of the same config")
     parser.add_argument("--train-only", action="store_true",
                         help="train (or copy) every model and stop: the models the shards take with --models-from")
+    _add_strategy(parser)
     _add_unsafe_load(parser)
     parser.set_defaults(handler=_run_run)
 
 
 def _run_run(args: argparse.Namespace) -> int:
     from advrobust.run import config, runner, shard
+    from defenses.distribute import get_strategy
 
     if args.show_default:
         print(config.default_text(), end="")
@@ -222,7 +234,7 @@ def _run_run(args: argparse.Namespace) -> int:
     try:
         runner.run(run_config, args.out, resume=args.resume, update=args.update, data_dir=args.data_dir,
                    report=not args.no_report, allow_unsafe_load=args.unsafe_load, force=args.force, part=part,
-                   train_only=args.train_only)
+                   train_only=args.train_only, strategy=get_strategy(args.strategy))
     except (KeyboardInterrupt, RunInterrupted):
         again = ["advrobust", "run", *([args.config] if args.config else []), "--out", args.out, "--resume",
                  *(part.flags() if part else []), *(["--train-only"] if args.train_only else [])]

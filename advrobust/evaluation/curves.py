@@ -20,6 +20,7 @@ from typing import Any, Mapping, Protocol, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from advrobust.evaluation.replicas import map_on_replicas, replica_devices
 from advrobust.evaluation.stats import wilson_interval
 from advrobust.files import digest
 from attacks import AttackSpec, ensemble, get_attack
@@ -217,7 +218,8 @@ def _attack_chunk(spec: AttackSpec, model: Any, source_model: Any, logits_fn: An
 def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: str = "pgd",
                           epsilons: Sequence[float], norm: Any = "inf", params: dict[str, Any] | None = None,
                           batch_size: int | None = None, progress: bool = True, source_model: Any = None,
-                          cache: UnitCache | None = None, cache_key: str | None = None) -> Curve:
+                          cache: UnitCache | None = None, cache_key: str | None = None,
+                          strategy: Any = None) -> Curve:
     """Attack ``x`` at every epsilon and return the robust-accuracy :class:`Curve`.
 
     ``attack`` is any name in ``attacks.ATTACKS``; ``params`` are its keyword arguments
@@ -232,7 +234,9 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
     work (its masks, and the ensemble's per-member counts), looked up in the cache under
     ``cache_key`` (default: the attack spec's JSON) and the chunk index before it is
     computed, and stored there when done; ``seconds`` then sums the units' own compute
-    times.
+    times. ``strategy``: a ``tf.distribute`` strategy whose replicas attack up to one
+    chunk each at a time (:mod:`advrobust.evaluation.replicas`); the result is the same
+    as on one device.
 
     Args:
         model: The logits model to evaluate (Keras model, ``tf.Module`` or function).
@@ -248,6 +252,8 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
         source_model: Craft the examples on this model instead (transfer attack).
         cache: Where finished chunks are looked up and stored.
         cache_key: The key of this curve's units in ``cache`` (default: the spec's JSON).
+        strategy: A ``tf.distribute.Strategy`` to spread the chunks over its replicas, or
+            None for the current one (one device).
 
     Returns:
         The curve over ``epsilons``, with per-example masks (K, N) and, for the ensemble
@@ -288,23 +294,32 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
     seconds = 0.0
     counted = spec.name == ENSEMBLE and source_model is None  # the curve counts per member
     chunk_counts = []  # the ensemble's per-member counts of each chunk (None for other attacks)
+    # Look every unit up first (in chunk order, as shards number them), then compute the
+    # missing ones, on several replicas at once if the strategy has them.
+    units = [(batch, slice(start, start + chunk)) for batch, start in enumerate(range(0, len(x), chunk))]
+    found = [cache.get(key, batch, fingerprint) if cache is not None else None for batch, _ in units]
+
+    def attack_unit(rows: slice) -> tuple[np.ndarray, np.ndarray, float, Any]:
+        started = time.perf_counter()
+        clean_rows = _predict(logits_fn, x[rows], chunk) == y[rows]
+        robust_rows, counts = _attack_chunk(spec, model, source_model, logits_fn, x[rows], y[rows], clean_rows,
+                                            epsilons_array, chunk)
+        return clean_rows, robust_rows, time.perf_counter() - started, counts
+
+    missing = [rows for (_, rows), unit in zip(units, found)
+               if unit is not ELSEWHERE and not _usable(unit, (k, len(x[rows])), counted=counted)]
+    computed = map_on_replicas(attack_unit, missing, replica_devices(strategy))
     with tqdm(total=len(x), desc=f"{attack} ({k} eps)", unit="img", disable=not progress, leave=False) as bar:
-        for batch, start in enumerate(range(0, len(x), chunk)):
-            rows = slice(start, start + chunk)
+        for (batch, rows), unit in zip(units, found):
             n_rows = len(x[rows])
-            found = cache.get(key, batch, fingerprint) if cache is not None else None
-            if found is ELSEWHERE:  # another worker's rows: nothing broken here
+            if unit is ELSEWHERE:  # another worker's rows: nothing broken here
                 chunk_counts.append([{} for _ in range(k)] if counted else None)
                 bar.update(n_rows)
                 continue
-            if _usable(found, (k, n_rows), counted=counted):
-                clean[rows], robust[:, rows], elapsed, counts = found
+            if _usable(unit, (k, n_rows), counted=counted):
+                clean[rows], robust[:, rows], elapsed, counts = unit
             else:
-                started = time.perf_counter()
-                clean[rows] = _predict(logits_fn, x[rows], chunk) == y[rows]
-                robust[:, rows], counts = _attack_chunk(spec, model, source_model, logits_fn, x[rows], y[rows],
-                                                        clean[rows], epsilons_array, chunk)
-                elapsed = time.perf_counter() - started
+                clean[rows], robust[:, rows], elapsed, counts = next(computed)
                 if cache is not None:
                     cache.put(key, batch, epsilons_array.tolist(), clean[rows], robust[:, rows], elapsed, fingerprint,
                               broken_by=counts)
@@ -389,7 +404,8 @@ class ModelEvaluation:
 def evaluate(models: Mapping[str, Any], x: np.ndarray, y: np.ndarray, *,
              attacks: Sequence[str | tuple[str, dict[str, Any]]], epsilons: Sequence[float], norm: Any = "inf",
              batch_size: int | None = None, caches: Mapping[str, UnitCache] | None = None,
-             progress: bool = True, n_examples: Mapping[str, int] | None = None) -> dict[str, ModelEvaluation]:
+             progress: bool = True, n_examples: Mapping[str, int] | None = None,
+             strategy: Any = None) -> dict[str, ModelEvaluation]:
     """Robust accuracy of every model under every attack at every epsilon.
 
     ``models`` maps names to logits models; ``attacks`` are names or ``(name, params)``
@@ -411,6 +427,8 @@ def evaluate(models: Mapping[str, Any], x: np.ndarray, y: np.ndarray, *,
         progress: Show progress bars.
         n_examples: Attack names to the number of first examples they run on (each >= 1;
             an attack not named runs on all).
+        strategy: A ``tf.distribute.Strategy`` whose replicas share the chunks, or None
+            (one device); the results do not depend on it.
 
     Returns:
         ``{name: ModelEvaluation}`` in the order of ``models``.
@@ -433,7 +451,7 @@ def evaluate(models: Mapping[str, Any], x: np.ndarray, y: np.ndarray, *,
         cache = (caches or {}).get(name)
         curves = tuple(robust_accuracy_curve(model, x[:limits.get(attack)], y[:limits.get(attack)], attack=attack,
                                              epsilons=epsilons, norm=norm, params=params, batch_size=batch_size,
-                                             progress=progress, cache=cache)
+                                             progress=progress, cache=cache, strategy=strategy)
                        for attack, params in pairs)
         results[name] = ModelEvaluation(clean_accuracy=curves[0].clean_accuracy, n_examples=len(x), curves=curves,
                                         worst_case=worst_case(curves))

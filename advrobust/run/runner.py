@@ -269,7 +269,7 @@ def _examples(item: _Model, x: np.ndarray, y: np.ndarray, attack: AttackEntry, e
 
 def _run_checks(item: _Model, others: list[_Model], x: np.ndarray, y: np.ndarray, result: evaluation.ModelEvaluation,
                 config: RunConfig, cache: StoredUnits, progress: bool, *,
-                probes: bool = True) -> tuple[list[checks.Check], CheckCurves]:
+                probes: bool = True, strategy: Any = None) -> tuple[list[checks.Check], CheckCurves]:
     """Run the extra attacks the checks need (as stored units); the verdicts and those curves.
 
     ``probes=False`` leaves out the masking probes (a shard: its curves are partial, and
@@ -282,7 +282,7 @@ def _run_checks(item: _Model, others: list[_Model], x: np.ndarray, y: np.ndarray
     found += [checks.monotone(curve) for curve in (*result.curves, result.worst_case)]
     found += checks.iterative_not_weaker(result.curves)
     strong = _iterative(config.attacks_for(item.entry))
-    common = dict(norm=config.norm, batch_size=config.batch_size, progress=progress, cache=cache)
+    common = dict(norm=config.norm, batch_size=config.batch_size, progress=progress, cache=cache, strategy=strategy)
     large = evaluation.robust_accuracy_curve(item.model, x_check, y_check, attack=strong.name,
                                              epsilons=[config.effective_large_eps], params=strong.params,
                                              cache_key=f"check:large_eps:{strong.name}", **common)
@@ -529,7 +529,8 @@ def _units(store: ResultStore, item: _Model, interrupts: Interrupts, part: RunPa
 
 
 def _evaluate(item: _Model, config: RunConfig, store: ResultStore, data_dir: Any,
-              progress: bool, interrupts: Interrupts, part: RunPart | None) -> evaluation.ModelEvaluation:
+              progress: bool, interrupts: Interrupts, part: RunPart | None,
+              strategy: Any = None) -> evaluation.ModelEvaluation:
     """Every configured attack on ``item`` at every eps (units cached in ``store``)."""
     entry = item.entry
     x, y = _test_set(entry, config, data_dir)
@@ -541,7 +542,8 @@ def _evaluate(item: _Model, config: RunConfig, store: ResultStore, data_dir: Any
         result = evaluation.evaluate({entry.name: item.model}, x, y, attacks=[(a.name, a.params) for a in attacks],
                                      epsilons=config.epsilons, norm=config.norm, batch_size=config.batch_size,
                                      caches={entry.name: units}, progress=progress,
-                                     n_examples={a.name: a.n_examples for a in attacks if a.n_examples})[entry.name]
+                                     n_examples={a.name: a.n_examples for a in attacks if a.n_examples},
+                                     strategy=strategy)[entry.name]
     worst = result.worst_case
     if part is not None and part.partial:
         return result  # a shard's curves hold only its own units: nothing to tell yet
@@ -553,7 +555,7 @@ def _evaluate(item: _Model, config: RunConfig, store: ResultStore, data_dir: Any
 def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update: bool = False,
         data_dir: Any = None, progress: bool = True, report: bool = True,
         allow_unsafe_load: bool = False, force: bool = False, part: RunPart | None = None,
-        train_only: bool = False) -> Results | None:
+        train_only: bool = False, strategy: Any = None) -> Results | None:
     """Run ``config`` into ``out_dir``: results.json, results.csv and (with ``report``) the report.
 
     Args:
@@ -574,6 +576,9 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update:
             shards (:func:`advrobust.run.merge.merge`); None: the whole run.
         train_only: train (or copy) every model and stop, attacking nothing: the models a
             sharded run's shards take with ``--models-from``.
+        strategy: A ``tf.distribute.Strategy`` whose replicas attack the units of
+            evaluation, one each at a time (see :mod:`advrobust.evaluation.replicas`), or
+            None for one device. Not part of the config: the results do not depend on it.
 
     Returns:
         The :class:`~advrobust.results.schema.Results` written to results.json; None for a
@@ -590,12 +595,13 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update:
         raise ValueError("--train-only trains the models for the shards; it is not itself a shard: drop --shard")
     with folder.claim(out_dir, force=force) as out, Interrupts().installed() as interrupts:
         return _run(config, out, resume=resume, update=update, data_dir=data_dir, progress=progress, report=report,
-                    allow_unsafe_load=allow_unsafe_load, interrupts=interrupts, part=part, train_only=train_only)
+                    allow_unsafe_load=allow_unsafe_load, interrupts=interrupts, part=part, train_only=train_only,
+                    strategy=strategy)
 
 
 def _run(config: RunConfig, out: Path, *, resume: bool, update: bool, data_dir: Any, progress: bool, report: bool,
          allow_unsafe_load: bool, interrupts: Interrupts, part: RunPart | None,
-         train_only: bool) -> Results | None:
+         train_only: bool, strategy: Any = None) -> Results | None:
     """:func:`run` inside the claimed run folder ``out``."""
     started = time.time()
     config_hash = config.hash()
@@ -616,7 +622,8 @@ def _run(config: RunConfig, out: Path, *, resume: bool, update: bool, data_dir: 
         for index, entry in enumerate(config.models):
             items.append(_obtain_model(index, entry, config, store, out, data_dir, verbose, allow_unsafe_load))
             if not train_only:
-                evaluations.append(_evaluate(items[-1], config, store, data_dir, progress, interrupts, part))
+                evaluations.append(_evaluate(items[-1], config, store, data_dir, progress, interrupts, part,
+                                             strategy))
         if train_only:
             _log(f"{len(items)} model(s) ready in {out}; nothing attacked (--train-only)")
             return None
@@ -627,7 +634,7 @@ def _run(config: RunConfig, out: Path, *, resume: bool, update: bool, data_dir: 
             with interrupts.deferred():
                 verdicts, check_curves = _run_checks(item, [other for other in items if other is not item], x, y,
                                                      result, config, units, progress,
-                                                     probes=part is None or not part.partial)
+                                                     probes=part is None or not part.partial, strategy=strategy)
             if part is not None and part.partial:
                 continue
             with interrupts.deferred():

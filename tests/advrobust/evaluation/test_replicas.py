@@ -1,6 +1,7 @@
 """advrobust.evaluation.replicas: units in order, at most one per device at a time, errors
 passed on; a curve over two logical CPU devices equals the one-device curve."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -60,3 +61,41 @@ def test_an_error_in_a_unit_is_raised_in_its_turn():
     assert next(results) == 1
     with pytest.raises(ValueError, match="unit 2 failed"):
         next(results)
+
+
+TWO_LOGICAL_CPUS = """
+import json
+import numpy as np
+from attacks.backend import keras, tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from advrobust import evaluation
+from defenses.distribute import get_strategy
+
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                          keras.layers.Flatten(), keras.layers.Dense(3)])
+rng = np.random.default_rng(0)
+x = rng.random((90, 6, 6, 1), dtype=np.float32)
+y = np.argmax(model.predict(x, verbose=0), axis=1)  # every clean point correct: all are attacked
+curves = {}
+for name in ("default", "mirrored"):
+    strategy = get_strategy(name)
+    result = evaluation.evaluate({"m": model}, x, y, attacks=["fgsm", ("pgd", {"steps": 5, "seed": 0})],
+                                 epsilons=[0.0, 0.05, 0.2], batch_size=20, progress=False, strategy=strategy)
+    curves[name] = {"replicas": strategy.num_replicas_in_sync,
+                    "masks": [curve.robust_mask.tolist() for curve in result["m"].curves]}
+print(json.dumps(curves))
+"""
+
+
+def test_a_curve_on_two_logical_cpus_equals_the_one_device_curve():
+    done = subprocess.run([sys.executable, "-c", TWO_LOGICAL_CPUS], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    curves = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (curves["default"]["replicas"], curves["mirrored"]["replicas"]) == (1, 2)
+    assert curves["mirrored"]["masks"] == curves["default"]["masks"]
+    robust = [sum(map(sum, mask[1:])) for mask in curves["default"]["masks"]]
+    assert all(0 < count < 2 * 90 for count in robust)  # the attacks break some points, not all
