@@ -62,6 +62,25 @@ class CompiledCache:
                 store[key] = build()
             return store[key]
 
+    def parts(self, model: Any, static: Any, build: Callable[[Any], Callable]) -> Callable[[Any], Callable]:
+        """``part -> compiled function`` for ``model`` under the settings ``static``.
+
+        Args:
+            model: The attacked model.
+            static: The settings the traced graphs depend on (hashable).
+            build: Makes the function of one part, e.g. ``"step"`` or a segment length.
+
+        Returns:
+            A function of the part that builds it with ``build(part)`` on first use and
+            keeps it with the model, under ``(static, part)``.
+        """
+        store = self.of(model)
+
+        def compiled(part: Any) -> Callable:
+            return self.get(store, (static, part), lambda: build(part))
+
+        return compiled
+
     def trace_count(self, model: Any) -> int:
         """How many times the functions kept for ``model`` have been traced (for tests).
 

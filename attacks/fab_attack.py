@@ -423,13 +423,7 @@ def _build(logits_fn: Callable, static: _Static) -> Callable[[str], Callable]:
 def _compiled(model: Any, static: _Static) -> Callable[[str], Callable]:
     """``part -> compiled function`` for ``model`` and ``static`` (see :func:`_build`), each
     traced once and kept with the model (at most ``MAX_COMPILED_PER_MODEL``)."""
-    per_model = _COMPILED.of(model)
-    build = _build(validation.inference_fn(model), static)
-
-    def compiled(name: str) -> Callable:
-        return _COMPILED.get(per_model, (static, name), lambda: build(name))
-
-    return compiled
+    return _COMPILED.parts(model, static, _build(validation.inference_fn(model), static))
 
 
 def trace_count(model: Any) -> int:
