@@ -87,7 +87,8 @@ class TrainConfig:
         defense: The training-time defense, one of ``defenses.DEFENSES``.
         defense_eps: The defense radius (L-inf); None: the preset's or dataset's default.
         preset: The defense preset, or None.
-        defense_params: Further defense settings (``awp_gamma``).
+        defense_params: Further defense settings (``awp_gamma``, ``sigma``, ``eps_train``,
+            ``warmup_epochs``, ``ramp_epochs``, ``kappa_final``).
         strategy: The ``tf.distribute`` strategy (``"auto"``: MirroredStrategy with 2+ GPUs).
         robust_val_size: Defenses: validation images attacked (PGD) after each epoch to
             pick the most robust epoch.
@@ -148,6 +149,14 @@ class TrainConfig:
     defense_params: dict[str, Any] = field(default_factory=dict, metadata={"params": {
         "awp_gamma": (float, "pgd_at and trades: adversarial weight perturbation of this relative size "
                              "(Wu et al. 2020; 0.01 for PGD-AT, 0.005 for TRADES in the paper; default: none)"),
+        "sigma": (float, "gaussian: the noise's standard deviation (Cohen et al. 2019 train and certify with the "
+                         "same sigma; default per preset: 0.5 MNIST, 0.25 Fashion-MNIST)"),
+        "eps_train": (float, "ibp and crown_ibp: the radius trained at (default: the preset's; MNIST trains at 0.4 "
+                             "for eps 0.3)"),
+        "warmup_epochs": (float, "ibp and crown_ibp: epochs of clean training before the ramp (default per preset)"),
+        "ramp_epochs": (float, "ibp and crown_ibp: epochs over which eps grows from 0 to eps_train and the mixing "
+                               "weight from 1 to kappa_final (default per preset)"),
+        "kappa_final": (float, "ibp and crown_ibp: the clean loss's weight after the ramp (default 0.5, Gowal et al.)"),
     }})
     strategy: str = _option("auto", "tf.distribute strategy (auto: MirroredStrategy with 2+ GPUs, else default)",
                             choices=distribute.STRATEGIES)
