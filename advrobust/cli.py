@@ -10,6 +10,7 @@ import sys
 import typing
 from typing import Any, Sequence
 
+from advrobust.evaluation.checks import CertificateViolation
 from advrobust.run.folder import RunFolderError
 from advrobust.run.interrupt import RunInterrupted
 
@@ -376,7 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status: 0 on success, 2 when the command fails on a user error (its
-        message printed to stderr), 130 when a run was interrupted.
+        message printed to stderr), 3 when an attack broke a point a bound certified (the
+        run's results and report are written and show it), 130 when a run was interrupted.
 
     Raises:
         SystemExit: argparse rejects the arguments, or ``--help`` was given.
@@ -386,6 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(reading).parse_args(argv)
     try:
         return args.handler(args)
+    except CertificateViolation as error:
+        print(f"advrobust: {error}", file=sys.stderr)
+        return 3
     except _USER_ERRORS as error:
         print(f"advrobust: error: {error}", file=sys.stderr)
         return 2

@@ -1,8 +1,10 @@
 """Figures of robustness results for research code: the report's figures, one call each.
 
-Three functions draw what the run's report shows:
+Four functions draw what the run's report shows:
 
 - :func:`curves`: robust accuracy against eps with 95% Wilson bands, one line per curve;
+- :func:`bracket`: verified accuracy (a lower bound) below the attacks' worst case (an
+  upper bound), the band between them shaded: where the true robust accuracy lies;
 - :func:`examples`: clean and adversarial images with true and predicted classes;
 - :func:`minimal_eps`: the distribution of the per-example minimal adversarial eps, or
   the robust-accuracy curve it implies.
@@ -46,13 +48,14 @@ from matplotlib.ticker import MaxNLocator
 
 from advrobust.evaluation.stats import minimal_eps_on_grid
 
-__all__ = ["curves", "examples", "minimal_eps"]
+__all__ = ["bracket", "curves", "examples", "minimal_eps"]
 
 CURVE_FIELDS = ("epsilons", "robust_accuracy", "ci95_low", "ci95_high")
 MINIMAL_EPS_KINDS = ("cdf", "histogram", "robust")
 NORM_TITLES = {"inf": "L∞", "l2": "L2"}  # how a norm is written in titles and labels
 _WRONG_COLOR = "#b00020"
 _BAND_ALPHA = 0.18
+_BRACKET_ALPHA = 0.22
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,91 @@ def curves(curves: Any, ax: Axes | None = None, *, band: bool = True, color: Any
     if legend:
         ax.legend(loc="best", fontsize="small")
     return _root(ax)
+
+
+def bracket(certified: Any, attacked: Any, ax: Axes | None = None, *, xlabel: str | None = None,
+            title: str | None = None, legend: bool = True) -> Figure:
+    """Draw the robustness bracket: verified accuracy below, the attacks above, shaded between.
+
+    A certificate (IBP, CROWN-IBP) is a lower bound of robust accuracy, an attack an upper
+    bound; on the same examples the true robust accuracy lies in the shaded band, whose
+    height is what neither side can yet decide.
+
+    Args:
+      certified: the lower bound(s): a curve of
+        :func:`advrobust.evaluation.certified_curve` or
+        :func:`advrobust.certify.certified_accuracy_curve` (one with ``certified_accuracy``
+        is read as its robust accuracy), a list of them (labelled by their method), or a
+        mapping ``{label: curve}``.
+      attacked: the upper bound: a curve, usually the worst case over the attacks, on the
+        same examples and at the same epsilons as every certified curve.
+      ax: the Axes to draw on; None makes a new Figure (without pyplot) with one Axes.
+      xlabel: the x-axis label; None: "ε", with the norm when all curves share one.
+      title: the Axes title; None sets none.
+      legend: draw a legend on the Axes.
+
+    Returns:
+      The Figure drawn on: the new one, or the top-level Figure of ``ax``. The y axis is
+      robust accuracy in percent, from -2 to 102; the band spans, per eps, the highest
+      certified accuracy to the attacked one.
+
+    Raises:
+      TypeError: if a curve is not a curve.
+      ValueError: if there is no certified curve, or one's epsilons differ from ``attacked``'s.
+    """
+    lowers = _lines(_as_robust(certified))
+    upper = _line(attacked, "attacks (worst case)", "attacked")
+    for line in lowers:
+        if line.epsilons.shape != upper.epsilons.shape or not np.allclose(line.epsilons, upper.epsilons):
+            raise ValueError(f"certified curve {line.label!r} is at epsilons {line.epsilons.tolist()}, the attacked "
+                             f"curve at {upper.epsilons.tolist()}: a bracket needs both at the same epsilons")
+    if ax is None:
+        ax = _new_figure(6.4, 4.0).add_subplot()
+    highest = np.max([line.accuracy for line in lowers], axis=0)
+    ax.fill_between(upper.epsilons, 100.0 * highest, 100.0 * upper.accuracy, color="tab:gray", alpha=_BRACKET_ALPHA,
+                    linewidth=0, label="undecided: robust accuracy lies here")
+    _draw_line(ax, upper, color="black", linestyle="-", marker="s", band=False)
+    for line in lowers:
+        _draw_line(ax, _Line(f"verified, {line.label}", line.epsilons, line.accuracy, line.ci_low, line.ci_high,
+                             line.norm), color=None, linestyle="--", marker="o", band=False)
+    ax.set_xlabel(xlabel if xlabel is not None else _eps_label("ε", {upper.norm, *(line.norm for line in lowers)}))
+    ax.set_ylabel("robust accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(True, alpha=0.3)
+    if title is not None:
+        ax.set_title(title)
+    if legend:
+        ax.legend(loc="best", fontsize="small")
+    return _root(ax)
+
+
+@dataclass(frozen=True)
+class _Certified:
+    """A curve of :func:`advrobust.certify.certified_accuracy_curve` in the fields of a curve."""
+
+    attack: str
+    norm: str | None
+    epsilons: Any
+    robust_accuracy: Any
+    ci95_low: Any
+    ci95_high: Any
+
+
+def _as_robust(certified: Any) -> Any:
+    """``certified`` with every curve that has ``certified_accuracy`` read as a curve."""
+    def one(curve: Any) -> Any:
+        if hasattr(curve, "certified_accuracy") and not hasattr(curve, "robust_accuracy"):
+            return _Certified(getattr(curve, "method", "certified"), getattr(curve, "norm", None), curve.epsilons,
+                              curve.certified_accuracy, curve.ci95_low, curve.ci95_high)
+        return curve
+
+    if isinstance(certified, Mapping):
+        return {label: one(curve) for label, curve in certified.items()}
+    if _is_curve(certified) or hasattr(certified, "certified_accuracy"):
+        return one(certified)
+    if isinstance(certified, Iterable) and not isinstance(certified, (str, bytes)):
+        return [one(curve) for curve in certified]
+    return certified
 
 
 def examples(x: Any, x_adv: Any, y: Any, pred_clean: Any, pred_adv: Any, *,

@@ -20,7 +20,11 @@ attack from another model). The checks:
 * ``fooled_points_kept``: a PGD trajectory that reaches a misclassified point ends on one;
 * ``loss_converged``: the attack's loss no longer rises over its last 10% of steps;
 * ``budget_doubled``: twice the steps or restarts do not change robust accuracy;
-* ``unbounded``: an attack without a radius (DeepFool) fools about every example.
+* ``unbounded``: an attack without a radius (DeepFool) fools about every example;
+* ``certified_not_broken``: no example a bound certifies (IBP, CROWN-IBP) is broken by
+  an attack. Unlike the others, a failure is not a finding about the model but a bug in
+  the bound or the attack's evaluation, so the run fails on it
+  (:class:`CertificateViolation`).
 
 The measurements the last five need (repeated calls, PGD's trajectory, DeepFool) are
 in :mod:`advrobust.evaluation.probes`. :func:`kind_of` names the function behind a
@@ -58,7 +62,8 @@ _KINDS = {"monotone": "monotone", "large eps": "large_eps", "noise not stronger"
           "black box not stronger": "black_box_not_stronger", "logits": "logits", "gradients": "gradients",
           "deterministic": "deterministic", "square not stronger": "square_not_stronger",
           "fooled points kept": "fooled_points_kept", "loss converged": "loss_converged",
-          "double steps": "budget_doubled", "double restarts": "budget_doubled", "unbounded": "unbounded"}
+          "double steps": "budget_doubled", "double restarts": "budget_doubled", "unbounded": "unbounded",
+          "certified not broken": "certified_not_broken"}
 # Strongest first: the run attacks with the first of these it has for its extra checks.
 ITERATIVE = ("pgd", "mim", "bim")
 
@@ -84,6 +89,18 @@ class Check:
             ``{"name": str, "passed": bool, "detail": str}``.
         """
         return asdict(self)
+
+
+class CertificateViolation(RuntimeError):
+    """A point certified robust was broken by an attack: the bound or the attack is wrong.
+
+    Attributes:
+        failed: The failed ``certified not broken`` verdicts, each naming its points.
+    """
+
+    def __init__(self, failed: Sequence[Check]) -> None:
+        self.failed = list(failed)
+        super().__init__("CERTIFICATE VIOLATED: " + "; ".join(f"{check.name}: {check.detail}" for check in failed))
 
 
 def kind_of(name: str) -> str | None:
@@ -466,3 +483,50 @@ def unbounded(clean: np.ndarray, robust: np.ndarray, attack: str,
         return Check(name, False, detail + f" ({share:.1%}, above {max_accuracy:.0%}): the gradients lead the "
                                            f"attack nowhere even without a limit on the perturbation (masking)")
     return Check(name, True, detail)
+
+
+MAX_NAMED_POINTS = 10  # a violation's detail names at most this many test images per eps
+
+
+def certified_not_broken(certified, curves: Sequence[Any], *, model: str = "") -> Check:
+    """No example certified robust at an eps is broken there by any attack.
+
+    A certificate (IBP, CROWN-IBP) proves that no point of the eps-ball is misclassified,
+    so an attack that finds one contradicts it: the bound is unsound, or the attack's
+    example lies outside the ball. Either way a number of the run is wrong, and there is
+    no tolerance.
+
+    Args:
+        certified: The verified-accuracy curve of one bound method: ``attack`` (the
+            method), ``epsilons`` (K,) and ``robust_mask`` (K, m), True where certified,
+            over the model's first m test images.
+        curves: The model's attack curves: each with ``attack``, the same ``epsilons``,
+            and ``robust_mask`` over the first n of the test images (any n).
+        model: The model's name, for the detail.
+
+    Returns:
+        The verdict, named ``"certified not broken (METHOD)"``; on failure its detail names,
+        per eps, the test images (indices into the test split) and the attacks that broke them.
+    """
+    violations = []
+    for at, eps in enumerate(certified.epsilons):
+        broken_by: dict[int, list[str]] = {}
+        for curve in curves:
+            m = min(certified.robust_mask.shape[1], curve.robust_mask.shape[1])
+            index = int(np.flatnonzero(np.isclose(curve.epsilons, eps, rtol=0.0, atol=1e-12))[0])
+            for point in np.flatnonzero(certified.robust_mask[at, :m] & ~curve.robust_mask[index, :m]):
+                broken_by.setdefault(int(point), []).append(curve.attack)
+        if broken_by:
+            named = ", ".join(f"test image {point} ({', '.join(attacks)})"
+                              for point, attacks in sorted(broken_by.items())[:MAX_NAMED_POINTS])
+            more = len(broken_by) - MAX_NAMED_POINTS
+            violations.append(f"eps {eps:g}: {len(broken_by)} certified point(s) broken: {named}"
+                              + (f" and {more} more" if more > 0 else ""))
+    name = f"certified not broken ({certified.attack})"
+    whose = f"{model!r}: " if model else ""
+    if violations:
+        return Check(name, False, whose + "; ".join(violations) + ". A certified point cannot be fooled within eps: "
+                     "the bound is unsound or the attack left the ball; report it with the run folder")
+    certified_count = int(certified.robust_mask.sum())
+    return Check(name, True, f"{whose}none of the {certified_count} certified (point, eps) pairs was broken by "
+                 f"{', '.join(curve.attack for curve in curves)}")

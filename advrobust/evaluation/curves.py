@@ -102,7 +102,17 @@ class Curve:
                 "seconds": self.seconds, "broken_by": [dict(counts) for counts in self.broken_by]}
 
 
-def _predict(logits_fn, x: np.ndarray, batch_size: int) -> np.ndarray:
+def predicted_labels(logits_fn, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """The predicted class of every example.
+
+    Args:
+        logits_fn: Maps a batch tensor to its logits (N, classes).
+        x: The inputs (N, ...).
+        batch_size: Examples per call.
+
+    Returns:
+        (N,) int: the argmax of the logits.
+    """
     return np.concatenate([np.argmax(logits_fn(tf.constant(x[i:i + batch_size])).numpy(), axis=1)
                            for i in range(0, len(x), batch_size)]) if len(x) else np.zeros(0, np.int64)
 
@@ -151,8 +161,23 @@ class UnitCache(Protocol):
         ...
 
 
-def _curve(attack: str, norm: str, params: dict[str, Any], epsilons: np.ndarray, clean: np.ndarray,
-           robust: np.ndarray, seconds: float, members_broken: tuple[dict[str, int], ...] | None = None) -> Curve:
+def curve_of(attack: str, norm: str, params: dict[str, Any], epsilons: np.ndarray, clean: np.ndarray,
+             robust: np.ndarray, seconds: float, members_broken: tuple[dict[str, int], ...] | None = None) -> Curve:
+    """A :class:`Curve` from its masks, with the accuracies and Wilson intervals they give.
+
+    Args:
+        attack: The attack's (or bound method's) name.
+        norm: The canonical norm.
+        params: The attack's parameters.
+        epsilons: The radii (K,).
+        clean: (N,) bool: correct clean.
+        robust: (K, N) bool: robust at each eps.
+        seconds: The compute time.
+        members_broken: The ensemble's per-member counts, or None.
+
+    Returns:
+        The curve.
+    """
     n = robust.shape[1]
     counts = robust.sum(axis=1)
     low, high = wilson_interval(counts, n)
@@ -177,7 +202,7 @@ def _robust_rows(spec: AttackSpec, attacked: Any, logits_fn: Any, x: np.ndarray,
     if positive.size and correct.size:
         adversarial = spec(attacked, x[correct], y[correct], eps=epsilons[positive].tolist())
         for index, eps_index in enumerate(positive):
-            robust[eps_index, correct] = _predict(logits_fn, adversarial[index], batch_size) == y[correct]
+            robust[eps_index, correct] = predicted_labels(logits_fn, adversarial[index], batch_size) == y[correct]
     return robust
 
 
@@ -289,29 +314,70 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
     fingerprint = digest({"key": key, "attack": spec.to_json(), "epsilons": epsilons_array.tolist(),
                           "chunk": chunk, "transfer": source_model is not None})
     logits_fn = inference_fn(model)
-    clean = np.zeros(len(x), dtype=bool)
-    robust = np.zeros((k, len(x)), dtype=bool)
-    seconds = 0.0
     counted = spec.name == ENSEMBLE and source_model is None  # the curve counts per member
-    chunk_counts = []  # the ensemble's per-member counts of each chunk (None for other attacks)
-    # Look every unit up first (in chunk order, as shards number them), then compute the
-    # missing ones, on several replicas at once if the strategy has them.
-    units = [(batch, slice(start, start + chunk)) for batch, start in enumerate(range(0, len(x), chunk))]
-    found = [cache.get(key, batch, fingerprint) if cache is not None else None for batch, _ in units]
 
-    def attack_unit(rows: slice) -> tuple[np.ndarray, np.ndarray, float, Any]:
-        started = time.perf_counter()
-        clean_rows = _predict(logits_fn, x[rows], chunk) == y[rows]
+    def attack_unit(rows: slice) -> tuple[np.ndarray, np.ndarray, Any]:
+        clean_rows = predicted_labels(logits_fn, x[rows], chunk) == y[rows]
         robust_rows, counts = _attack_chunk(spec, model, source_model, logits_fn, x[rows], y[rows], clean_rows,
                                             epsilons_array, chunk)
+        return clean_rows, robust_rows, counts
+
+    clean, robust, seconds, chunk_counts = run_units(
+        attack_unit, len(x), k, chunk=chunk, key=key, fingerprint=fingerprint, epsilons=epsilons_array,
+        cache=cache, counted=counted, strategy=strategy, progress=progress, desc=f"{attack} ({k} eps)")
+    return curve_of(attack, norm, params, epsilons_array, clean, robust, seconds, _summed(chunk_counts))
+
+
+def run_units(compute: Any, n: int, k: int, *, chunk: int, key: str, fingerprint: str, epsilons: np.ndarray,
+              cache: UnitCache | None, counted: bool = False, strategy: Any = None, progress: bool = True,
+              desc: str = "") -> tuple[np.ndarray, np.ndarray, float, list[Any]]:
+    """Compute (or find in ``cache``) every chunk of ``n`` examples as a unit of work.
+
+    Each chunk of ``chunk`` rows is looked up in ``cache`` under ``key``, its index and
+    ``fingerprint`` (all first, in chunk order, as shards number them); the missing ones
+    are computed, on several replicas at once if ``strategy`` has them, and stored.
+
+    Args:
+        compute: ``rows (slice) -> (clean (r,) bool, robust (K, r) bool, counts)`` for one
+            chunk; ``counts`` is the ensemble's per-member record (K dicts) or None.
+        n: The number of examples.
+        k: The number of radii.
+        chunk: The rows per unit.
+        key: The units' key in ``cache``.
+        fingerprint: The digest of the settings that decide a unit's outcome.
+        epsilons: The K radii, stored with each unit.
+        cache: Where finished units are looked up and stored, or None.
+        counted: A stored unit is usable only with per-member counts (the ensemble).
+        strategy: A ``tf.distribute`` strategy whose replicas compute a chunk each, or None.
+        progress: Show a progress bar.
+        desc: The progress bar's label.
+
+    Returns:
+        ``(clean (n,) bool, robust (K, n) bool, seconds, counts per chunk)``; a chunk
+        another worker owns (:data:`ELSEWHERE`) is neither correct nor robust here, with
+        empty counts; ``seconds`` sums the units' own compute times.
+    """
+    clean = np.zeros(n, dtype=bool)
+    robust = np.zeros((k, n), dtype=bool)
+    seconds = 0.0
+    chunk_counts = []
+    units = [(batch, slice(start, start + chunk)) for batch, start in enumerate(range(0, n, chunk))]
+    found = [cache.get(key, batch, fingerprint) if cache is not None else None for batch, _ in units]
+
+    def timed(rows: slice) -> tuple[np.ndarray, np.ndarray, float, Any]:
+        started = time.perf_counter()
+        clean_rows, robust_rows, counts = compute(rows)
         return clean_rows, robust_rows, time.perf_counter() - started, counts
 
+    def rows_of(rows: slice) -> int:
+        return len(range(*rows.indices(n)))
+
     missing = [rows for (_, rows), unit in zip(units, found)
-               if unit is not ELSEWHERE and not _usable(unit, (k, len(x[rows])), counted=counted)]
-    computed = map_on_replicas(attack_unit, missing, replica_devices(strategy))
-    with tqdm(total=len(x), desc=f"{attack} ({k} eps)", unit="img", disable=not progress, leave=False) as bar:
+               if unit is not ELSEWHERE and not _usable(unit, (k, rows_of(rows)), counted=counted)]
+    computed = map_on_replicas(timed, missing, replica_devices(strategy))
+    with tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for (batch, rows), unit in zip(units, found):
-            n_rows = len(x[rows])
+            n_rows = rows_of(rows)
             if unit is ELSEWHERE:  # another worker's rows: nothing broken here
                 chunk_counts.append([{} for _ in range(k)] if counted else None)
                 bar.update(n_rows)
@@ -321,12 +387,12 @@ def robust_accuracy_curve(model: Any, x: np.ndarray, y: np.ndarray, *, attack: s
             else:
                 clean[rows], robust[:, rows], elapsed, counts = next(computed)
                 if cache is not None:
-                    cache.put(key, batch, epsilons_array.tolist(), clean[rows], robust[:, rows], elapsed, fingerprint,
+                    cache.put(key, batch, epsilons.tolist(), clean[rows], robust[:, rows], elapsed, fingerprint,
                               broken_by=counts)
             seconds += elapsed
             chunk_counts.append(counts)
             bar.update(n_rows)
-    return _curve(attack, norm, params, epsilons_array, clean, robust, seconds, _summed(chunk_counts))
+    return clean, robust, seconds, chunk_counts
 
 
 def _usable(found: Any, shape: tuple[int, int], *, counted: bool) -> bool:
@@ -380,7 +446,7 @@ def worst_case(curves: Sequence[Curve]) -> Curve:
     robust = first.robust_mask.copy()
     for curve in curves[1:]:
         robust[:, :curve.n_examples] &= curve.robust_mask
-    return _curve("worst_case", first.norm, {"attacks": [curve.attack for curve in curves]}, first.epsilons,
+    return curve_of("worst_case", first.norm, {"attacks": [curve.attack for curve in curves]}, first.epsilons,
                   first.clean_mask, robust, sum(curve.seconds for curve in curves))
 
 

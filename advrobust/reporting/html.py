@@ -15,11 +15,11 @@ from collections.abc import Iterable
 
 from advrobust.reporting.plots import Figure, dataset_key, model_key
 from advrobust.reporting.view import Comparison, Model, Run, dataset_title
-from advrobust.reporting.tables import (BROKEN_INTRO, COMPARISON_INTRO, PER_CLASS_INTRO, Table, attacks_table,
-                                        broken_table, check_curves_table, check_link, checks_table, comparison_table,
-                                        config_text, curves_table, environment_table, explained_checks, lede,
-                                        minimal_eps_summary, minimal_eps_table, model_facts, per_class_table,
-                                        summary_table)
+from advrobust.reporting.tables import (BRACKET_INTRO, BROKEN_INTRO, COMPARISON_INTRO, PER_CLASS_INTRO, Table,
+                                        attacks_table, bracket_table, broken_table, check_curves_table, check_link,
+                                        checks_table, comparison_table, config_text, curves_table, environment_table,
+                                        explained_checks, lede, minimal_eps_summary, minimal_eps_table, model_facts,
+                                        per_class_table, summary_table)
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -266,6 +266,11 @@ def _model_section(model: Model, figures: dict[str, Figure]) -> list[str]:
                   else "<p>No attack curves recorded.</p>")
     out.append(f'<div class="row"><div class="fig">{figure_html(figures.get(model_key(model, "attacks")))}</div>'
                f'<div>{"".join(tables)}</div></div>')
+    bracketed = bracket_table(model)
+    if bracketed is not None:
+        out += ["<h4>Certified and attacked: the bracket</h4>", f"<p>{e(BRACKET_INTRO)}</p>",
+                f'<div class="row"><div class="fig">{figure_html(figures.get(model_key(model, "bracket")))}</div>'
+                f"<div>{table_html(bracketed)}</div></div>"]
     broken = broken_table(model)
     if broken is not None:
         out += ["<h4>Images broken per attack</h4>", f"<p>{e(BROKEN_INTRO)}</p>", table_html(broken)]

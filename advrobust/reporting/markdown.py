@@ -14,11 +14,11 @@ from pathlib import Path
 from advrobust.evaluation.checks import Check
 from advrobust.reporting.plots import Figure, dataset_key, model_key
 from advrobust.reporting.view import Model, Run, dataset_title
-from advrobust.reporting.tables import (BROKEN_INTRO, COMPARISON_INTRO, PER_CLASS_INTRO, Table, attacks_table,
-                                        broken_table, check_curves_table, check_link, checks_table, comparison_table,
-                                        config_text, curves_table, environment_table, explained_checks, lede,
-                                        minimal_eps_summary, minimal_eps_table, model_facts, per_class_table,
-                                        summary_table)
+from advrobust.reporting.tables import (BRACKET_INTRO, BROKEN_INTRO, COMPARISON_INTRO, PER_CLASS_INTRO, Table,
+                                        attacks_table, bracket_table, broken_table, check_curves_table, check_link,
+                                        checks_table, comparison_table, config_text, curves_table, environment_table,
+                                        explained_checks, lede, minimal_eps_summary, minimal_eps_table, model_facts,
+                                        per_class_table, summary_table)
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|#$~])")  # $: GitHub math; ~: strikethrough
 
@@ -152,6 +152,11 @@ def _model(model: Model, figures: dict[str, Figure], report_dir: Path) -> list[s
     if model.curves or model.worst_case is not None:
         out += [table_md(curves_table(model)), ""]
     out += [table_md(attacks_table(model)) if model.curves else "No attack curves recorded.", ""]
+    bracketed = bracket_table(model)
+    if bracketed is not None:
+        out += ["#### Certified and attacked: the bracket", "", BRACKET_INTRO, ""]
+        out += _figure(figures.get(model_key(model, "bracket")), report_dir)
+        out += [table_md(bracketed), ""]
     broken = broken_table(model)
     if broken is not None:
         out += ["#### Images broken per attack", "", BROKEN_INTRO, "", table_md(broken), ""]

@@ -107,7 +107,7 @@ def write_figures(run: Run, figures_dir: Path) -> dict[str, Figure]:
         if figure is not None:
             figures[dataset_key(dataset)] = figure
     for model in run.models:
-        for kind, draw in (("attacks", _attacks_figure), ("examples", _examples_figure),
+        for kind, draw in (("attacks", _attacks_figure), ("bracket", _bracket_figure), ("examples", _examples_figure),
                            ("minimal_eps", _minimal_eps_figure), ("training", _training_figure)):
             figure = draw(model, figures_dir / _name("model", model.index, model.name, kind.replace("_", "-")))
             if figure is not None:
@@ -211,6 +211,23 @@ def _attacks_figure(model: Model, path: Path) -> Figure | None:
     figure.suptitle(f"{_label(model.name)}: robust accuracy per attack (bands: 95% CI)")
     return _save(figure, path, f"{model.name}: robust accuracy against ε for each attack, with 95% "
                                "confidence bands; dashed: the worst case over all attacks.")
+
+
+def _bracket_figure(model: Model, path: Path) -> Figure | None:
+    if not model.brackets:
+        return None
+    figure = _new_figure(6.4, 4.0)
+    first = model.brackets[0]
+    attacked = _SeriesCurve(first.attacked.epsilons, first.attacked.accuracy, first.attacked.ci_low,
+                            first.attacked.ci_high)
+    certified = {bracket.method: _SeriesCurve(bracket.certified.epsilons, bracket.certified.accuracy,
+                                              bracket.certified.ci_low, bracket.certified.ci_high)
+                 for bracket in model.brackets}
+    plot.bracket(certified, attacked, ax=_accuracy_axes(figure), xlabel=_eps_label({first.norm}),
+                 title=f"{_label(model.name)}: certified and attacked (first {first.n_examples})")
+    return _save(figure, path, f"{model.name}: the robust accuracy of the first {first.n_examples} test images lies "
+                               "in the shaded band: above the accuracy verified by each bound (dashed), below the "
+                               "worst case over the attacks (solid).")
 
 
 def _worst_case_group(model: Model, groups: list[tuple[str | None, list]]) -> int | None:

@@ -221,6 +221,37 @@ def curves_table(model: Model) -> Table:
     return table
 
 
+BRACKET_INTRO = (
+    "A certificate proves that no perturbation within ε changes a test image's class, so the verified accuracy is a "
+    "lower bound of robust accuracy; the attacks' worst case is an upper bound. Both are on the same test images, "
+    "and the width is what neither decides: a stronger attack can only lower the upper bound, a tighter bound only "
+    "raise the lower one.")
+
+
+def bracket_table(model: Model) -> Table | None:
+    """Per eps, the verified accuracy of each bound method, the attacks' worst case on the
+    same images, and the bracket's width (worst case minus the best verified accuracy).
+
+    Args:
+        model: The model.
+
+    Returns:
+        One row per eps of the brackets; None if the model was not certified.
+    """
+    if not model.brackets:
+        return None
+    first = model.brackets[0]
+    table = Table(["ε"] + [f"verified ({bracket.method})" for bracket in model.brackets]
+                  + [f"attacks (worst case, first {first.n_examples})", "width (points)"])
+    for at, eps in enumerate(first.attacked.epsilons):
+        best = max(bracket.certified.accuracy[at] for bracket in model.brackets)
+        table.rows.append([Cell(eps_text(eps))] + [Cell(_with_ci(bracket.certified.at(eps)))
+                                                   for bracket in model.brackets]
+                          + [Cell(percent(first.attacked.accuracy[at])),
+                             Cell(f"{100 * (first.attacked.accuracy[at] - best):.1f}")])
+    return table
+
+
 BROKEN_INTRO = (
     "How many test images each attack broke at each ε: classified correctly clean, not robust under it. "
     "An ensemble's members are credited with the images each broke first, since each attacks only what the "

@@ -181,6 +181,33 @@ class MinimalEps:
 
 
 @dataclass(frozen=True)
+class Bracket:
+    """Verified accuracy under one bound method beside the attacks, on the same images.
+
+    Attributes:
+        method: The bound method (``"ibp"``, ``"crown_ibp"``).
+        norm: Its norm.
+        n_examples: The test images certified (the model's first n).
+        seconds: The bounds' compute time.
+        certified: The verified accuracy and its 95% interval, sorted by eps: the lower bound.
+        attacked: The worst case over the attacks on the same images, at the same sorted
+            epsilons (no interval): the upper bound.
+    """
+
+    method: str
+    norm: str
+    n_examples: int
+    seconds: float
+    certified: Series
+    attacked: Series
+
+    @property
+    def width(self) -> np.ndarray:
+        """Per eps, ``attacked - certified``: what neither bound decides (K,)."""
+        return self.attacked.accuracy - self.certified.accuracy
+
+
+@dataclass(frozen=True)
 class Model:
     """One model of the run as the report shows it.
 
@@ -206,6 +233,8 @@ class Model:
         check_curves: ``(what it checks, curve)``: the extra attacks run for the checks.
         paired: The per-example comparison with ``baseline``, one row per eps (may be empty).
         per_class: Per-class results in label order (empty in older results.json).
+        brackets: Per bound method, verified accuracy beside the attacks (empty unless the
+            run config certified the model).
     """
 
     index: int  # 1-based position in results.json; names figure files and anchors
@@ -228,6 +257,7 @@ class Model:
     check_curves: list[tuple[str, AttackCurve]]  # (what it checks, curve): extra attacks run for the checks
     paired: list[PairedRow] = field(default_factory=list)  # vs ``baseline``, per example (may be empty)
     per_class: list[ClassResult] = field(default_factory=list)  # label order (empty in older results.json)
+    brackets: list[Bracket] = field(default_factory=list)  # per bound method (empty unless certified)
 
     @property
     def failed_checks(self) -> list[Check]:
@@ -441,7 +471,17 @@ def _model(index: int, record: schema.ModelRecord, run_dir: Path, notes: list[st
                  check_curves=_titled_check_curves(record.check_curves), paired=_paired(record, where, notes),
                  per_class=sorted((ClassResult(entry.label, entry.n_examples, entry.clean_accuracy,
                                                _series(record.worst_case.epsilons, entry))
-                                   for entry in record.per_class or []), key=lambda result: result.label))
+                                   for entry in record.per_class or []), key=lambda result: result.label),
+                 brackets=[_bracket(certified) for certified in record.certified or []])
+
+
+def _bracket(record: schema.CertifiedRecord) -> Bracket:
+    order = np.argsort(np.asarray(record.epsilons, dtype=np.float64), kind="stable")  # as _series sorts
+    attacked = np.asarray(record.attacked_accuracy, dtype=np.float64)[order]
+    unknown = np.full(len(order), np.nan)
+    return Bracket(method=record.method, norm=record.norm, n_examples=record.n_examples, seconds=record.seconds,
+                   certified=_series(record.epsilons, record, "certified_accuracy"),
+                   attacked=Series(np.asarray(record.epsilons, dtype=np.float64)[order], attacked, unknown, unknown))
 
 
 def _titled_check_curves(check_curves: schema.CheckCurves) -> list[tuple[str, AttackCurve]]:
@@ -459,12 +499,12 @@ def _curve(record: schema.CurveRecord) -> AttackCurve:
                        broken_by=broken_by)
 
 
-def _series(epsilons: list[float], accuracies: Any) -> Series:
-    """``accuracies``' robust accuracy and interval against ``epsilons``, sorted by eps."""
+def _series(epsilons: list[float], accuracies: Any, value: str = "robust_accuracy") -> Series:
+    """``accuracies``' ``value`` and interval against ``epsilons``, sorted by eps."""
     epsilons = np.asarray(epsilons, dtype=np.float64)
     order = np.argsort(epsilons, kind="stable")
     values = [np.asarray(getattr(accuracies, key), dtype=np.float64)[order]
-              for key in ("robust_accuracy", "ci95_low", "ci95_high")]
+              for key in (value, "ci95_low", "ci95_high")]
     return Series(epsilons[order], *values)
 
 

@@ -17,12 +17,15 @@ reports read. NumPy only, no TensorFlow.
                   "examples": str | null (npz, relative), "minimal_eps": MinimalEpsRecord,
                   "per_class": [ClassRecord] (label order; aligned with worst_case.epsilons),
                   "outcomes": str (npz of per-image outcomes, relative; advrobust.results.outcome_files),
-                  "paired_vs_baseline" (only for a model with a baseline): PairedVsBaseline}
+                  "paired_vs_baseline" (only for a model with a baseline): PairedVsBaseline,
+                  "certified" (only for a model the config's [certified] table names): [CertifiedRecord]}
     CurveRecord: {"attack", "norm", "params", "epsilons", "robust_accuracy", "ci95_low", "ci95_high",
                   "n_examples", "clean_accuracy", "seconds",
                   "broken_by": [{label: count}] (per eps, the points broken: correct clean, not robust;
                                 the ensemble "autoattack" per member, others under the attack's name)}
     WorstCaseRecord: {"params": {"attacks": [...]}, "epsilons", "robust_accuracy", "ci95_low", "ci95_high"}
+    CertifiedRecord: {"method", "norm", "epsilons", "certified_accuracy", "ci95_low", "ci95_high",
+                      "n_examples", "seconds", "attacked_accuracy" (the worst case on the same images)}
     Check: {"name", "passed", "detail"} (advrobust.evaluation.checks.Check)
     MinimalEpsRecord: {"attack", "norm", "values" (float | null per example), "note",
                        "params" and "seconds" (written since the run searches each example's
@@ -55,7 +58,7 @@ import math
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from advrobust.evaluation.checks import Check
 
@@ -143,13 +146,14 @@ def _list(read: Callable[[Any, str], _T]) -> Callable[[Any, str], list[_T]]:
     return read_list
 
 
-def _accuracies(raw: dict[str, Any], where: str, length: int) -> dict[str, list[float]]:
-    """``robust_accuracy`` and its interval: ``length`` fractions each, the value inside."""
-    read = {key: _field(raw, key, where, _list(_fraction)) for key in ("robust_accuracy", "ci95_low", "ci95_high")}
+def _accuracies(raw: dict[str, Any], where: str, length: int,
+                value_key: str = "robust_accuracy") -> dict[str, list[float]]:
+    """``value_key`` and its interval: ``length`` fractions each, the value inside."""
+    read = {key: _field(raw, key, where, _list(_fraction)) for key in (value_key, "ci95_low", "ci95_high")}
     for key, values in read.items():
         if len(values) != length:
             raise SchemaError(f"{_path(where, key)}: {len(values)} values for {length} epsilons")
-    for low, value, high in zip(read["ci95_low"], read["robust_accuracy"], read["ci95_high"]):
+    for low, value, high in zip(read["ci95_low"], read[value_key], read["ci95_high"]):
         if not low - _TOLERANCE <= value <= high + _TOLERANCE:
             raise SchemaError(f"{where}: interval [{low}, {high}] does not contain {value}")
     return read
@@ -335,6 +339,86 @@ class WorstCaseRecord:
         """
         return {"params": self.params, "epsilons": self.epsilons, "robust_accuracy": self.robust_accuracy,
                 "ci95_low": self.ci95_low, "ci95_high": self.ci95_high}
+
+
+@dataclass(frozen=True)
+class CertifiedRecord:
+    """Verified accuracy against eps under one bound method, beside the attacks' worst case.
+
+    Attributes:
+        method: The bound method (``"ibp"`` or ``"crown_ibp"``).
+        norm: Its norm.
+        epsilons: The K radii.
+        certified_accuracy: K fractions: the share certified, a lower bound of robust accuracy.
+        ci95_low: The lower ends of the 95% Wilson intervals.
+        ci95_high: The upper ends of the 95% Wilson intervals.
+        n_examples: The test images certified (the model's first n).
+        seconds: The bounds' compute time.
+        attacked_accuracy: K fractions: the worst case over the attacks on the same
+            images, an upper bound. The bracket's width is ``attacked - certified``.
+    """
+
+    method: str
+    norm: str
+    epsilons: list[float]
+    certified_accuracy: list[float]
+    ci95_low: list[float]
+    ci95_high: list[float]
+    n_examples: int
+    seconds: float
+    attacked_accuracy: list[float]
+
+    @classmethod
+    def of(cls, curve: Any, rows: Sequence[Any]) -> CertifiedRecord:
+        """The record of a verified-accuracy curve and its bracket.
+
+        Args:
+            curve: A curve of :func:`advrobust.evaluation.certified.certified_curve`.
+            rows: :func:`advrobust.evaluation.certified.bracket` of it and the worst case.
+
+        Returns:
+            The record, arrays as lists of Python floats.
+        """
+        return cls(method=curve.attack, norm=curve.norm, epsilons=_floats(curve.epsilons),
+                   certified_accuracy=_floats(curve.robust_accuracy), ci95_low=_floats(curve.ci95_low),
+                   ci95_high=_floats(curve.ci95_high), n_examples=int(curve.n_examples), seconds=float(curve.seconds),
+                   attacked_accuracy=[float(row.attacked) for row in rows])
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> CertifiedRecord:
+        """Read one verified-accuracy curve from its JSON object.
+
+        Args:
+            raw: The parsed JSON object.
+            where: Its path in results.json, for error messages.
+
+        Returns:
+            The record.
+
+        Raises:
+            SchemaError: A field is missing or malformed, or a list's length is not the
+                number of epsilons; the message starts with its path.
+        """
+        raw = _object(raw, where)
+        epsilons = _field(raw, "epsilons", where, _list(_real))
+        attacked = _field(raw, "attacked_accuracy", where, _list(_fraction))
+        if len(attacked) != len(epsilons):
+            raise SchemaError(f"{_path(where, 'attacked_accuracy')}: {len(attacked)} values for {len(epsilons)} "
+                              f"epsilons")
+        return cls(method=_field(raw, "method", where, _text), norm=_field(raw, "norm", where, _text),
+                   epsilons=epsilons, **_accuracies(raw, where, len(epsilons), "certified_accuracy"),
+                   n_examples=_field(raw, "n_examples", where, _count), seconds=_field(raw, "seconds", where, _real),
+                   attacked_accuracy=attacked)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object, keys in the schema's order.
+
+        Returns:
+            The record's fields.
+        """
+        return {"method": self.method, "norm": self.norm, "epsilons": self.epsilons,
+                "certified_accuracy": self.certified_accuracy, "ci95_low": self.ci95_low, "ci95_high": self.ci95_high,
+                "n_examples": self.n_examples, "seconds": self.seconds, "attacked_accuracy": self.attacked_accuracy}
 
 
 @dataclass(frozen=True)
@@ -654,6 +738,8 @@ class ModelRecord:
         per_class: Per-class results in label order, holding all n examples.
         outcomes: The per-image outcomes' .npz, relative.
         paired_vs_baseline: The per-image comparison with ``baseline``.
+        certified: Per bound method, the verified accuracy and the bracket (only for a
+            model the run config's ``[certified]`` table names; None otherwise).
     """
 
     name: str
@@ -675,6 +761,7 @@ class ModelRecord:
     per_class: list[ClassRecord] | None
     outcomes: str | None
     paired_vs_baseline: PairedVsBaseline | None = None
+    certified: list[CertifiedRecord] | None = None
 
     @classmethod
     def from_dict(cls, raw: Any, where: str, *, strict: bool = True, notes: list[str] | None = None) -> ModelRecord:
@@ -719,7 +806,8 @@ class ModelRecord:
                 lambda value, at: ClassRecord.from_dict(value, at, length=len(worst_case.epsilons)))),
             outcomes=None if "outcomes" not in raw else _field(raw, "outcomes", where, _text),
             paired_vs_baseline=_field(raw, "paired_vs_baseline", where, _optional(PairedVsBaseline.from_dict))
-            if "paired_vs_baseline" in raw else None)
+            if "paired_vs_baseline" in raw else None,
+            certified=_field(raw, "certified", where, _list(CertifiedRecord.from_dict)) if "certified" in raw else None)
         record._check_totals(where)
         record._check_counted(where, strict, notes)
         return record
@@ -754,7 +842,8 @@ class ModelRecord:
         """The JSON object, keys in the schema's order.
 
         Returns:
-            The model's fields; ``per_class``, ``outcomes`` and ``paired_vs_baseline`` only when set.
+            The model's fields; ``per_class``, ``outcomes``, ``paired_vs_baseline`` and
+            ``certified`` only when set.
         """
         document = {
             "name": self.name, "dataset": self.dataset, "defense": self.defense, "architecture": self.architecture,
@@ -770,6 +859,8 @@ class ModelRecord:
             document["outcomes"] = self.outcomes
         if self.paired_vs_baseline is not None:
             document["paired_vs_baseline"] = self.paired_vs_baseline.to_dict()
+        if self.certified is not None:
+            document["certified"] = [record.to_dict() for record in self.certified]
         return document
 
 

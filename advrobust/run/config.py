@@ -27,6 +27,10 @@ so a typo fails in a second rather than after an hour of training::
     name = "mine"
     path = "saved/model.keras"    # evaluate an existing logits model (relative to the config file)
 
+    [certified]                   # optional: verified accuracy beside the attacks (the bracket)
+    methods = ["crown_ibp"]       # "ibp" and/or "crown_ibp" (advrobust.certify)
+    models = ["mine"]             # default: every model
+
 :data:`DEFAULT_CONFIG` (``advrobust/run/configs/quick.toml``) is what ``advrobust run`` uses
 without a config file. :meth:`RunConfig.hash` is the SHA-256 of the canonical JSON of
 the resolved config: the results store refuses to mix results of different hashes.
@@ -54,6 +58,10 @@ _RUN_KEYS = {"name", "dataset", "norm", "epsilons", "n_examples", "batch_size", 
              "large_eps", "noise_draws", "check_examples"}
 _MODEL_KEYS = {"name", "dataset", "baseline", "n_examples", "attacks", "path", "train"}
 _ATTACK_KEYS = {"name", "params", "n_examples"}
+_CERTIFIED_KEYS = {"methods", "models", "n_examples", "batch_size"}
+# defenses.bounds.METHODS, spelled out so that reading a config imports no TensorFlow
+# (tests/advrobust/run/test_config.py checks that the two agree).
+CERTIFIED_METHODS = ("ibp", "crown_ibp")
 _RESERVED_ATTACK_PARAMS = ("eps", "norm")
 # Names older configs used; the message says what replaces them.
 _REMOVED_ATTACKS = dict.fromkeys(
@@ -142,6 +150,28 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
+class CertifiedEntry:
+    """The run's verification: which bound methods certify which models, on how many images.
+
+    Each method gives a verified-accuracy curve per model at the run's epsilons and norm
+    (:func:`advrobust.certify.certified_accuracy_curve`): a lower bound on robust accuracy
+    beside the attacks' upper bound.
+
+    Attributes:
+        methods: Bound methods, each in :data:`CERTIFIED_METHODS`, each once.
+        models: The models certified (names of the run's models); None: every model.
+        n_examples: Certify at most each model's first n test images; None: all of them.
+        batch_size: Examples per bound computation (CROWN-IBP holds one linear bound per
+            class and input value of each example).
+    """
+
+    methods: tuple[str, ...] = ("crown_ibp",)
+    models: tuple[str, ...] | None = None
+    n_examples: int | None = None
+    batch_size: int = 100
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A whole run: which models, which attacks, which epsilons, how many test images.
 
@@ -164,6 +194,7 @@ class RunConfig:
         large_eps: The radius of the large-eps check; None: 1.0 for L-inf, 10.0 for L2.
         noise_draws: Random-noise samples per example and eps in the noise check.
         check_examples: At most this many examples per model go into the extra attacks.
+        certified: The verification of the ``[certified]`` table, or None (no bounds).
     """
 
     models: tuple[ModelEntry, ...]
@@ -179,15 +210,18 @@ class RunConfig:
     large_eps: float | None = None  # None: 1.0 for L-inf, 10.0 for L2 (28x28 images)
     noise_draws: int = 3
     check_examples: int = 500
+    certified: CertifiedEntry | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of the resolved config.
 
         Returns:
             The fields as JSON types; a model's ``weights_sha256`` and an attack's
-            ``n_examples`` only when set.
+            ``n_examples`` only when set; ``certified`` only when the config has it.
         """
         document = json.loads(json.dumps(dataclasses.asdict(self)))
+        if document["certified"] is None:  # absent, so configs without it keep their hash
+            del document["certified"]
         for model in document["models"]:
             if model["weights_sha256"] is None:
                 # Absent, as before the field existed, so configs without a weights file
@@ -230,6 +264,19 @@ class RunConfig:
             if entry.name == name:
                 return entry
         raise KeyError(name)
+
+    def certified_for(self, entry: ModelEntry) -> tuple[str, ...]:
+        """The bound methods that certify ``entry`` (none without a ``[certified]`` table).
+
+        Args:
+            entry: A model of the run.
+
+        Returns:
+            The methods, in the config's order; empty if the model is not certified.
+        """
+        if self.certified is None or (self.certified.models is not None and entry.name not in self.certified.models):
+            return ()
+        return self.certified.methods
 
     def n_for(self, entry: ModelEntry) -> int:
         """Test images evaluated for ``entry``: its own n_examples, else the run's.
@@ -296,6 +343,38 @@ def _attack(table: Any, index: int) -> AttackEntry:
     n = table.get("n_examples")
     return AttackEntry(name=table["name"], params=params,
                        n_examples=None if n is None else _int(n, f"{where}: n_examples", 1))
+
+
+def _certified(table: Any, model_names: list[str]) -> CertifiedEntry:
+    where = "[certified]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table (methods, models, n_examples, batch_size), got {table!r}")
+    _unknown_keys(table, _CERTIFIED_KEYS, where)
+    methods = table.get("methods", list(CertifiedEntry.methods))
+    if isinstance(methods, str) or not isinstance(methods, list) or not methods:
+        raise ConfigError(f"{where} methods must be a non-empty list of bound methods "
+                          f"({', '.join(CERTIFIED_METHODS)}), got {methods!r}")
+    for method in methods:
+        if method not in CERTIFIED_METHODS:
+            raise ConfigError(f"{where} methods: unknown bound method {method!r}; choose from: "
+                              f"{', '.join(CERTIFIED_METHODS)} (randomized smoothing certifies another classifier, "
+                              f"the smoothed one: use advrobust.certify.smoothing)")
+    if len(set(methods)) != len(methods):
+        raise ConfigError(f"{where} methods: each method may appear once, got {methods!r}")
+    models = table.get("models")
+    if models is not None:
+        if isinstance(models, str) or not isinstance(models, list) or not models \
+                or not all(isinstance(name, str) for name in models):
+            raise ConfigError(f"{where} models must be a non-empty list of model names, got {models!r}")
+        unknown = sorted(set(models) - set(model_names))
+        if unknown:
+            raise ConfigError(f"{where} models: {unknown} are not models of the run ({', '.join(model_names)})")
+        models = tuple(models)
+    n = table.get("n_examples")
+    return CertifiedEntry(methods=tuple(methods), models=models,
+                          n_examples=None if n is None else _int(n, f"{where} n_examples", 1),
+                          batch_size=_int(table.get("batch_size", CertifiedEntry.batch_size),
+                                          f"{where} batch_size", 1))
 
 
 def _check_first_attack_unlimited(entry: ModelEntry, attacks: tuple[AttackEntry, ...], run_n: int) -> None:
@@ -433,7 +512,8 @@ def from_dict(document: dict[str, Any], *, base_dir: str | Path | None = None) -
     """Validate a parsed TOML document and return the :class:`RunConfig`.
 
     Args:
-        document: The parsed TOML: ``run``, ``attacks`` and ``models`` tables.
+        document: The parsed TOML: ``run``, ``attacks`` and ``models`` tables, and
+            optionally ``certified``.
         base_dir: The folder relative model and weights paths are resolved against (the
             config file's); None: the working directory.
 
@@ -443,9 +523,10 @@ def from_dict(document: dict[str, Any], *, base_dir: str | Path | None = None) -
     Raises:
         ConfigError: The first problem found: an unknown key, a value of the wrong type
             or range, an unknown attack or dataset, a missing file, a baseline that is not
-            another model of the run on the same dataset (a ValueError).
+            another model of the run on the same dataset, a ``[certified]`` method that is not
+            a bound method or a model it names that the run lacks (a ValueError).
     """
-    _unknown_keys(document, {"run", "attacks", "models"}, "config")
+    _unknown_keys(document, {"run", "attacks", "models", "certified"}, "config")
     run = dict(document.get("run", {}))
     _unknown_keys(run, _RUN_KEYS, "[run]")
     try:
@@ -487,6 +568,7 @@ def from_dict(document: dict[str, Any], *, base_dir: str | Path | None = None) -
             if models[names.index(entry.baseline)].dataset != entry.dataset:
                 raise ConfigError(f"model {entry.name!r}: its baseline {entry.baseline!r} is on another dataset")
     large_eps = run.get("large_eps")
+    certified = None if "certified" not in document else _certified(document["certified"], names)
     return RunConfig(
         models=models, attacks=attacks, epsilons=epsilons, name=str(run.get("name", "run")),
         dataset=run.get("dataset", "fashion_mnist"), norm=norm,
@@ -495,7 +577,7 @@ def from_dict(document: dict[str, Any], *, base_dir: str | Path | None = None) -
         examples=_int(run.get("examples", 8), "[run] examples", 0),
         large_eps=None if large_eps is None else _float(large_eps, "[run] large_eps", minimum=1e-12),
         noise_draws=_int(run.get("noise_draws", 3), "[run] noise_draws", 1),
-        check_examples=_int(run.get("check_examples", 500), "[run] check_examples", 1))
+        check_examples=_int(run.get("check_examples", 500), "[run] check_examples", 1), certified=certified)
 
 
 def loads(text: str, *, base_dir: str | Path | None = None) -> RunConfig:

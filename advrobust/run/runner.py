@@ -40,8 +40,9 @@ from advrobust import data, evaluation, models, training
 from advrobust.evaluation import checks, probes
 from advrobust.files import atomic_write_bytes, atomic_write_text, digest
 from advrobust.results import outcome_files, outcomes
-from advrobust.results.schema import (CheckCurves, CurveRecord, Environment, MinimalEpsRecord, ModelRecord,
-                                      PairedVsBaseline, Results, WorstCaseRecord, validate)
+from advrobust.evaluation.certified import bracket, certified_curve
+from advrobust.results.schema import (CertifiedRecord, CheckCurves, CurveRecord, Environment, MinimalEpsRecord,
+                                      ModelRecord, PairedVsBaseline, Results, WorstCaseRecord, validate)
 from advrobust.run import folder
 from advrobust.run.interrupt import CheckedUnits, Interrupts
 from advrobust.run.config import AttackEntry, ModelEntry, RunConfig
@@ -425,7 +426,8 @@ def environment() -> Environment:
 
 def _model_record(item: _Model, result: evaluation.ModelEvaluation, found: list[checks.Check],
                   check_curves: CheckCurves, examples: str | None, minimal_eps: MinimalEpsRecord,
-                  per_example: outcome_files.Outcomes, paired: PairedVsBaseline | None) -> ModelRecord:
+                  per_example: outcome_files.Outcomes, paired: PairedVsBaseline | None,
+                  certified: list[CertifiedRecord] | None = None) -> ModelRecord:
     """results.json's record of one evaluated model; its outcomes file is ``outcomes/FOLDER.npz``."""
     return ModelRecord(
         name=item.entry.name, dataset=item.entry.dataset, defense=item.card.get("defense", "none"),
@@ -434,11 +436,11 @@ def _model_record(item: _Model, result: evaluation.ModelEvaluation, found: list[
         training_seconds=item.card.get("training_seconds"), curves=[CurveRecord.of(curve) for curve in result.curves],
         worst_case=WorstCaseRecord.of(result.worst_case), checks=list(found), check_curves=check_curves,
         examples=examples, minimal_eps=minimal_eps, per_class=outcomes.per_class(per_example),
-        outcomes=f"outcomes/{item.folder}.npz", paired_vs_baseline=paired)
+        outcomes=f"outcomes/{item.folder}.npz", paired_vs_baseline=paired, certified=certified)
 
 
 def _csv(records: list[ModelRecord]) -> str:
-    """results.csv: one row per model, attack (and the worst case) and eps."""
+    """results.csv: one row per model, attack (the worst case, each bound method) and eps."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -449,6 +451,10 @@ def _csv(records: list[ModelRecord]) -> str:
         rows.append(("worst_case", record.curves[0].norm, worst.epsilons, worst.robust_accuracy, worst.ci95_low,
                      worst.ci95_high, sum(curve.seconds for curve in record.curves), record.n_examples,
                      record.clean_accuracy))
+        # A bound's rows: its verified accuracy on the first n (its clean column: the model's).
+        rows += [(f"certified:{bound.method}", bound.norm, bound.epsilons, bound.certified_accuracy, bound.ci95_low,
+                  bound.ci95_high, bound.seconds, bound.n_examples, record.clean_accuracy)
+                 for bound in record.certified or []]
         # An attack limited to the first images (per-attack n_examples) has its own n and clean accuracy.
         for attack, norm, epsilons, accuracy, low, high, seconds, n, clean in rows:
             for index, eps in enumerate(epsilons):
@@ -481,6 +487,8 @@ def summary_text(results: Results) -> str:
         lines += _weakest_classes(record)
     for record in results.models:
         lines += _paired_lines(record)
+    for record in results.models:
+        lines += _bracket_lines(record)
     if failed:
         lines.append(f"FAILED CHECKS ({len(failed)}):")
         lines += [f"  {name}: {check.name}: {check.detail}" for name, check in failed]
@@ -501,6 +509,16 @@ def _paired_lines(record: ModelRecord) -> list[str]:
                      f"{100 * row['ci95_high']:+.1f}] (paired 95%), McNemar p {row['p_value']:.2g}, "
                      f"n {paired.n_examples}")
     return lines
+
+
+def _bracket_lines(record: ModelRecord) -> list[str]:
+    """Per bound method, the robust accuracy's bracket at each eps: certified <= attacked."""
+    return [f"{record.name}, robust accuracy between {certified.method} and the attacks (first "
+            f"{certified.n_examples}): " + ", ".join(
+                f"eps {eps:g} [{low:.3f}, {high:.3f}]"
+                for eps, low, high in zip(certified.epsilons, certified.certified_accuracy,
+                                          certified.attacked_accuracy))
+            for certified in record.certified or []]
 
 
 def _weakest_classes(record: ModelRecord, count: int = 3) -> list[str]:
@@ -552,6 +570,44 @@ def _evaluate(item: _Model, config: RunConfig, store: ResultStore, data_dir: Any
     return result
 
 
+def _check_certifiable(item: _Model, config: RunConfig) -> None:
+    """Refuse, before any attack, a model to be certified that holds a layer without a bound."""
+    if config.certified_for(item.entry):
+        from defenses import bounds
+
+        try:
+            bounds.network(item.model)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"model {item.entry.name!r} cannot be certified ([certified] in the config): {error}; "
+                             f"list the models to certify in [certified] models") from None
+
+
+def _certify(item: _Model, config: RunConfig, store: ResultStore, data_dir: Any, progress: bool,
+             interrupts: Interrupts, part: RunPart | None, strategy: Any = None) -> list[evaluation.Curve]:
+    """The verified-accuracy curve of each bound method the config names for ``item``, on
+    its first ``[certified] n_examples`` test images (units cached in ``store``)."""
+    methods = config.certified_for(item.entry)
+    if not methods:
+        return []
+    x, y = _test_set(item.entry, config, data_dir)
+    n = min(len(x), config.certified.n_examples or len(x))
+    units = _units(store, item, interrupts, part)
+    curves = []
+    for method in methods:
+        _log(f"model {item.entry.name!r}: {method} bounds on {n} test images at eps "
+             f"{', '.join(f'{e:g}' for e in config.epsilons)} ({config.norm})")
+        with interrupts.deferred():
+            curves.append(certified_curve(item.model, x[:n], y[:n], method=method, epsilons=config.epsilons,
+                                          norm=config.norm, batch_size=config.batch_size,
+                                          bound_batch_size=config.certified.batch_size, progress=progress,
+                                          cache=units, strategy=strategy))
+        if part is None or not part.partial:
+            _log(f"model {item.entry.name!r}: verified ({method}) "
+                 + ", ".join(f"{acc:.4f} at eps {eps:g}" for eps, acc in zip(curves[-1].epsilons,
+                                                                              curves[-1].robust_accuracy)))
+    return curves
+
+
 def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update: bool = False,
         data_dir: Any = None, progress: bool = True, report: bool = True,
         allow_unsafe_load: bool = False, force: bool = False, part: RunPart | None = None,
@@ -589,7 +645,10 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, update:
             (unless ``update``), or of this one without ``resume``.
         advrobust.run.folder.RunFolderError: another run holds ``out_dir``, or it is a
             non-empty folder that holds no run (and not ``force``).
-        ValueError: ``train_only`` with a ``part``, or as ``part`` refuses the folder.
+        ValueError: ``train_only`` with a ``part``, or as ``part`` refuses the folder, or a
+            model the config certifies holds a layer without a bound.
+        advrobust.evaluation.checks.CertificateViolation: an attack broke a point a bound
+            certified (raised after results.json and the report are written, which show it).
     """
     if train_only and part is not None:
         raise ValueError("--train-only trains the models for the shards; it is not itself a shard: drop --shard")
@@ -618,17 +677,19 @@ def _run(config: RunConfig, out: Path, *, resume: bool, update: bool, data_dir: 
         # Each model is evaluated as soon as it exists, so a long run shows (and stores) a
         # model's robustness before the next one trains; the checks, which attack each model
         # from the others, follow once all are there.
-        items, evaluations = [], []
+        items, evaluations, certified = [], [], []
         for index, entry in enumerate(config.models):
             items.append(_obtain_model(index, entry, config, store, out, data_dir, verbose, allow_unsafe_load))
+            _check_certifiable(items[-1], config)
             if not train_only:
                 evaluations.append(_evaluate(items[-1], config, store, data_dir, progress, interrupts, part,
                                              strategy))
+                certified.append(_certify(items[-1], config, store, data_dir, progress, interrupts, part, strategy))
         if train_only:
             _log(f"{len(items)} model(s) ready in {out}; nothing attacked (--train-only)")
             return None
         measured, per_example = [], {}
-        for item, result in zip(items, evaluations):
+        for item, result, bounded in zip(items, evaluations, certified):
             x, y = _test_set(item.entry, config, data_dir)
             units = _units(store, item, interrupts, part)
             with interrupts.deferred():
@@ -637,22 +698,26 @@ def _run(config: RunConfig, out: Path, *, resume: bool, update: bool, data_dir: 
                                                      probes=part is None or not part.partial, strategy=strategy)
             if part is not None and part.partial:
                 continue
+            verdicts += [checks.certified_not_broken(curve, result.curves, model=item.entry.name) for curve in bounded]
             with interrupts.deferred():
                 minimal_eps = _minimal_eps(item, x, y, config, store, interrupts)
             examples = _examples(item, x, y, _iterative(config.attacks_for(item.entry)), _middle_eps(config.epsilons),
                                  config.norm, config.examples, out)
-            measured.append((verdicts, check_curves, examples, minimal_eps))
+            measured.append((verdicts, check_curves, examples, minimal_eps,
+                             [CertifiedRecord.of(curve, bracket(curve, result.worst_case)) for curve in bounded]))
             per_example[item.entry.name] = outcomes.from_evaluation(item.entry.name, item.entry.dataset, result,
                                                                     labels=y)
         if part is not None and part.partial:
             part.finish(config, store, out)
             return None
         records = []
-        for item, result, (verdicts, check_curves, examples, minimal_eps) in zip(items, evaluations, measured):
+        for item, result, (verdicts, check_curves, examples, minimal_eps, bounded) in zip(items, evaluations,
+                                                                                           measured):
             mine = per_example[item.entry.name]
             paired = None if item.entry.baseline is None else PairedVsBaseline.of(
                 outcomes.compare(per_example[item.entry.baseline], mine))
-            records.append(_model_record(item, result, verdicts, check_curves, examples, minimal_eps, mine, paired))
+            records.append(_model_record(item, result, verdicts, check_curves, examples, minimal_eps, mine, paired,
+                                         bounded or None))
             outcome_files.write(mine, out / records[-1].outcomes)
         results = Results(config=config.to_dict(), config_hash=config_hash, started=store.created,
                           finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), seconds=round(time.time() - started, 1),
@@ -666,4 +731,8 @@ def _run(config: RunConfig, out: Path, *, resume: bool, update: bool, data_dir: 
 
         build_report(out)
     print(summary_text(results), flush=True)
+    violated = [check for record in records for check in record.checks
+                if checks.kind_of(check.name) == "certified_not_broken" and not check.passed]
+    if violated:
+        raise checks.CertificateViolation(violated)
     return results

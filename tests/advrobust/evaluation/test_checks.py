@@ -15,7 +15,7 @@ def _curve(attack, accuracies, n=100, epsilons=None, robust_mask=None, clean_mas
         robust_mask = np.arange(n)[None, :] < np.round(accuracies * n)[:, None]
     if clean_mask is None:
         clean_mask = robust_mask[0].copy()
-    return curves._curve(attack, "inf", {}, epsilons, clean_mask, robust_mask, 1.0)
+    return curves.curve_of(attack, "inf", {}, epsilons, clean_mask, robust_mask, 1.0)
 
 
 def test_monotone_check_flags_a_rising_curve_and_passes_a_falling_one():

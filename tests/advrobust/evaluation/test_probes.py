@@ -65,7 +65,7 @@ def _square_verdict(model, x, y):
         square[0, robust] = curves.robust_accuracy_curve(model, x[robust], y[robust], attack="square", epsilons=[EPS],
                                                          params={"queries": 250, "seed": 0},
                                                          progress=False).robust_mask[0]
-    attacked = curves._curve("square", "inf", {"queries": 250}, pgd.epsilons, pgd.clean_mask, square, 0.0)
+    attacked = curves.curve_of("square", "inf", {"queries": 250}, pgd.epsilons, pgd.clean_mask, square, 0.0)
     return checks.square_not_stronger(attacked, pgd)
 
 

@@ -401,3 +401,91 @@ def test_a_run_with_the_ensemble_keeps_its_members_counts_through_resume(run_con
     resumed = runner.run(config.load(path), tmp_path / "out", resume=True, progress=False, report=False)
     assert resumed.models[0].curves[1].broken_by == curve.broken_by
     schema.validate(json.loads((tmp_path / "out" / "results.json").read_text()))
+
+
+CERTIFIED_CONFIG = """
+[run]
+name = "bracket"
+dataset = "mnist"
+epsilons = [0.0, 0.005, 0.02, 0.1]
+n_examples = 20
+batch_size = 10
+check_examples = 10
+examples = 0
+
+[[attacks]]
+name = "fgsm"
+
+[[attacks]]
+name = "pgd"
+params = {{ steps = 10, seed = 0 }}
+
+[[models]]
+name = "trained"
+path = "{trained}"
+
+[certified]
+methods = ["ibp", "crown_ibp"]
+n_examples = 15
+batch_size = 8
+"""
+
+
+@pytest.fixture(scope="module")
+def certified_config(run_config):
+    path = run_config.parent / "certified.toml"
+    path.write_text(CERTIFIED_CONFIG.format(trained=run_config.parent / "trained.keras"))
+    return path
+
+
+@pytest.mark.slow
+def test_a_certified_run_brackets_robust_accuracy_and_resumes_its_bounds(certified_config, tmp_path, monkeypatch,
+                                                                       capsys):
+    from advrobust.certify import verify
+
+    first = runner.run(config.load(certified_config), tmp_path / "out", progress=False, report=True)
+    record = first.models[0]
+    ibp, crown = record.certified
+    assert (ibp.method, crown.method, ibp.n_examples) == ("ibp", "crown_ibp", 15)
+    assert ibp.certified_accuracy[0] == pytest.approx(crown.attacked_accuracy[0])  # eps 0: both are clean accuracy
+    for bound in (ibp, crown):
+        assert all(low <= high for low, high in zip(bound.certified_accuracy, bound.attacked_accuracy))
+    assert all(i <= c for i, c in zip(ibp.certified_accuracy, crown.certified_accuracy))
+    assert crown.certified_accuracy[1] > 0  # the CNN is certifiably robust somewhere at a tiny radius
+    passed = [check for check in record.checks if check.name.startswith("certified not broken")]
+    assert [check.passed for check in passed] == [True, True]
+    assert "robust accuracy between crown_ibp and the attacks (first 15): eps 0 [" in capsys.readouterr().out
+    rows = [row.split(",") for row in (tmp_path / "out" / "results.csv").read_text().splitlines()[1:]]
+    assert {(row[6], row[4]) for row in rows} >= {("certified:ibp", "15"), ("certified:crown_ibp", "15")}
+    document = json.loads((tmp_path / "out" / "results.json").read_text())
+    schema.validate(document)
+    assert document["models"][0]["certified"][1]["method"] == "crown_ibp"
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "Certified and attacked: the bracket" in report and "figures/model-1-trained-bracket.png" in report
+
+    def never(*args, **kwargs):
+        raise AssertionError("a finished unit of the bounds was computed again")
+
+    monkeypatch.setattr(verify, "interval", never)
+    monkeypatch.setattr(verify, "crown_ibp", never)
+    resumed = runner.run(config.load(certified_config), tmp_path / "out", resume=True, progress=False, report=False)
+    assert resumed.models[0].certified == record.certified
+
+
+@pytest.mark.slow
+def test_a_certified_point_an_attack_breaks_fails_the_run_loudly(certified_config, tmp_path, monkeypatch, capsys):
+    from advrobust import cli
+    from advrobust.certify import verify
+
+    def everything(model, x, y, *, eps, **options):  # an unsound bound: every point "certified"
+        return np.ones((len(eps), len(x)), dtype=bool)
+
+    monkeypatch.setattr(verify, "interval", everything)
+    status = cli.main(["run", str(certified_config), "--out", str(tmp_path / "out"), "--no-report"])
+    assert status == 3
+    message = capsys.readouterr().err
+    assert "CERTIFICATE VIOLATED" in message and "certified not broken (ibp)" in message
+    assert "test image " in message and "(fgsm" in message
+    document = json.loads((tmp_path / "out" / "results.json").read_text())  # written before the failure
+    failed = [check for check in document["models"][0]["checks"] if not check["passed"]]
+    assert [check["name"] for check in failed] == ["certified not broken (ibp)"]
