@@ -62,7 +62,9 @@ def _explained(error: OSError, folder: Path) -> OSError:
     failed = Path(error.filename) if error.filename else folder
     # Creating X needs write permission on X's parent: that is the folder to fix.
     fix = _FIXES[error.errno].format(blocked=shlex.quote(str(failed.parent)))
-    return OSError(error.errno, f"cannot write in {str(folder)!r} ({error.strerror}: {str(failed)!r}); {fix}")
+    # A temporary file's name, or the folder's own, says nothing the message does not.
+    where = "" if folder in (failed, failed.parent) else f": {str(failed)!r}"
+    return OSError(error.errno, f"cannot write in {str(folder)!r} ({error.strerror}{where}); {fix}")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
