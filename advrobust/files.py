@@ -2,12 +2,69 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shlex
 import tempfile
 from pathlib import Path
 from typing import Any
+
+# Refusals of a write that the user fixes by writing elsewhere or changing the folder; the
+# error keeps its errno (so its type, and the CLI's one-line handling) and gains a message
+# that says what to do.
+_FIXES = {
+    errno.EACCES: "choose a folder you may write to, or give yourself write permission: chmod u+w {blocked}",
+    errno.EPERM: "choose a folder you may write to, or give yourself write permission: chmod u+w {blocked}",
+    errno.EROFS: "choose a folder on a writable disk, or remount that file system read-write",
+}
+# The prefix of the empty file that checks a folder is writable; like the atomic writes'
+# temporary files it matches ".NAME.XXXXXXXX.tmp", so a killed check's file is removed
+# by the next run that claims the folder.
+_CHECK_PREFIX = ".advrobust-write-check."
+
+
+def writable_folder(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and make sure files can be written in it, before any work.
+
+    A long job that finds its output folder unwritable only at its first write has wasted
+    its time; this check creates (and at once deletes) an empty file, the same operation
+    every later write starts with.
+
+    Args:
+        folder: The output folder; created with its parents if missing.
+
+    Returns:
+        ``folder`` as a ``Path``.
+
+    Raises:
+        PermissionError: The folder, or the parent it would be created in, is not writable
+            (``EACCES``/``EPERM``); the message names both and the fix.
+        OSError: The folder is on a read-only file system (``errno.EROFS``; the message says
+            so), or another system error (a file where a folder belongs, a full disk).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("wb", dir=folder, prefix=_CHECK_PREFIX, suffix=".tmp"):
+            pass
+    except OSError as error:
+        if error.errno not in _FIXES:
+            raise
+        raise _explained(error, folder) from error
+    return folder
+
+
+def _explained(error: OSError, folder: Path) -> OSError:
+    """``error``, a refusal in ``_FIXES`` to create a file or folder for ``folder``, with the
+    fix in its message."""
+    failed = Path(error.filename) if error.filename else folder
+    # Creating X needs write permission on X's parent: that is the folder to fix.
+    fix = _FIXES[error.errno].format(blocked=shlex.quote(str(failed.parent)))
+    # A temporary file's name, or the folder's own, says nothing the message does not.
+    where = "" if folder in (failed, failed.parent) else f": {str(failed)!r}"
+    return OSError(error.errno, f"cannot write in {str(folder)!r} ({error.strerror}{where}); {fix}")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -24,12 +81,21 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         ``path`` as a ``Path``.
 
     Raises:
-        OSError: The folder cannot be created or written to.
+        PermissionError: The folder cannot be created or written to; the message names the
+            folder and the fix (see :func:`writable_folder`).
+        OSError: The folder is on a read-only file system (``errno.EROFS``), or another
+            system error (a full disk, a folder where the file belongs).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                     delete=False) as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                             delete=False)
+    except OSError as error:
+        if error.errno not in _FIXES:
+            raise
+        raise _explained(error, path.parent) from error
+    with handle:
         try:
             handle.write(data)
             handle.flush()
@@ -58,7 +124,9 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         ``path`` as a ``Path``.
 
     Raises:
-        OSError: The folder cannot be created or written to.
+        PermissionError: The folder cannot be created or written to (see
+            :func:`atomic_write_bytes`).
+        OSError: A read-only file system or another system error.
     """
     return atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -21,6 +21,7 @@ CROSS_CUTTING = {
     "test_layout.py",  # this file: the layout of tests/ itself
     "test_bad_inputs.py",  # the bad-input matrix across the public boundaries (evaluation, CLI, run folder)
     "test_crash.py",  # advrobust run killed (SIGKILL) in training, attacks or writing, then resumed
+    "test_unwritable_output.py",  # run, train and attack into output folders they cannot write in
 }
 
 # Source modules with no test module of their own: each is tested through another one.

@@ -4,7 +4,8 @@
 
 1. refuses a non-empty folder that holds no advrobust run (a home directory, a source
    tree), unless ``force``, since a run writes and replaces ``results.*``, ``report.*``,
-   ``config.json`` and ``figures/`` there;
+   ``config.json`` and ``figures/`` there; and refuses, with the fix, a folder it cannot
+   write in (no permission, a read-only file system) before any work;
 2. takes an exclusive OS lock (``fcntl.flock``) on ``OUT/.advrobust.lock``. The kernel
    drops the lock when the process ends in any way (exit, exception, ``kill -9``), so a
    crashed run never leaves a stale lock; a second run, or a ``--resume`` beside a live
@@ -25,6 +26,8 @@ import socket
 import time
 from pathlib import Path
 from typing import Iterator
+
+from advrobust.files import writable_folder
 
 LOCK_NAME = ".advrobust.lock"
 # What only an advrobust run folder holds (any one of them marks a run).
@@ -94,10 +97,14 @@ def claim(path: str | Path, *, force: bool = False) -> Iterator[Path]:
     Raises:
         RunFolderError: the folder is unusable (:func:`check_usable`) or another live
             process holds it.
+        PermissionError: the folder, or the parent it would be created in, is not writable;
+            the message names it and the fix (:func:`advrobust.files.writable_folder`).
+        OSError: the folder is on a read-only file system (``errno.EROFS``), or another
+            system error.
     """
     path = Path(path)
     check_usable(path, force=force)
-    path.mkdir(parents=True, exist_ok=True)
+    writable_folder(path)
     lock_file = path / LOCK_NAME
     handle = open(lock_file, "a+", encoding="utf-8")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -108,3 +109,22 @@ def test_claiming_removes_the_temporary_files_of_writes_a_killed_run_left(tmp_pa
     with folder.claim(run):
         assert not any(path.exists() for path in leftovers)
         assert all(path.exists() for path in kept)
+
+
+@pytest.mark.parametrize("code, fix", [(errno.EACCES, r"chmod u\+w"), (errno.EROFS, "writable disk")])
+def test_a_folder_that_cannot_be_written_in_is_refused_before_the_lock_is_taken(tmp_path, monkeypatch, code, fix):
+    run = tmp_path / "run"
+    run.mkdir()
+    real_open = os.open
+
+    def refusing_open(path, flags, mode=0o777, *, dir_fd=None):
+        if flags & os.O_CREAT and os.path.dirname(os.fsdecode(path)) == str(run):
+            raise OSError(code, os.strerror(code), os.fsdecode(path))
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", refusing_open)  # the kernel's refusal; mode bits do not bind root
+    with pytest.raises(OSError, match=fix) as refused:
+        with folder.claim(run):
+            pytest.fail("claimed a folder that cannot be written in")
+    assert refused.value.errno == code and str(run) in str(refused.value)
+    assert list(run.iterdir()) == []
