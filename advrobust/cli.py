@@ -8,6 +8,7 @@ import errno
 import shlex
 import sys
 import typing
+from pathlib import Path
 from typing import Any, Sequence
 
 from advrobust.evaluation.checks import CertificateViolation
@@ -155,7 +156,7 @@ def _run_attack(args: argparse.Namespace) -> int:
     import json
 
     from advrobust import data, evaluation, models
-    from advrobust.files import atomic_write_text
+    from advrobust.files import atomic_write_text, writable_folder
     from attacks import get_attack
     from defenses.distribute import get_strategy
 
@@ -169,6 +170,8 @@ def _run_attack(args: argparse.Namespace) -> int:
     for name, value in options:
         if value is not None and name not in accepted:
             raise ValueError(f"--{name.replace('_', '-')} does not apply to {args.attack}")
+    if args.out:  # before the model and the attack: a refused folder fails in a second
+        writable_folder(Path(args.out).parent)
     model = models.load(args.model, allow_unsafe=args.unsafe_load)
     x, y = data.load(args.dataset, "test", args.data_dir)
     x, y = x[:args.n], y[:args.n]

@@ -65,6 +65,7 @@ MODULES = (
     "advrobust.data.loading",
     "advrobust.data.pipeline",
     "advrobust.evaluation",
+    "advrobust.evaluation.certified",
     "advrobust.evaluation.checks",
     "advrobust.evaluation.probes",
     "advrobust.evaluation.curves",

@@ -20,9 +20,8 @@ bits:
 - for real, a read-only tmpfs mounted over a folder (``EROFS``, which binds root too);
   skipped, with ``mount``'s own message, where mounting is refused (no ``CAP_SYS_ADMIN``).
 
-Where the refusal comes too late (``train`` loads the data and builds the model before
-its first write; ``attack`` attacks before writing its JSON) a strict ``xfail`` test says
-so, and which change fixes it.
+``train`` and ``attack`` check their folder before they load data or a model: two
+tests make that work fail if it starts.
 """
 
 from __future__ import annotations
@@ -142,7 +141,7 @@ def test_train_refuses_a_folder_whose_parent_it_cannot_write_in(tmp_path, monkey
     out.parent.mkdir()
     _refuse_inside(monkeypatch, out.parent, errno.EACCES)
     status = cli.main([*TRAIN, "--out", str(out)])
-    _assert_refused(status, capsys.readouterr().err, out, None)
+    _assert_refused(status, capsys.readouterr().err, out, f"chmod u+w {out.parent}")
     assert not out.exists()
 
 
@@ -151,7 +150,7 @@ def test_train_refuses_an_existing_folder_it_cannot_write_in(tmp_path, monkeypat
     out.mkdir()
     _refuse_inside(monkeypatch, out, errno.EACCES)
     status = cli.main([*TRAIN, "--out", str(out)])
-    _assert_refused(status, capsys.readouterr().err, out, None)
+    _assert_refused(status, capsys.readouterr().err, out, FIX[errno.EACCES])
     assert _files_under(out) == []
 
 
@@ -172,10 +171,6 @@ def _no_work(what: str):
     return refuse
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="train loads the data and builds the model before its first write; fixed when "
-                          "advrobust/training/job.py's train() calls advrobust.files.writable_folder(out_dir) "
-                          "instead of out_dir.mkdir(...)")
 def test_train_checks_the_folder_before_it_loads_the_data(tmp_path, monkeypatch, capsys):
     from advrobust import data
 
@@ -187,9 +182,6 @@ def test_train_checks_the_folder_before_it_loads_the_data(tmp_path, monkeypatch,
     _assert_refused(status, capsys.readouterr().err, out, FIX[errno.EACCES])
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="attack writes --out only after the attack; fixed when advrobust/cli.py's _run_attack "
-                          "calls advrobust.files.writable_folder(Path(args.out).parent) before models.load")
 def test_attack_checks_the_folder_before_it_loads_the_model(tmp_path, monkeypatch, capsys, tiny_model_file):
     folder = tmp_path / "results"
     folder.mkdir()
@@ -278,8 +270,8 @@ def test_run_train_and_attack_refuse_folders_without_write_permission(tmp_path, 
     expected = {
         "run into DIR": (locked, FIX[errno.EACCES]),
         "run into PARENT/DIR": (shut / "run", f"chmod u+w {shut}"),
-        "train into DIR": (locked, None),
-        "train into PARENT/DIR": (shut / "train", None),
+        "train into DIR": (locked, FIX[errno.EACCES]),
+        "train into PARENT/DIR": (shut / "train", f"chmod u+w {shut}"),
         "attack into DIR/FILE.json": (locked, f"chmod u+w {locked}"),
     }
     for name, (path, fix) in expected.items():
@@ -314,7 +306,7 @@ def test_run_train_and_attack_refuse_a_read_only_file_system(read_only_mount, ca
     cases = [
         (["run", "--out", str(read_only_mount)], read_only_mount, fix),
         (["run", "--out", str(read_only_mount / "run")], read_only_mount / "run", fix),
-        ([*TRAIN, "--out", str(read_only_mount / "train")], read_only_mount / "train", None),
+        ([*TRAIN, "--out", str(read_only_mount / "train")], read_only_mount / "train", fix),
         ([*ATTACK, "--model", tiny_model_file, "--out", str(read_only_mount / "a.json")], read_only_mount, fix),
     ]
     for argv, path, expected_fix in cases:

@@ -113,8 +113,9 @@ class BracketRow:
 
 
 def bracket(certified: Curve, attacked: Curve) -> list[BracketRow]:
-    """Per eps of ``certified``, its verified accuracy and the attacks' worst case on the
-    same examples (the first m, m the certified curve's number of examples).
+    """Per eps, the verified accuracy and the attacks' worst case on the same examples.
+
+    The same examples are the first m, m the certified curve's number of examples.
 
     Args:
         certified: A curve of :func:`certified_curve`, over the first m test images.

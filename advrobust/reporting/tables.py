@@ -229,8 +229,10 @@ BRACKET_INTRO = (
 
 
 def bracket_table(model: Model) -> Table | None:
-    """Per eps, the verified accuracy of each bound method, the attacks' worst case on the
-    same images, and the bracket's width (worst case minus the best verified accuracy).
+    """Per eps, each bound's verified accuracy, the attacks' worst case and the width between.
+
+    The worst case is on the same images as the bounds; the width is the worst case minus
+    the best verified accuracy, in percentage points.
 
     Args:
         model: The model.

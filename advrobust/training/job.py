@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from advrobust import data, models
+from advrobust.files import writable_folder
 from advrobust.training.callbacks import logged_epochs
 from advrobust.training.config import TrainConfig, architecture_name
 from advrobust.training.defended import fit_defended
@@ -73,7 +74,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
     strategy = distribute.get_strategy(config.strategy)
     defense = config.defense_config()
     out_dir = distribute.output_dir(out_dir, strategy)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writable_folder(out_dir)  # before the data and the model: a refused folder fails in a second
     set_seed(config.seed)
     splits = _split_data(config, data_dir)
     model, build_info = _build_model(config, strategy, out_dir, data_dir=data_dir, verbose=verbose)

@@ -140,7 +140,8 @@ def test_every_verdict_names_the_check_that_made_it_and_its_section():
             "loss_converged": [checks.loss_converged(*np.ones((4, 2)))],
             "budget_doubled": [checks.budget_doubled(curve, curve, "steps"), checks.budget_doubled(curve, curve,
                                                                                                 "restarts")],
-            "unbounded": [checks.unbounded(np.ones(2, bool), np.zeros(2, bool), "deepfool")]}
+            "unbounded": [checks.unbounded(np.ones(2, bool), np.zeros(2, bool), "deepfool")],
+            "certified_not_broken": [checks.certified_not_broken(curve, [curve])]}
     public = {name for name, function in vars(checks).items() if callable(function) and not name.startswith("_")
               and getattr(function, "__module__", None) == checks.__name__ and "Check" in
               str(getattr(function, "__annotations__", {}).get("return", ""))}
@@ -153,3 +154,25 @@ def test_every_verdict_names_the_check_that_made_it_and_its_section():
     assert checks.describe("large_eps").startswith("At the (single) large radius of curve")
     with pytest.raises(ValueError, match="not a check"):
         checks.describe("Check")
+
+
+def test_a_certified_point_an_attack_breaks_fails_naming_the_image_and_the_attack():
+    epsilons = np.array([0.0, 0.1, 0.3])
+    clean = np.ones(6, dtype=bool)
+    bound = _curve("crown_ibp", None, n=4, epsilons=epsilons, clean_mask=clean[:4],
+                   robust_mask=np.array([[1, 1, 1, 1], [1, 1, 0, 0], [0, 1, 0, 0]], dtype=bool))
+    pgd = _curve("pgd", None, n=6, epsilons=epsilons, clean_mask=clean,
+                 robust_mask=np.array([[1] * 6, [1, 1, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0]], dtype=bool))
+    fgsm = _curve("fgsm", None, n=6, epsilons=epsilons, clean_mask=clean,
+                  robust_mask=np.array([[1] * 6, [1, 1, 1, 1, 0, 0], [1, 0, 0, 0, 0, 0]], dtype=bool))
+    verdict = checks.certified_not_broken(bound, [fgsm, pgd], model="cnn")
+    assert not verdict.passed and verdict.name == "certified not broken (crown_ibp)"
+    assert "eps 0.3: 1 certified point(s) broken: test image 1 (fgsm, pgd)" in verdict.detail
+    assert "eps 0.1" not in verdict.detail and verdict.detail.startswith("'cnn': ")
+    assert checks.kind_of(verdict.name) == "certified_not_broken"
+    assert not checks.certified_not_broken(bound, [fgsm], model="cnn").passed  # fgsm alone breaks image 1 at 0.3
+    unbroken = _curve("pgd", None, n=6, epsilons=epsilons, clean_mask=clean, robust_mask=np.ones((3, 6), bool))
+    passed = checks.certified_not_broken(bound, [unbroken])
+    assert passed.passed and "none of the 7 certified (point, eps) pairs was broken by pgd" in passed.detail
+    error = checks.CertificateViolation([verdict])
+    assert str(error).startswith("CERTIFICATE VIOLATED: certified not broken (crown_ibp): 'cnn': eps 0.3")

@@ -176,3 +176,41 @@ def test_an_attack_may_run_on_the_first_images_only_but_not_the_first_attack():
         config.loads(limited)
     with pytest.raises(config.ConfigError, match=r"attacks\[0\]: n_examples must be an integer >= 1, got 0"):
         config.loads(limited.replace("n_examples = 5", "n_examples = 0"))
+
+
+def test_a_certified_table_names_bound_methods_and_models_and_keeps_old_hashes():
+    plain = _config()
+    assert plain.certified is None and "certified" not in plain.to_dict()
+    assert plain.certified_for(plain.models[0]) == ()
+    text = BASE.format(run_extra="", attack_extra="", train_extra="") + (
+        '\n[[models]]\nname = "second"\ntrain = { model = "cnn" }\n'
+        '\n[certified]\nmethods = ["ibp", "crown_ibp"]\nmodels = ["second"]\nn_examples = 200\n')
+    bounded = config.loads(text)
+    assert bounded.certified == config.CertifiedEntry(methods=("ibp", "crown_ibp"), models=("second",),
+                                                      n_examples=200, batch_size=100)
+    assert [bounded.certified_for(entry) for entry in bounded.models] == [(), ("ibp", "crown_ibp")]
+    assert bounded.to_dict()["certified"]["methods"] == ["ibp", "crown_ibp"] and bounded.hash() != plain.hash()
+    every = config.loads(BASE.format(run_extra="", attack_extra="", train_extra="") + "\n[certified]\n")
+    assert every.certified_for(every.models[0]) == ("crown_ibp",)
+
+
+def test_the_config_knows_the_bound_methods_of_defenses_bounds():
+    from defenses import bounds
+
+    assert config.CERTIFIED_METHODS == bounds.METHODS
+
+
+@pytest.mark.parametrize("table, match", [
+    ('methods = ["smoothing"]', r"\[certified\] methods: unknown bound method 'smoothing'; choose from: ibp, "
+                                r"crown_ibp \(randomized smoothing certifies another classifier"),
+    ('methods = "ibp"', r"\[certified\] methods must be a non-empty list"),
+    ('methods = []', r"\[certified\] methods must be a non-empty list"),
+    ('methods = ["ibp", "ibp"]', r"each method may appear once"),
+    ('models = ["nobody"]', r"\[certified\] models: \['nobody'\] are not models of the run \(first\)"),
+    ("n_examples = 0", r"\[certified\] n_examples must be an integer >= 1, got 0"),
+    ("batch_size = 1.5", r"\[certified\] batch_size must be an integer >= 1, got 1.5"),
+    ("sigma = 0.25", r"\[certified\]: unknown key\(s\) \['sigma'\]"),
+])
+def test_a_bad_certified_table_is_refused_naming_the_key(table, match):
+    with pytest.raises(config.ConfigError, match=match):
+        config.loads(BASE.format(run_extra="", attack_extra="", train_extra="") + f"\n[certified]\n{table}\n")
