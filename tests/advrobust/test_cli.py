@@ -148,6 +148,7 @@ TRAIN_FLAGS = {"--dataset", "--model", "--vgg-mode", "--weights", "--trainable-b
                "--image-size", "--no-dropout", "--width", "--epochs", "--batch-size", "--learning-rate",
                "--lr-schedule", "--train-subset", "--pretrain-epochs", "--pretrain-subset", "--patience",
                "--defense", "--eps", "--preset", "--robust-val-size", "--augment", "--ema-decay", "--awp-gamma",
+               "--sigma", "--eps-train", "--warmup-epochs", "--ramp-epochs", "--kappa-final",
                "--strategy", "--seed", "--data-dir", "--out"}
 
 
@@ -176,6 +177,17 @@ def test_each_train_option_is_one_flag_with_the_fields_default_choices_and_help(
         assert action.default == spec.default, spec.name
         assert tuple(action.choices or ()) == spec.metadata.get("choices", ()), spec.name
         assert action.help == spec.metadata["help"], spec.name
+
+
+def test_the_certified_training_flags_reach_the_defense_config():
+    parse = _train_parser().parse_args
+    gaussian = training.TrainConfig.from_command_line(**cli._config_options(
+        parse(["--dataset", "mnist", "--defense", "gaussian", "--sigma", "0.25", "--out", "x"]), training.TrainConfig))
+    assert gaussian.defense_config().sigma == 0.25
+    args = parse(["--dataset", "mnist", "--defense", "ibp", "--eps-train", "0.35", "--warmup-epochs", "0.5",
+                  "--ramp-epochs", "6", "--kappa-final", "0.25", "--out", "x"])
+    ibp = training.TrainConfig.from_command_line(**cli._config_options(args, training.TrainConfig)).defense_config()
+    assert (ibp.eps, ibp.eps_train, ibp.warmup_epochs, ibp.ramp_epochs, ibp.kappa_final) == (0.3, 0.35, 0.5, 6.0, 0.25)
 
 
 def test_each_defense_parameter_is_one_flag_that_defaults_to_absent():
