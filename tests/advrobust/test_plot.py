@@ -340,3 +340,39 @@ print(json.dumps({{"tensorflow": "tensorflow" in sys.modules, "pyplot": "matplot
     assert completed.returncode == 0, completed.stderr
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert result == {"tensorflow": False, "pyplot": False, "types": ["matplotlib.figure.Figure"]}
+
+
+@dataclass(frozen=True)
+class FakeCertified:
+    """What advrobust.certify.certified_accuracy_curve returns, as plotting reads it."""
+
+    method: str
+    epsilons: np.ndarray
+    certified_accuracy: np.ndarray
+    ci95_low: np.ndarray
+    ci95_high: np.ndarray
+    norm: str = "inf"
+
+
+def test_the_bracket_shades_from_the_best_certified_curve_to_the_attacked_one():
+    attacked = make_curve("worst_case", [4] * 30 + [2] * 20)  # 100% 100% 60% 60%
+    ibp = make_curve("ibp", [4] * 10 + [1] * 40)
+    crown = FakeCertified("crown_ibp", EPS, np.array([1.0, 0.8, 0.5, 0.3]), np.zeros(4), np.ones(4))
+    fig = plot.bracket([ibp, crown], attacked, title="bracket")
+    ax = fig.axes[0]
+    assert legend_labels(ax) == ["undecided: robust accuracy lies here", "attacks (worst case)",
+                                 "verified, ibp", "verified, crown_ibp"]
+    (shade,) = bands(ax)
+    vertices = {tuple(np.round(point, 9)) for point in shade.get_paths()[0].vertices}
+    for eps, low, high in zip(EPS, [100.0, 80.0, 50.0, 30.0], [100.0, 100.0, 60.0, 60.0]):
+        assert (round(eps, 9), low) in vertices and (round(eps, 9), high) in vertices
+    assert ax.get_xlabel() == "ε (L∞)" and ax.get_title() == "bracket"
+
+
+def test_the_bracket_needs_the_same_epsilons():
+    attacked = make_curve("worst_case", [4] * 50)
+    other = make_curve("ibp", [2] * 50, eps=np.array([0.0, 0.05, 0.2, 0.3]))
+    with pytest.raises(ValueError, match="a bracket needs both at the same epsilons"):
+        plot.bracket({"ibp": other}, attacked)
+    with pytest.raises(TypeError, match="not a curve"):
+        plot.bracket([object()], attacked)

@@ -271,3 +271,22 @@ def test_reading_results_outcomes_and_reports_imports_no_tensorflow():
             "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_certified_models_bracket_round_trips_and_its_lengths_are_checked():
+    document = _golden()
+    certified = {"method": "crown_ibp", "norm": "inf", "epsilons": [0.0, 0.1, 0.3],
+                 "certified_accuracy": [0.9, 0.5, 0.25], "ci95_low": [0.8, 0.4, 0.15], "ci95_high": [0.95, 0.6, 0.35],
+                 "n_examples": 20, "seconds": 1.5, "attacked_accuracy": [0.9, 0.7, 0.4]}
+    document["models"][0]["certified"] = [certified]
+    results = schema.Results.from_dict(document)
+    record = results.models[0].certified[0]
+    assert (record.method, record.attacked_accuracy) == ("crown_ibp", [0.9, 0.7, 0.4])
+    assert results.models[1].certified is None and "certified" not in results.models[1].to_dict()
+    assert json.loads(results.to_json())["models"][0]["certified"] == [certified]
+    short = {**certified, "attacked_accuracy": [0.9, 0.7]}
+    with pytest.raises(schema.SchemaError, match=r"models\[0\]\.certified\[0\]\.attacked_accuracy: 2 values for 3"):
+        schema.Results.from_dict({**document, "models": [{**document["models"][0], "certified": [short]}]})
+    outside = {**certified, "ci95_low": [0.95, 0.4, 0.15]}
+    with pytest.raises(schema.SchemaError, match=r"interval \[0.95, 0.95\] does not contain 0.9"):
+        schema.Results.from_dict({**document, "models": [{**document["models"][0], "certified": [outside]}]})
