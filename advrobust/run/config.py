@@ -345,6 +345,20 @@ def _attack(table: Any, index: int) -> AttackEntry:
                        n_examples=None if n is None else _int(n, f"{where}: n_examples", 1))
 
 
+# Architectures a run trains whose layers have no bound (VGG-19 resizes its input).
+_UNBOUNDED_ARCHITECTURES = ("vgg19",)
+
+
+def _check_certifiable_architectures(certified: CertifiedEntry, models: tuple[ModelEntry, ...]) -> None:
+    """Refuse now, not after training, a certified model the run would train as VGG-19."""
+    for entry in models:
+        named = certified.models is None or entry.name in certified.models
+        if named and entry.train is not None and entry.train.get("model") in _UNBOUNDED_ARCHITECTURES:
+            raise ConfigError(f"[certified]: model {entry.name!r} is a {entry.train['model']} transfer model, whose "
+                              f"layers have no bounds (its input is resized); name the models to certify in "
+                              f"[certified] models")
+
+
 def _certified(table: Any, model_names: list[str]) -> CertifiedEntry:
     where = "[certified]"
     if not isinstance(table, dict):
@@ -569,6 +583,8 @@ def from_dict(document: dict[str, Any], *, base_dir: str | Path | None = None) -
                 raise ConfigError(f"model {entry.name!r}: its baseline {entry.baseline!r} is on another dataset")
     large_eps = run.get("large_eps")
     certified = None if "certified" not in document else _certified(document["certified"], names)
+    if certified is not None:
+        _check_certifiable_architectures(certified, models)
     return RunConfig(
         models=models, attacks=attacks, epsilons=epsilons, name=str(run.get("name", "run")),
         dataset=run.get("dataset", "fashion_mnist"), norm=norm,

@@ -38,9 +38,9 @@ import numpy as np
 
 from advrobust import data, evaluation, models, training
 from advrobust.evaluation import checks, probes
+from advrobust.evaluation.certified import bracket, certified_curve
 from advrobust.files import atomic_write_bytes, atomic_write_text, digest
 from advrobust.results import outcome_files, outcomes
-from advrobust.evaluation.certified import bracket, certified_curve
 from advrobust.results.schema import (CertifiedRecord, CheckCurves, CurveRecord, Environment, MinimalEpsRecord,
                                       ModelRecord, PairedVsBaseline, Results, WorstCaseRecord, validate)
 from advrobust.run import folder

@@ -214,3 +214,12 @@ def test_the_config_knows_the_bound_methods_of_defenses_bounds():
 def test_a_bad_certified_table_is_refused_naming_the_key(table, match):
     with pytest.raises(config.ConfigError, match=match):
         config.loads(BASE.format(run_extra="", attack_extra="", train_extra="") + f"\n[certified]\n{table}\n")
+
+
+def test_a_certified_vgg19_is_refused_before_it_trains():
+    text = BASE.format(run_extra="", attack_extra="", train_extra="") + (
+        '\n[[models]]\nname = "vgg"\ntrain = { model = "vgg19", weights = "none" }\n\n[certified]\n')
+    with pytest.raises(config.ConfigError, match=r"\[certified\]: model 'vgg' is a vgg19 transfer model, whose "
+                                                 r"layers have no bounds"):
+        config.loads(text)
+    assert config.loads(text.replace("[certified]\n", '[certified]\nmodels = ["first"]\n')).certified is not None
