@@ -113,16 +113,7 @@ def curves(curves: Any, ax: Axes | None = None, *, band: bool = True, color: Any
             _draw_line(ax, line, color="black", linestyle="--", marker="s", band=False)
         else:
             _draw_line(ax, line, color=color, linestyle=linestyle, marker=marker, band=band)
-    norms = {line.norm for line in lines}
-    ax.set_xlabel(xlabel if xlabel is not None else _eps_label("ε", norms))
-    ax.set_ylabel("robust accuracy (%)")
-    ax.set_ylim(-2, 102)
-    ax.grid(True, alpha=0.3)
-    if title is not None:
-        ax.set_title(title)
-    if legend:
-        ax.legend(loc="best", fontsize="small")
-    return _root(ax)
+    return _accuracy_axes(ax, lines, xlabel=xlabel, title=title, legend=legend)
 
 
 def bracket(certified: Any, attacked: Any, ax: Axes | None = None, *, xlabel: str | None = None,
@@ -170,15 +161,7 @@ def bracket(certified: Any, attacked: Any, ax: Axes | None = None, *, xlabel: st
     for line in lowers:
         _draw_line(ax, _Line(f"verified, {line.label}", line.epsilons, line.accuracy, line.ci_low, line.ci_high,
                              line.norm), color=None, linestyle="--", marker="o", band=False)
-    ax.set_xlabel(xlabel if xlabel is not None else _eps_label("ε", {upper.norm, *(line.norm for line in lowers)}))
-    ax.set_ylabel("robust accuracy (%)")
-    ax.set_ylim(-2, 102)
-    ax.grid(True, alpha=0.3)
-    if title is not None:
-        ax.set_title(title)
-    if legend:
-        ax.legend(loc="best", fontsize="small")
-    return _root(ax)
+    return _accuracy_axes(ax, [upper, *lowers], xlabel=xlabel, title=title, legend=legend)
 
 
 @dataclass(frozen=True)
@@ -340,6 +323,20 @@ def minimal_eps(values: Any, ax: Axes | None = None, *, kind: Literal["cdf", "hi
     ax.grid(True, alpha=0.3)
     if title != "":
         ax.set_title(default_title if title is None else title, fontsize="medium")
+    return _root(ax)
+
+
+def _accuracy_axes(ax: Axes, lines: list[_Line], *, xlabel: str | None, title: str | None, legend: bool) -> Figure:
+    """Label ``ax`` as robust accuracy (%) against eps (with the lines' norm when they share
+    one), add the title and legend; the top-level Figure."""
+    ax.set_xlabel(xlabel if xlabel is not None else _eps_label("ε", {line.norm for line in lines}))
+    ax.set_ylabel("robust accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(True, alpha=0.3)
+    if title is not None:
+        ax.set_title(title)
+    if legend:
+        ax.legend(loc="best", fontsize="small")
     return _root(ax)
 
 

@@ -9,12 +9,7 @@ from advrobust import certify
 from advrobust.evaluation import certified
 from advrobust.evaluation.curves import ELSEWHERE, robust_accuracy_curve
 from attacks.backend import keras
-
-
-def small_model(seed=0):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(3, 2, activation="relu"),
-                             keras.layers.MaxPooling2D(), keras.layers.Flatten(), keras.layers.Dense(3)])
+from tests.advrobust.certify.test_verify import small_model
 
 
 def small_data(model, n=23, seed=0):
