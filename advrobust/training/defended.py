@@ -3,7 +3,10 @@
 Model selection is by robustness: ``defenses.callbacks.RobustEarlyStopping`` measures PGD
 robust accuracy on a validation subset every epoch (``val_robust_accuracy`` in the logs,
 TensorBoard and CSV), keeps the most robust epoch (``checkpoints/best_robust.keras``),
-stops after ``patience`` epochs without improvement and restores it.
+stops after ``patience`` epochs without improvement and restores it. Gaussian augmentation
+(the base classifier of randomized smoothing) has no radius to attack: its epoch is chosen
+by ``val_noisy_accuracy``, the accuracy on noisy validation images
+(``checkpoints/best.keras``).
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ def fit_defended(config: TrainConfig, defense: Any, model: keras.Model, train_ds
         The Keras History and the card entries ``defense_config``, ``robust_validation``,
         (fgsm_rs) ``catastrophic_overfitting`` and (with ``ema_decay``) ``weight_averaging``.
     """
+    if config.defense == "gaussian":
+        return _fit_noisy(config, defense, model, train_ds, val_ds, steps_per_epoch=steps_per_epoch, out_dir=out_dir,
+                          verbose=verbose, extra_callbacks=extra_callbacks, epoch=epoch)
     norm, eps = defense.norm, defense.eps
     if eps is None:
         norm, eps = "inf", _DATASET_EPS[config.dataset]
@@ -90,3 +96,17 @@ def fit_defended(config: TrainConfig, defense: Any, model: keras.Model, train_ds
     if monitor is not None:
         info["catastrophic_overfitting"] = monitor.record()
     return history, info
+
+
+def _fit_noisy(config: TrainConfig, defense: Any, model: keras.Model, train_ds: tf.data.Dataset,
+               val_ds: tf.data.Dataset, *, steps_per_epoch: int, out_dir: Path, verbose: int | str,
+               extra_callbacks: list[keras.callbacks.Callback], epoch: tf.Variable | None
+               ) -> tuple[keras.callbacks.History, dict[str, Any]]:
+    """Gaussian augmentation, keeping the epoch with the best accuracy on noisy validation
+    images (and stopping after ``patience`` epochs without a better one)."""
+    callbacks = [*extra_callbacks, *standard_callbacks(out_dir, monitor="val_noisy_accuracy",
+                                                       patience=config.patience, epoch=epoch, seed=config.seed)]
+    history = defenses.fit(defense, model, train_ds, val_ds, epochs=config.epochs,
+                           learning_rate=config.effective_learning_rate, callbacks=callbacks, verbose=verbose,
+                           steps_per_epoch=steps_per_epoch)
+    return history, {"defense_config": defense.to_dict()}

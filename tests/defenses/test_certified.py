@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import defenses
-from advrobust import data, training
+from advrobust import data, models, training
 from attacks.backend import keras, tf
 from defenses import bounds, certified
 
@@ -190,6 +190,31 @@ def test_ibp_trains_through_a_train_config_and_the_card_records_its_config(tmp_p
     assert card["defense_config"] == defenses.resolve(defense, preset="quick").to_dict()
     assert card["robust_validation"]["eps"] == pytest.approx(0.1)
     assert len(card["history"]["val_verified_accuracy"]) == 1
+
+
+@pytest.mark.slow
+def test_gaussian_training_keeps_the_epoch_with_the_best_accuracy_on_noisy_validation_images(tmp_path):
+    config = training.TrainConfig(dataset="mnist", epochs=2, train_subset=256, batch_size=64, defense="gaussian",
+                                  defense_params={"sigma": 0.25}, test_subset=200, seed=0)
+    card = training.train(config, tmp_path, verbose=0)["card"]
+    assert card["defense_config"] == {"defense": "gaussian", "sigma": 0.25, "seed": 0}
+    noisy = card["history"]["val_noisy_accuracy"]
+    assert len(noisy) == 2 and "robust_validation" not in card and "val_robust_accuracy" not in card["history"]
+    assert (tmp_path / "checkpoints" / "best.keras").is_file()
+    kept = models.load(tmp_path / "model.keras")
+    best = models.load(tmp_path / "checkpoints" / "best.keras")
+    for mine, theirs in zip(kept.get_weights(), best.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)  # the saved model is the best epoch's
+
+
+def test_noisy_validation_draws_the_same_noise_every_time():
+    model = _mlp()
+    trainer = certified.CertifiedTrainer(model, certified.preset("gaussian", "mnist", seed=3))
+    trainer.compile(optimizer=keras.optimizers.SGD(0.1))
+    x, y = np.random.default_rng(0).random((64, 2), dtype=np.float32), np.arange(64) % 2
+    first = trainer.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    assert trainer.evaluate(x, y, batch_size=16, verbose=0, return_dict=True) == first
+    assert set(first) == {"loss", "accuracy", "noisy_accuracy"}
 
 
 def test_interrupted_ibp_training_resumes_from_the_last_finished_epoch(tmp_path):
