@@ -232,6 +232,30 @@ class RunConfig:
                 del attack["n_examples"]
         return document
 
+    @classmethod
+    def from_resolved(cls, document: dict[str, Any]) -> "RunConfig":
+        """The config whose :meth:`to_dict` is ``document`` (what a run's config.json holds).
+
+        Args:
+            document: A :meth:`to_dict` result, as read back from JSON.
+
+        Returns:
+            The config; its :meth:`hash` is the original's.
+
+        Raises:
+            TypeError: ``document`` has a field the config does not, or lacks one.
+        """
+        fields = dict(document)
+        models = tuple(ModelEntry(**{**entry, "attacks": None if entry["attacks"] is None else tuple(entry["attacks"])})
+                       for entry in fields.pop("models"))
+        attacks = tuple(AttackEntry(**entry) for entry in fields.pop("attacks"))
+        certified = fields.pop("certified", None)
+        if certified is not None:
+            certified = CertifiedEntry(**{**certified, "methods": tuple(certified["methods"]),
+                                          "models": None if certified["models"] is None else tuple(certified["models"])})
+        return cls(models=models, attacks=attacks, epsilons=tuple(fields.pop("epsilons")), certified=certified,
+                   **fields)
+
     def hash(self) -> str:
         """SHA-256 hex digest of the canonical JSON of :meth:`to_dict`.
 

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from advrobust.results.schema import Results
 from advrobust.run import runner
-from advrobust.run.config import AttackEntry, ModelEntry, RunConfig
+from advrobust.run.config import RunConfig
 from advrobust.run.shard import read_record
 from advrobust.run.store import STORE_NAME, ResultStore, StoredUnits
 
@@ -101,11 +101,7 @@ def _finished_shards(paths: list[Path]) -> list[Path]:
 def _config(shard: Path) -> RunConfig:
     """The run config a shard recorded in its config.json, checked against its hash."""
     document = json.loads((shard / "config.json").read_text(encoding="utf-8"))
-    fields = dict(document["config"])
-    models = tuple(ModelEntry(**{**entry, "attacks": None if entry["attacks"] is None else tuple(entry["attacks"])})
-                   for entry in fields.pop("models"))
-    attacks = tuple(AttackEntry(**entry) for entry in fields.pop("attacks"))
-    config = RunConfig(models=models, attacks=attacks, epsilons=tuple(fields.pop("epsilons")), **fields)
+    config = RunConfig.from_resolved(document["config"])
     if config.hash() != document["config_hash"]:
         raise MergeError(f"{shard}/config.json does not match its hash {document['config_hash'][:12]}: it was "
                          "edited, or written by another version of advrobust; run the shards again")

@@ -223,3 +223,14 @@ def test_a_certified_vgg19_is_refused_before_it_trains():
                                                  r"layers have no bounds"):
         config.loads(text)
     assert config.loads(text.replace("[certified]\n", '[certified]\nmodels = ["first"]\n')).certified is not None
+
+
+def test_a_resolved_config_reads_back_with_its_hash():
+    import json
+
+    text = BASE.format(run_extra="", attack_extra="", train_extra="") + (
+        '\n[[models]]\nname = "second"\nattacks = ["pgd"]\ntrain = { model = "cnn" }\n'
+        '\n[certified]\nmethods = ["ibp"]\nmodels = ["second"]\n')
+    for original in (_config(), config.loads(text)):
+        again = config.RunConfig.from_resolved(json.loads(json.dumps(original.to_dict())))
+        assert again == original and again.hash() == original.hash()

@@ -44,8 +44,11 @@ path = "trained.keras"
 name = "untrained"
 baseline = "trained"
 path = "untrained.keras"
+
+[certified]
+methods = ["ibp"]
 """
-UNITS = 2 * 5 * 2
+UNITS = 2 * 6 * 2  # models x (fgsm, pgd, ibp bounds, three checks' attacks) x chunks
 
 # What may differ between a merged and an unsharded run: when each ran and how long its parts took
 # (and, in the report, the run folder's own path).
@@ -96,6 +99,7 @@ def test_two_shards_merged_give_the_results_of_one_run(runs):
     assert {check["name"] for check in whole["models"][0]["checks"]} >= {"large eps (inf 1)", "noise not stronger",
                                                                        "black box not stronger (untrained)"}
     assert whole["models"][0]["clean_accuracy"] > 0.9 and whole["models"][1]["paired_vs_baseline"] is not None
+    assert [record["method"] for record in whole["models"][0]["certified"]] == ["ibp"]  # bounds shard as units
 
 
 def test_merged_csv_outcomes_and_examples_equal_the_unsharded_run(runs):
@@ -178,7 +182,7 @@ def test_merge_refuses_a_unit_from_two_shards(runs, tmp_path):
         columns = [row[1] for row in source.execute("PRAGMA table_info(units)")]
         row = source.execute("SELECT * FROM units ORDER BY model, attack, batch LIMIT 1").fetchone()
         target.execute(f"INSERT INTO units ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", row)
-    with pytest.raises(merge.MergeError, match=r"unit \(model 'trained', attack 'check:large_eps:pgd', chunk \d\) "
+    with pytest.raises(merge.MergeError, match=r"unit \(model 'trained', attack 'certified:ibp', chunk \d\) "
                                                r"is in both .*shard1 and .*shard2-copy"):
         merge.merge([runs["shard1"], second], tmp_path / "merged", progress=False)
 
