@@ -201,11 +201,6 @@ class Bracket:
     certified: Series
     attacked: Series
 
-    @property
-    def width(self) -> np.ndarray:
-        """Per eps, ``attacked - certified``: what neither bound decides (K,)."""
-        return self.attacked.accuracy - self.certified.accuracy
-
 
 @dataclass(frozen=True)
 class Model:
