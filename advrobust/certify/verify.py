@@ -53,9 +53,29 @@ class CertifiedCurve:
     certified_mask: np.ndarray = field(repr=False)
 
 
-def _checked(model: Any, x: Any, y: Any, eps: Any, norm: Any, clip: Any,
-             batch_size: Any) -> tuple[AttackInput, bounds.Network, int]:
-    """Validate a call as the attacks do; read the model into a bounds network."""
+def checked(model: Any, x: Any, y: Any, eps: Any, norm: Any, clip: Any,
+            batch_size: Any) -> tuple[AttackInput, bounds.Network, int]:
+    """Validate a verification call as the attacks do; read the model into a bounds network.
+
+    Args:
+        model: A tf-keras Sequential or single-path functional logits model.
+        x: The inputs (N, ...), floating point, inside ``clip``.
+        y: The integer labels (N,), within the model's classes.
+        eps: The radius, or a sequence of K radii, each finite and >= 0.
+        norm: ``"inf"`` or ``"l2"``.
+        clip: The valid input range, or None.
+        batch_size: Examples per bound computation, >= 1.
+
+    Returns:
+        ``(given, network, batch_size)``: the checked input (what
+        :func:`attacks.validation.attack_input` returns), the model as a
+        :class:`defenses.bounds.Network` and the batch size; what :func:`verified_masks`
+        takes.
+
+    Raises:
+        TypeError: As :func:`interval`.
+        ValueError: As :func:`interval`; also ``x``'s examples are not of the model's shape.
+    """
     given = attack_input(x, y, eps, norm, clip)
     chunk = check_positive_int(batch_size, "batch_size")
     net = bounds.network(model)
@@ -93,9 +113,24 @@ def _verified_at(net: bounds.Network, given: AttackInput, eps: float, method: st
     return verified
 
 
+def verified_masks(net: bounds.Network, given: AttackInput, method: str, batch_size: int) -> np.ndarray:
+    """Which checked examples ``method`` verifies at each of their radii, without checking again.
+
+    Args:
+        net: The model's bounds network, as :func:`checked` returns it.
+        given: Checked input (:func:`checked`), or rows of it (``dataclasses.replace``).
+        method: ``"ibp"`` or ``"crown_ibp"``.
+        batch_size: Examples per bound computation.
+
+    Returns:
+        (K, N) bool, one row per radius of ``given.epsilons``.
+    """
+    return np.stack([_verified_at(net, given, float(e), method, batch_size) for e in given.epsilons])
+
+
 def _verify(method: str, model: Any, x: Any, y: Any, eps: Any, norm: Any, clip: Any, batch_size: Any) -> np.ndarray:
-    given, net, chunk = _checked(model, x, y, eps, norm, clip, batch_size)
-    masks = np.stack([_verified_at(net, given, float(e), method, chunk) for e in given.epsilons])
+    given, net, chunk = checked(model, x, y, eps, norm, clip, batch_size)
+    masks = verified_masks(net, given, method, chunk)
     return masks[0] if given.scalar_eps else masks
 
 
@@ -183,7 +218,7 @@ def margin_bounds(model: Any, x: Any, y: Any, *, eps: float, method: str = "crow
         raise ValueError(f"margin_bounds takes one eps, got {eps!r}")
     if method not in bounds.METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(bounds.METHODS)}")
-    given, net, chunk = _checked(model, x, y, eps, norm, clip, batch_size)
+    given, net, chunk = checked(model, x, y, eps, norm, clip, batch_size)
     return _margins(net, given, float(given.epsilons[0]), method, chunk)
 
 

@@ -11,15 +11,14 @@ store, resumable and shardable), and the true robust accuracy lies in between::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
 
 from advrobust.evaluation.curves import Curve, UnitCache, curve_of, predicted_labels, run_units
 from advrobust.files import digest
-from attacks.norms import canonical_norm
-from attacks.validation import attack_input, check_positive_int, inference_fn, model_classes
+from attacks.validation import check_positive_int, inference_fn
 from defenses import bounds
 
 DEFAULT_CHUNK = 500  # examples per unit of work
@@ -67,32 +66,28 @@ def certified_curve(model: Any, x: np.ndarray, y: np.ndarray, *, method: str = "
 
     if method not in bounds.METHODS:
         raise ValueError(f"unknown bound method {method!r}; choose one of: {', '.join(bounds.METHODS)}")
-    norm = canonical_norm(norm)
-    given = attack_input(x, y, epsilons, norm, clip)
+    # Checked once (and the model read into a bounds network once); each unit bounds its rows.
+    given, net, bound_batch = verify.checked(model, x, y, epsilons, norm, clip, bound_batch_size)
     if not len(given.x):
         raise ValueError("x holds no examples: a verified accuracy needs at least one")
-    bounds.network(model)  # refuses a layer without a bound before any work
     logits_fn = inference_fn(model)
-    model_classes(logits_fn, given.x, given.y)
-    bound_batch = check_positive_int(bound_batch_size, "bound_batch_size")
     chunk = check_positive_int(batch_size or DEFAULT_CHUNK, "batch_size")
-    epsilons_array = np.asarray(epsilons, dtype=np.float64).reshape(-1)
+    epsilons_array = np.asarray(given.epsilons, dtype=np.float64).reshape(-1)
     key = cache_key or f"certified:{method}"
-    fingerprint = digest({"key": key, "method": method, "norm": norm, "clip": None if clip is None else list(clip),
-                          "epsilons": epsilons_array.tolist(), "chunk": chunk})
-    verifier = verify.interval if method == "ibp" else verify.crown_ibp
+    fingerprint = digest({"key": key, "method": method, "norm": given.norm,
+                          "clip": None if clip is None else list(clip), "epsilons": epsilons_array.tolist(),
+                          "chunk": chunk})
 
     def certify_unit(rows: slice) -> tuple[np.ndarray, np.ndarray, None]:
         clean_rows = predicted_labels(logits_fn, given.x[rows], chunk) == given.y[rows]
-        certified = verifier(model, given.x[rows], given.y[rows], eps=epsilons_array.tolist(), norm=norm, clip=clip,
-                             batch_size=bound_batch)
-        return clean_rows, np.atleast_2d(certified), None
+        part = replace(given, x=given.x[rows], y=given.y[rows])
+        return clean_rows, verify.verified_masks(net, part, method, bound_batch), None
 
     clean, certified, seconds, _ = run_units(
         certify_unit, len(given.x), len(epsilons_array), chunk=chunk, key=key, fingerprint=fingerprint,
         epsilons=epsilons_array, cache=cache, strategy=strategy, progress=progress,
         desc=f"{method} ({len(epsilons_array)} eps)")
-    return curve_of(method, norm, {}, epsilons_array, clean, certified, seconds)
+    return curve_of(method, given.norm, {}, epsilons_array, clean, certified, seconds)
 
 
 @dataclass(frozen=True)

@@ -466,8 +466,7 @@ def test_a_certified_run_brackets_robust_accuracy_and_resumes_its_bounds(certifi
     def never(*args, **kwargs):
         raise AssertionError("a finished unit of the bounds was computed again")
 
-    monkeypatch.setattr(verify, "interval", never)
-    monkeypatch.setattr(verify, "crown_ibp", never)
+    monkeypatch.setattr(verify, "verified_masks", never)
     resumed = runner.run(config.load(certified_config), tmp_path / "out", resume=True, progress=False, report=False)
     assert resumed.models[0].certified == record.certified
 
@@ -477,10 +476,14 @@ def test_a_certified_point_an_attack_breaks_fails_the_run_loudly(certified_confi
     from advrobust import cli
     from advrobust.certify import verify
 
-    def everything(model, x, y, *, eps, **options):  # an unsound bound: every point "certified"
-        return np.ones((len(eps), len(x)), dtype=bool)
+    sound = verify.verified_masks
 
-    monkeypatch.setattr(verify, "interval", everything)
+    def unsound_ibp(net, given, method, batch_size):  # IBP "certifies" every point
+        if method == "ibp":
+            return np.ones((len(given.epsilons), len(given.x)), dtype=bool)
+        return sound(net, given, method, batch_size)
+
+    monkeypatch.setattr(verify, "verified_masks", unsound_ibp)
     status = cli.main(["run", str(certified_config), "--out", str(tmp_path / "out"), "--no-report"])
     assert status == 3
     message = capsys.readouterr().err
