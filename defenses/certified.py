@@ -53,6 +53,8 @@ training mode.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -140,6 +142,14 @@ class CertifiedTrainingConfig:
     def final_eps_train(self) -> float:
         """The radius trained at after the ramp: ``eps_train``, or ``eps`` when it is None."""
         return self.eps if self.eps_train is None else self.eps_train
+
+    @property
+    def full_strength_epoch(self) -> int:
+        """The first 0-based epoch wholly at the final radius: ``ceil(warmup_epochs + ramp_epochs)``.
+
+        From its first step on, eps and kappa (and beta) hold their final values.
+        """
+        return math.ceil(self.warmup_epochs + self.ramp_epochs)
 
     def to_dict(self) -> dict[str, Any]:
         """Describe the settings as a JSON-ready record.

@@ -150,6 +150,8 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         if not values:
             return
         for index, value in enumerate(values):  # Keras's own bookkeeping, epoch by epoch
+            if index < self.start_from_epoch:
+                continue
             self.wait += 1
             if self._is_improvement(value, self.best):
                 self.best, self.best_epoch = value, index
@@ -172,15 +174,18 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         log_path: The training's CSV log (:class:`CSVLog`).
         monitor: The logged metric that picks the best epoch.
         mode: ``"max"`` or ``"min"``: whether a larger or a smaller value is better.
+        start_from_epoch: Epochs before this 0-based one are never the best (as Keras's
+            EarlyStopping's argument of that name).
     """
 
     def __init__(self, filepath: str | Path, log_path: str | Path, *, monitor: str = "val_accuracy",
-                 mode: str = "max"):
+                 mode: str = "max", start_from_epoch: int = 0):
         super().__init__()
         self.filepath = Path(filepath)
         self.log_path = Path(log_path)
         self.monitor = monitor
         self.monitor_op = np.greater if mode == "max" else np.less
+        self.start_from_epoch = start_from_epoch
         self._reset()
 
     def _reset(self) -> None:
@@ -195,13 +200,13 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             return
         self._started = True
         values = _logged_values(self.log_path, self.monitor, epoch) if epoch > 0 else None
-        for value in values or ():
+        for value in (values or [])[self.start_from_epoch:]:
             if self.monitor_op(value, self.best):
                 self.best = value
 
     def on_epoch_end(self, epoch, logs=None):
         current = (logs or {}).get(self.monitor)
-        if current is None or not self.monitor_op(current, self.best):
+        if current is None or epoch < self.start_from_epoch or not self.monitor_op(current, self.best):
             return
         self.best = current
         temporary = self.filepath.with_name(f".{self.filepath.stem}.tmp.keras")  # Keras wants .keras
@@ -322,7 +327,7 @@ def logged_epochs(csv_path: str | Path) -> dict[str, list[float]]:
 
 def standard_callbacks(out_dir: str | Path, *, monitor: str = "val_accuracy", patience: int = 3,
                        checkpoint: bool = True, early_stopping: bool = True, epoch: tf.Variable | None = None,
-                       seed: int | None = None) -> list[keras.callbacks.Callback]:
+                       seed: int | None = None, start_from_epoch: int = 0) -> list[keras.callbacks.Callback]:
     """Best-model checkpoint, early stopping, TensorBoard, CSV, backup and restore.
 
     Early stopping restores the best weights.
@@ -346,6 +351,9 @@ def standard_callbacks(out_dir: str | Path, *, monitor: str = "val_accuracy", pa
         early_stopping: Include early stopping.
         epoch: The training data's epoch variable (see :class:`EpochBackup`), or None.
         seed: Reseed every epoch from ``(seed, epoch)`` (see :class:`EpochBackup`), or None.
+        start_from_epoch: The first 0-based epoch that may be the best and that early
+            stopping counts (certified training: the first at full radius); the epochs
+            before it are trained and logged, never kept.
 
     Returns:
         The callbacks, in the order Keras should run them; the backup comes last.
@@ -359,9 +367,11 @@ def standard_callbacks(out_dir: str | Path, *, monitor: str = "val_accuracy", pa
     resuming = backup.is_dir() and any(backup.iterdir())
     callbacks: list[keras.callbacks.Callback] = []
     if checkpoint:
-        callbacks.append(ResumableCheckpoint(best, log, monitor=monitor, mode=mode))
+        callbacks.append(ResumableCheckpoint(best, log, monitor=monitor, mode=mode,
+                                             start_from_epoch=start_from_epoch))
     if early_stopping:
         callbacks.append(ResumableEarlyStopping(log, best if checkpoint else None, monitor=monitor, mode=mode,
-                                                patience=patience, restore_best_weights=True))
+                                                patience=patience, restore_best_weights=True,
+                                                start_from_epoch=start_from_epoch))
     return [*callbacks, EpochSeconds(), keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")),
             CSVLog(str(log), append=resuming), EpochBackup(backup, epoch=epoch, seed=seed)]

@@ -94,14 +94,16 @@ class TrainConfig:
             pick the most robust epoch.
         robust_val_steps: The PGD steps of that attack.
         co_check_size: ``fgsm_rs``: examples of the catastrophic-overfitting check.
-        ema_decay: Defenses: evaluate, select and save an exponential moving average of
-            the weights with this decay; None: the raw weights.
+        ema_decay: Defenses selected by PGD (not ibp, crown_ibp or gaussian): evaluate,
+            select and save an exponential moving average of the weights with this decay;
+            None: the raw weights.
         augment: Augmentation of the training batches: ``"none"``, ``"shift"`` or
             ``"flip_shift"``.
 
     Raises:
         ValueError: A value is outside its choices or range, the options contradict each
-            other (a width for VGG-19, ``ema_decay`` without a defense), or the defense
+            other (a width for VGG-19, ``ema_decay`` without a defense or with ibp,
+            crown_ibp or gaussian), or the defense
             does not resolve (see :func:`defenses.resolve`); the message names the value.
         TypeError: ``dropout`` is not a bool.
         FileNotFoundError: VGG-19 ``weights`` is a path that does not exist.
@@ -165,7 +167,7 @@ class TrainConfig:
                                         "of standard error at 500)")
     robust_val_steps: int = 10  # PGD steps of that attack
     co_check_size: int = 256  # fgsm_rs: examples of the catastrophic-overfitting check
-    ema_decay: float | None = _option(None, "defenses only: evaluate, select and save an exponential moving "
+    ema_decay: float | None = _option(None, "PGD-selected defenses only: evaluate, select and save an exponential moving "
                                             "average of the weights with this decay (e.g. 0.999; default: the "
                                             "raw weights)")
     augment: str = _option("none", "augment the training batches: shift (up to 2 pixels each way) or flip_shift "
@@ -223,6 +225,9 @@ class TrainConfig:
         if self.ema_decay is not None and self.defense == "none":
             raise ValueError("ema_decay needs a defense: weight averaging is selected by robust early "
                              "stopping, which only defended training runs")
+        if self.ema_decay is not None and self.defense in ("ibp", "crown_ibp", "gaussian"):
+            raise ValueError(f"ema_decay does not apply to {self.defense}: its epochs are selected by the "
+                             "trained weights' own validation (verified or noisy accuracy), not the averages'")
         self.defense_config()  # resolves and checks the whole defense now, before any training
 
     @classmethod

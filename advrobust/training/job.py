@@ -21,7 +21,7 @@ from advrobust import data, models
 from advrobust.files import writable_folder
 from advrobust.training.callbacks import logged_epochs
 from advrobust.training.config import TrainConfig, architecture_name
-from advrobust.training.defended import fit_defended
+from advrobust.training.defended import fit_defended, selection_start
 from advrobust.training.fitting import accuracy, fit, set_seed
 from advrobust.training.schedules import schedule_callbacks
 from attacks.backend import keras, tf
@@ -45,7 +45,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
 
     Writes ``out_dir/model.keras`` (the plain logits base model), ``out_dir/model.card.json``,
     TensorBoard logs in ``out_dir/logs``, ``out_dir/training_log.csv`` and the best
-    checkpoint (``checkpoints/best.keras``; with a defense ``checkpoints/best_robust.keras``).
+    checkpoint (``checkpoints/best.keras``; with a defense ``checkpoints/best_robust.keras``,
+    and for ibp and crown_ibp both: the kept model is the best verified epoch of ``best.keras``).
     Training interrupted in ``out_dir`` (even killed) and started again there goes on from
     the last finished epoch and ends with the model an uninterrupted training makes (each
     epoch's data order, augmentation and random draws follow ``(config.seed, epoch)``).
@@ -64,8 +65,10 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir=None, verbose: i
         ``test_subset`` images if set; ``test_examples`` says how many). With a defense the
         card also holds ``defense_config`` (the resolved parameters), ``robust_validation``
         (the per-epoch robust accuracy and best epoch), for ``fgsm_rs``
-        ``catastrophic_overfitting``, and with ``ema_decay`` ``weight_averaging`` (the saved
-        model then holds the averaged weights of the most robust epoch).
+        ``catastrophic_overfitting``, with ``ema_decay`` ``weight_averaging`` (the saved
+        model then holds the averaged weights of the most robust epoch), and for ibp and
+        crown_ibp ``model_selection`` (the kept epoch, chosen by ``val_verified_accuracy``
+        from the first epoch at full radius on; the learning-rate schedule also starts there).
 
     Raises:
         ValueError: The defense does not resolve, or the data are missing or malformed.
@@ -171,7 +174,9 @@ def _fit(config: TrainConfig, defense: Any, model: keras.Model, splits: _Splits,
                                  seed=config.seed, augment=config.augment, epoch=epoch)
     val_ds = data.make_dataset(splits.x_val, splits.y_val, batch_size=256)
     started = time.perf_counter()
-    schedule = schedule_callbacks(config.lr_schedule, config.effective_learning_rate, config.epochs)
+    # Certified training decays the rate only once its radius is full.
+    hold = 0 if defense is None else selection_start(config, defense)
+    schedule = schedule_callbacks(config.lr_schedule, config.effective_learning_rate, config.epochs, hold=hold)
     if defense is None:
         history = fit(model, train_ds, val_ds, epochs=config.epochs, learning_rate=config.effective_learning_rate,
                       out_dir=out_dir, patience=config.patience, callbacks=schedule, verbose=verbose, epoch=epoch,

@@ -193,6 +193,29 @@ def test_ibp_trains_through_a_train_config_and_the_card_records_its_config(tmp_p
 
 
 @pytest.mark.slow
+def test_ibp_keeps_the_best_verified_epoch_at_full_radius_and_decays_the_rate_only_after_the_ramp(tmp_path):
+    config = training.TrainConfig(dataset="mnist", epochs=4, train_subset=256, batch_size=64, defense="ibp",
+                                  preset="quick", defense_params={"warmup_epochs": 1.0, "ramp_epochs": 1.0},
+                                  lr_schedule="piecewise", patience=5, robust_val_size=20, test_subset=200, seed=0)
+    card = training.train(config, tmp_path, verbose=0)["card"]
+    verified = card["history"]["val_verified_accuracy"]
+    best = 2 + int(np.argmax(verified[2:]))  # epochs 0 (warm-up) and 1 (ramp) are no candidates
+    assert card["model_selection"] == {"monitor": "val_verified_accuracy", "first_candidate_epoch": 3,
+                                       "best_epoch": best + 1, "best_verified_accuracy": pytest.approx(verified[best])}
+    assert len(card["robust_validation"]["per_epoch"]) == 4  # PGD is still measured every epoch
+    assert card["history"]["lr"] == pytest.approx([1e-3, 1e-3, 1e-3, 1e-4])  # piecewise over epochs 2..3
+    kept, checkpoint = models.load(tmp_path / "model.keras"), models.load(tmp_path / "checkpoints" / "best.keras")
+    for mine, theirs in zip(kept.get_weights(), checkpoint.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_ema_is_refused_where_the_epoch_is_not_chosen_by_pgd():
+    for defense in ("ibp", "crown_ibp", "gaussian"):
+        with pytest.raises(ValueError, match=f"ema_decay does not apply to {defense}"):
+            training.TrainConfig(dataset="mnist", defense=defense, ema_decay=0.999)
+
+
+@pytest.mark.slow
 def test_gaussian_training_keeps_the_epoch_with_the_best_accuracy_on_noisy_validation_images(tmp_path):
     config = training.TrainConfig(dataset="mnist", epochs=2, train_subset=256, batch_size=64, defense="gaussian",
                                   defense_params={"sigma": 0.25}, test_subset=200, seed=0)

@@ -199,3 +199,31 @@ def test_early_stopping_and_the_best_checkpoint_count_the_epochs_before_a_restar
     assert checkpoint.best == 0.9
     assert _epochs_logged(tmp_path) == [0, 1, 2]
     csv_log.on_train_end()
+
+
+def test_epochs_before_start_from_epoch_are_never_the_best_nor_counted_after_a_restart(tmp_path):
+    # Certified training's ramp: epoch 0 logs a high value at a small radius; candidates start at epoch 2.
+    log = tmp_path / "training_log.csv"
+    log.write_text("epoch,val_verified_accuracy\n0,0.9\n1,0.2\n2,0.4\n3,0.3\n")
+    stopping = training.callbacks.ResumableEarlyStopping(log, monitor="val_verified_accuracy", mode="max",
+                                                         patience=3, start_from_epoch=2)
+    checkpoint = training.callbacks.ResumableCheckpoint(tmp_path / "best.keras", log, mode="max",
+                                                        monitor="val_verified_accuracy", start_from_epoch=2)
+    for callback in (stopping, checkpoint):
+        callback.on_train_begin()
+        callback.on_epoch_begin(4)
+    assert (stopping.best, stopping.best_epoch, stopping.wait) == (0.4, 2, 1)
+    assert checkpoint.best == 0.4
+
+
+def test_the_checkpoint_saves_no_epoch_before_start_from_epoch(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+    checkpoint = training.callbacks.ResumableCheckpoint(tmp_path / "best.keras", tmp_path / "log.csv",
+                                                        monitor="val_accuracy", start_from_epoch=1)
+    checkpoint.set_model(model)
+    checkpoint.on_train_begin()
+    checkpoint.on_epoch_begin(0)
+    checkpoint.on_epoch_end(0, {"val_accuracy": 0.99})
+    assert not (tmp_path / "best.keras").exists() and checkpoint.best == -np.inf
+    checkpoint.on_epoch_end(1, {"val_accuracy": 0.5})
+    assert (tmp_path / "best.keras").is_file() and checkpoint.best == 0.5

@@ -26,6 +26,19 @@ def test_piecewise_divides_by_ten_at_half_and_by_a_hundred_at_three_quarters():
     assert rates == pytest.approx([0.1] * 4 + [0.01] * 2 + [0.001] * 2)
 
 
+def test_a_hold_keeps_the_base_rate_then_runs_the_schedule_over_the_remaining_epochs():
+    held = [training.learning_rate_at("piecewise", 0.1, epoch, 11, hold=3) for epoch in range(11)]
+    assert held == pytest.approx([0.1] * 3 + [training.learning_rate_at("piecewise", 0.1, e, 8) for e in range(8)])
+    cosine = [training.learning_rate_at("cosine", 1.0, epoch, 6, hold=2) for epoch in range(6)]
+    assert cosine[:3] == [1.0, 1.0, 1.0] and cosine[3] < 1.0
+    # A hold as long as the training leaves the schedule only the last epoch, at the base rate.
+    assert [training.learning_rate_at("piecewise", 0.1, epoch, 3, hold=5) for epoch in range(3)] == [0.1] * 3
+    with pytest.raises(ValueError, match="hold must be >= 0"):
+        training.learning_rate_at("cosine", 0.1, 0, 3, hold=-1)
+    (scheduler,) = training.schedule_callbacks("piecewise", 0.1, 11, hold=3)
+    assert scheduler.schedule(7, 0.1) == pytest.approx(held[7])
+
+
 def test_an_unknown_schedule_is_refused_naming_the_choices():
     with pytest.raises(ValueError, match="constant.*cosine.*piecewise"):
         training.learning_rate_at("linear", 1e-3, 0, 5)
