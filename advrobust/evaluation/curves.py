@@ -417,12 +417,16 @@ def _summed(chunk_counts: list[list[dict[str, int]] | None]) -> tuple[dict[str, 
 
 
 def worst_case(curves: Sequence[Curve]) -> Curve:
-    """Per example and eps, robust only if robust under every curve's attack that ran on it.
+    """Per example and eps, robust only if robust under every curve's attack that ran on it,
+    and at every smaller eps.
 
     The curves must share epsilons and norm, and hold the same examples, except that a
     curve may hold only the first n of them (an attack run on fewer examples, see
-    :func:`evaluate`): an example beyond its n counts under the other attacks only. The
-    worst case is then still an upper bound of robust accuracy on every example.
+    :func:`evaluate`): an example beyond its n counts under the other attacks only. An
+    adversarial point found within a radius lies within every larger one, so an example
+    broken at some eps counts as broken at every larger eps too: the worst case never
+    rises with eps, and uses every attack's evidence at every radius. It is still an upper
+    bound of robust accuracy on every example.
 
     Args:
         curves: The curves of one model, each with its masks; the first holds every example.
@@ -446,6 +450,8 @@ def worst_case(curves: Sequence[Curve]) -> Curve:
     robust = first.robust_mask.copy()
     for curve in curves[1:]:
         robust[:, :curve.n_examples] &= curve.robust_mask
+    ascending = np.argsort(first.epsilons, kind="stable")
+    robust[ascending] = np.logical_and.accumulate(robust[ascending], axis=0)
     return curve_of("worst_case", first.norm, {"attacks": [curve.attack for curve in curves]}, first.epsilons,
                   first.clean_mask, robust, sum(curve.seconds for curve in curves))
 

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from advrobust import evaluation
 from tests.advrobust.conftest import cnn_and_data
@@ -133,3 +134,26 @@ def test_an_attack_limited_to_the_first_examples_counts_in_the_worst_case_on_tho
     assert list(outcomes.from_evaluation("m", "mnist", result).per_attack) == ["fgsm {}"]  # noise: not every image
     with np.testing.assert_raises_regex(ValueError, "the first attack, 'fgsm', must run on every example"):
         evaluation.evaluate({"m": model}, x, y, attacks=["fgsm"], epsilons=[0.1], n_examples={"fgsm": 8})
+
+
+def test_an_example_broken_at_some_eps_is_broken_in_the_worst_case_at_every_larger_eps():
+    from advrobust.evaluation.curves import curve_of
+
+    epsilons = np.array([0.2, 0.0, 0.1, 0.3])  # unsorted on purpose; rows of the masks, columns are examples
+    clean = np.array([True, True, True, False])
+    # Example 0: PGD misses it at 0.2 but FGSM breaks it at 0.1; example 1: only FGSM at 0.3 breaks it;
+    # example 2: robust throughout; example 3: misclassified clean.
+    pgd = np.array([[True, True, True, False], [True, True, True, False], [True, True, True, False],
+                    [False, True, True, False]])
+    fgsm = np.array([[True, True, True, False], [True, True, True, False], [False, True, True, False],
+                     [True, False, True, False]])
+    curves = [curve_of(name, "inf", {}, epsilons, clean, mask, 1.0) for name, mask in (("pgd", pgd), ("fgsm", fgsm))]
+    worst = evaluation.worst_case(curves)
+    expected = np.array([[False, True, True, False], [True, True, True, False], [False, True, True, False],
+                         [False, False, True, False]])
+    np.testing.assert_array_equal(worst.robust_mask, expected)
+    assert worst.robust_accuracy.tolist() == pytest.approx([0.5, 0.75, 0.5, 0.25])
+    # Never rising with eps, and never above any attack's own curve.
+    order = np.argsort(epsilons)
+    assert np.all(np.diff(worst.robust_accuracy[order]) <= 0)
+    assert np.all(worst.robust_accuracy <= np.minimum(curves[0].robust_accuracy, curves[1].robust_accuracy))
