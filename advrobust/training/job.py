@@ -200,10 +200,14 @@ def _all_epochs(out_dir: Path, history: keras.callbacks.History, seconds: float
 
 def _print_summary(config: TrainConfig, card: dict[str, Any], model_path: Path, seconds: float) -> None:
     """One line: the model, its clean test accuracy, the best robust validation accuracy
-    (with a defense), the epochs and seconds, and where it was saved."""
+    (with a defense), the kept epoch (certified training), the epochs and seconds, and
+    where it was saved."""
     robust = card.get("robust_validation", {}).get("best_robust_accuracy")
+    kept = card.get("model_selection", {})
     print(f"[advrobust] {card['architecture']} on {config.dataset}"
           + ("" if config.defense == "none" else f" with {config.defense}")
           + f": clean test accuracy {card['clean_test_accuracy']:.4f}"
           + ("" if robust is None else f", best validation robust accuracy {robust:.4f}")
+          + ("" if kept.get("best_epoch") is None else
+             f", kept epoch {kept['best_epoch']} (validation verified accuracy {kept['best_verified_accuracy']:.4f})")
           + f" after {card['epochs_run']} epochs ({seconds:.0f} s); saved {model_path}")

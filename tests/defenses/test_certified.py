@@ -193,7 +193,7 @@ def test_ibp_trains_through_a_train_config_and_the_card_records_its_config(tmp_p
 
 
 @pytest.mark.slow
-def test_ibp_keeps_the_best_verified_epoch_at_full_radius_and_decays_the_rate_only_after_the_ramp(tmp_path):
+def test_ibp_keeps_the_best_verified_epoch_at_full_radius_and_decays_the_rate_only_after_the_ramp(tmp_path, capsys):
     config = training.TrainConfig(dataset="mnist", epochs=4, train_subset=256, batch_size=64, defense="ibp",
                                   preset="quick", defense_params={"warmup_epochs": 1.0, "ramp_epochs": 1.0},
                                   lr_schedule="piecewise", patience=5, robust_val_size=20, test_subset=200, seed=0)
@@ -204,6 +204,7 @@ def test_ibp_keeps_the_best_verified_epoch_at_full_radius_and_decays_the_rate_on
                                        "best_epoch": best + 1, "best_verified_accuracy": pytest.approx(verified[best])}
     assert len(card["robust_validation"]["per_epoch"]) == 4  # PGD is still measured every epoch
     assert card["history"]["lr"] == pytest.approx([1e-3, 1e-3, 1e-3, 1e-4])  # piecewise over epochs 2..3
+    assert f"kept epoch {best + 1} (validation verified accuracy {verified[best]:.4f})" in capsys.readouterr().out
     kept, checkpoint = models.load(tmp_path / "model.keras"), models.load(tmp_path / "checkpoints" / "best.keras")
     for mine, theirs in zip(kept.get_weights(), checkpoint.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
