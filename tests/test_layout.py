@@ -50,6 +50,7 @@ UNTESTED_ON_THEIR_OWN = {
     "benchmarks/reference_models.py": "the benchmarks' trained models, used by the benchmark scripts",
     "benchmarks/robust_curve.py": "a benchmark script, run by hand",
     "benchmarks/training_cost.py": "a benchmark script, run by hand",
+    "benchmarks/sharding.py": "a benchmark script, run by hand",
 }
 
 
