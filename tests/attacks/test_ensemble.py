@@ -138,7 +138,9 @@ def test_same_seed_same_result_and_k_epsilons_equal_k_calls(cnn):
 
 def test_scaled_logits_mask_cross_entropy_but_not_the_ensemble(cnn, small_run):
     """Logits x 1e4: softmax saturates, cross-entropy gradients vanish in float32; the
-    targeted DLR loss is scale-invariant and breaks the model as before."""
+    targeted DLR loss is scale-invariant and breaks the model as before. APGD-T runs over
+    the standard preset's 9 target classes: with only 2 (SMALL's), APGD-T alone left 18%
+    of the masked model's points against the unmasked ensemble's 14% on one CPU type."""
     model, x, y = cnn
 
     def scaled(batch):
@@ -146,7 +148,8 @@ def test_scaled_logits_mask_cross_entropy_but_not_the_ensemble(cnn, small_run):
 
     assert robust_accuracy(scaled, pgd(scaled, x, y, eps=EPS, steps=10, seed=0), y) >= \
         small_run.robust_accuracy + 0.5
-    result = worst_case(scaled, x, y, eps=EPS, attacks=SMALL[:2], seed=0)
+    targets = ("apgd-t", "apgd", {**SMALL[1][2], "target_classes": 9})
+    result = worst_case(scaled, x, y, eps=EPS, attacks=(SMALL[0], targets), seed=0)
     assert result.per_attack[0][1] >= small_run.robust_accuracy + 0.5  # APGD-CE is fooled too
     assert result.robust_accuracy <= small_run.robust_accuracy + 0.03
 
