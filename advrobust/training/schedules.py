@@ -28,8 +28,8 @@ def learning_rate_at(schedule: str, base: float, epoch: int, epochs: int, *, hol
         base: The rate at epoch 0, > 0.
         epoch: The 0-based epoch, in ``[0, epochs)``.
         epochs: The number of epochs of the training.
-        hold: Epochs at ``base`` before the schedule starts, in ``[0, epochs)``; a larger
-            value holds every epoch at ``base`` but the last.
+        hold: Epochs at ``base`` before the schedule starts, >= 0; from ``epochs - 1`` on,
+            every epoch runs at ``base``.
 
     Returns:
         The learning rate, in (0, base].
