@@ -122,6 +122,18 @@ class _Dense(_Affine):
         return eps * tf.norm(self.weight, axis=0) * tf.ones_like(output)
 
 
+def _undilated(kernel: Any, dilations: tuple[int, int]) -> tf.Tensor:
+    """The dilation-1 kernel of a dilated convolution: ``dilations - 1`` zeros between the
+    taps, (kh - 1) dh + 1 by (kw - 1) dw + 1; the same kernel when both dilations are 1."""
+    dh, dw = dilations
+    if (dh, dw) == (1, 1):
+        return kernel
+    kh, kw, channels_in, channels_out = kernel.shape
+    taps = [[i * dh, j * dw] for i in range(kh) for j in range(kw)]
+    return tf.scatter_nd(taps, tf.reshape(kernel, (kh * kw, channels_in, channels_out)),
+                         ((kh - 1) * dh + 1, (kw - 1) * dw + 1, channels_in, channels_out))
+
+
 class _Conv(_Affine):
     def __init__(self, name: str, dtype: tf.DType, kernel: Any, bias: Any, strides: tuple[int, int],
                  padding: str, dilations: tuple[int, int]):
@@ -141,8 +153,10 @@ class _Conv(_Affine):
         shape = tf.shape(coef)
         flat = tf.reshape(coef, tf.concat([[-1], shape[2:]], axis=0))
         in_shape = tf.shape(input_like)[1:]
-        out = tf.nn.conv2d_transpose(flat, self.weight, tf.concat([tf.shape(flat)[:1], in_shape], axis=0),
-                                     self.strides, self.padding, dilations=self.dilations)
+        # TensorFlow's CPU kernel of the transposed convolution refuses dilations > 1 on some
+        # CPUs; the kernel with zeros between its taps is the same convolution at dilation 1.
+        out = tf.nn.conv2d_transpose(flat, _undilated(self.weight, self.dilations),
+                                     tf.concat([tf.shape(flat)[:1], in_shape], axis=0), self.strides, self.padding)
         return tf.reshape(out, tf.concat([shape[:2], in_shape], axis=0))
 
     def l2_radius(self, eps, output):
