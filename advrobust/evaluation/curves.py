@@ -417,8 +417,7 @@ def _summed(chunk_counts: list[list[dict[str, int]] | None]) -> tuple[dict[str, 
 
 
 def worst_case(curves: Sequence[Curve]) -> Curve:
-    """Per example and eps, robust only if robust under every curve's attack that ran on it,
-    and at every smaller eps.
+    """Per example and eps, robust only if no attack that ran on it broke it there or at a smaller eps.
 
     The curves must share epsilons and norm, and hold the same examples, except that a
     curve may hold only the first n of them (an attack run on fewer examples, see
