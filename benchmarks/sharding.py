@@ -35,12 +35,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+EPSILONS = (0.0, 0.05, 0.1)
 CONFIG = """
 [run]
 name = "sharding_benchmark"
 dataset = "fashion_mnist"
 norm = "inf"
-epsilons = [0.0, 0.05, 0.1]
+epsilons = {epsilons}
 n_examples = {n}
 batch_size = 500
 seed = 0
@@ -95,7 +96,7 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="advrobust-sharding-"))
     work.mkdir(parents=True, exist_ok=True)
     config = work / "config.toml"
-    config.write_text(CONFIG.format(n=args.n, steps=args.steps, model=DEFAULT_CACHE / "undefended" / "model.keras"))
+    config.write_text(CONFIG.format(n=args.n, steps=args.steps, epsilons=list(EPSILONS), model=DEFAULT_CACHE / "undefended" / "model.keras"))
     run = [sys.executable, "-m", "advrobust", "run", str(config)]
     for folder in ("single", "shard-1", "shard-2", "merged"):
         shutil.rmtree(work / folder, ignore_errors=True)
@@ -110,14 +111,14 @@ def main() -> None:
         row["cpu_share"] = round(row["cpu_seconds"] / single["cpu_seconds"], 3)
     equal = comparable(work / "single" / "results.json") == comparable(work / "merged" / "results.json")
 
-    print(f"Sharding: {args.n} Fashion-MNIST test images, FGSM + PGD-{args.steps} at 3 epsilons, undefended "
+    print(f"Sharding: {args.n} Fashion-MNIST test images, FGSM + PGD-{args.steps} at {len(EPSILONS)} epsilons, undefended "
           f"reference CNN, {os.cpu_count()} CPU cores")
     print(f"{'command':<10} {'wall s':>8} {'share':>6} {'CPU s':>8} {'share':>6}")
     for name, row in rows.items():
         print(f"{name:<10} {row['wall_seconds']:>8.1f} {row['wall_share']:>6.3f} {row['cpu_seconds']:>8.1f} "
               f"{row['cpu_share']:>6.3f}")
     print(f"merged results equal the single run's: {equal}")
-    report = {"benchmark": "sharding", "n": args.n, "steps": args.steps, "epsilons": [0.0, 0.05, 0.1],
+    report = {"benchmark": "sharding", "n": args.n, "steps": args.steps, "epsilons": list(EPSILONS),
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
               "rows": [{"run": name, **row} for name, row in rows.items()], "merged_equals_single": equal}
     from advrobust.files import atomic_write_text
