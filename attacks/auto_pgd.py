@@ -20,6 +20,12 @@ shifting and scaling the logits); ``targeted=True`` runs once per target class, 
 DLR (APGD-T) or descending the target's cross-entropy. Success is always a wrong
 prediction: the targets are a means, as in AutoAttack.
 
+Randomized models (``eot_iter`` > 1, AutoAttack's ``rand`` version): every loss and gradient
+is the mean over ``eot_iter`` forward and backward passes at the same point (expectation over
+transformation, Athalye et al. 2018), so a step follows the average of the draws' gradients
+and the best point is chosen by the average loss; success is a wrong prediction of the
+draws' mean logits. The draws run as one batch of ``eot_iter`` x B images.
+
 Cheap by construction, like AutoAttack's ensemble: examples already misclassified are not
 attacked, an example leaves the batch once it is fooled (its first successful iterate is
 returned), and every restart and target attacks only the examples still standing.
@@ -66,6 +72,7 @@ class _Static:
     clip: tuple[float, float] | None
     dtype: str
     example_shape: tuple[int, ...]
+    draws: int = 1  # eot_iter: forward and backward passes averaged per loss and gradient
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -111,7 +118,7 @@ def schedule(steps: int) -> list[tuple[int, int]]:
 def apgd(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", loss: Literal["ce", "dlr"] = "ce",
          targeted: bool = False, target_classes: int = 9, steps: int = 100, restarts: int = 1,
          clip: Clip = (0.0, 1.0), seed: int | None = None, batch_size: int | None = None,
-         compute_dtype: str | None = None):
+         compute_dtype: str | None = None, eot_iter: int = 1):
     """APGD-CE, APGD-DLR and APGD-T (Croce & Hein 2020), untargeted or over target classes.
 
     Args:
@@ -138,6 +145,9 @@ def apgd(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", loss: Liter
         batch_size: Rows (example and epsilon pairs) per compiled call, default 512.
         compute_dtype: None, or ``"bfloat16"``/``"float16"``/``"float32"``: take gradients
             with a copy of a Keras model computing in that dtype (:mod:`attacks.precision`).
+        eot_iter: For randomized models: draws of the model averaged per loss and gradient
+            (>= 1; AutoAttack's ``rand`` version uses 20). A compiled call then runs
+            ``eot_iter`` x ``batch_size`` images; lower ``batch_size`` if that is too many.
 
     Returns:
         ``x_adv`` with the dtype and array type of ``x`` (NumPy in, NumPy out; tensor in,
@@ -149,7 +159,7 @@ def apgd(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", loss: Liter
     Raises:
         ValueError: NaN or infinite values in x, x outside clip, length mismatch, labels
             outside the model's classes, negative eps, steps/restarts/target_classes/
-            batch_size < 1, unknown norm or loss, too few classes for the loss or the
+            batch_size/eot_iter < 1, unknown norm or loss, too few classes for the loss or the
             targets, a model returning probabilities instead of logits.
         TypeError: Non-float x, non-integer labels, a seed that is not an int, a model that
             is not callable.
@@ -160,6 +170,7 @@ def apgd(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", loss: Liter
     steps = validation.check_positive_int(steps, "steps")
     restarts = validation.check_positive_int(restarts, "restarts")
     target_classes = validation.check_positive_int(target_classes, "target_classes")
+    eot_iter = validation.check_positive_int(eot_iter, "eot_iter")
     batch_size = validation.check_positive_int(batch_size or DEFAULT_BATCH_SIZE, "batch_size")
     validation.check_seed(seed)
     compute_dtype = precision.check_compute_dtype(compute_dtype)
@@ -172,9 +183,9 @@ def apgd(model: Any, x: Any, y: Any, *, eps: Eps, norm: Any = "inf", loss: Liter
     _check_classes(loss, bool(targeted), target_classes, num_classes)
 
     static = _Static(norm=given.norm, loss=loss, targeted=bool(targeted), clip=given.clip, dtype=x_np.dtype.name,
-                     example_shape=tuple(x_np.shape[1:]))
+                     example_shape=tuple(x_np.shape[1:]), draws=eot_iter)
     compiled = _compiled(precision.compute_model(model, compute_dtype), static)
-    clean_logits = _logits(_compiled(model, static)("logits"), x_np, batch_size)
+    clean_logits = _logits(_compiled(model, static)("logits"), x_np, batch_size)  # one draw, as AutoAttack
     targets = _targets(clean_logits, y_np, target_classes) if targeted else y_np[:, None]
     base_seed = int(np.random.default_rng(seed).integers(0, 2**62))
     rows = _Rows.stacked(x_np, y_np, epsilons, clean_logits.argmax(axis=1) != y_np)
@@ -397,12 +408,24 @@ def _build(logits_fn: Callable, static: _Static) -> Callable[[Any], Callable]:
                   "y": labels, "target": labels, "increases": tf.TensorSpec((None,), tf.int32),
                   "halved": tf.TensorSpec((None,), tf.bool), "success": tf.TensorSpec((None,), tf.bool)}
     objective = _objective(static)
+    draws = static.draws
+
+    def expected(x_t, y, target):
+        """(logits, loss) at ``x_t``: of one pass, or the means over ``draws`` passes."""
+        if draws == 1:
+            logits = tf.cast(logits_fn(x_t), dtype)  # a low-precision copy's logits, cast up
+            return logits, tf.cast(objective(logits, y, target), dtype)
+        batch = tf.shape(x_t)[0]
+        tiled = tf.tile(x_t, tf.concat([[draws], tf.ones([tf.rank(x_t) - 1], tf.int32)], 0))
+        logits = tf.cast(logits_fn(tiled), dtype)
+        loss = tf.cast(objective(logits, tf.tile(y, [draws]), tf.tile(target, [draws])), dtype)
+        return (tf.reduce_mean(tf.reshape(logits, [draws, batch, -1]), axis=0),
+                tf.reduce_mean(tf.reshape(loss, [draws, batch]), axis=0))
 
     def evaluate(x_t, y, target):
         with tf.GradientTape() as tape:
             tape.watch(x_t)
-            logits = tf.cast(logits_fn(x_t), dtype)  # a low-precision copy's logits, cast up
-            loss = tf.cast(objective(logits, y, target), dtype)
+            logits, loss = expected(x_t, y, target)
             total = tf.reduce_sum(loss)
         success = tf.not_equal(tf.argmax(logits, axis=-1, output_type=tf.int64), y)
         return loss, tape.gradient(total, x_t), success

@@ -21,13 +21,16 @@ Presets (:data:`PRESETS`), each a sequence of ``(label, attack name, parameters)
 * ``fast``: a cheaper budget in the same spirit, for quick looks: APGD-CE (20 steps),
   APGD-T (3 targets, 20 steps each), Square (300 queries). Its cost and gap against
   ``standard`` are measured by ``benchmarks/autoattack.py`` (see docs/guide/attacks.md).
-* ``rand``: AutoAttack's version for randomized models: APGD-CE and APGD-DLR (100 steps),
-  each on the expectation of the model's logits over 20 draws (EOT).
+* ``rand``: for randomized models, AutoAttack's rand members: APGD-CE and APGD-DLR (100
+  steps), each on the mean of the model's logits over 20 draws (``eot: 20``, below).
 
 A member's parameters may hold ``eot: n``, read by the ensemble, not the attack: the member
-then attacks ``mean over n draws of model(x)`` (the n draws run as one batch), whose gradient
-is the average of the draws' gradients; the verdict on the points stays one forward pass of
-the model itself, as in AutoAttack.
+then attacks the model ``mean over n draws of model(x)`` (the n draws run as one batch): a
+smoothed model, whose loss is that of the mean logits. AutoAttack instead averages the
+draws' losses and gradients, which APGD offers as ``eot_iter: n`` (a parameter of the
+attack). ``rand`` keeps the mean logits: on ``benchmarks/eot.py``'s noisy CNN they found
+at least as many points as ``eot_iter`` (see docs/guide/attacks.md). Either way the verdict
+on the points stays one forward pass of the model itself, as in AutoAttack.
 
 The ensemble counts the images run forward through the model and differentiated through it
 (``forward_passes``, ``backward_passes``), per image of ``x``: it hands the members a

@@ -17,7 +17,10 @@ The table also says how close each PGD row comes to the machine's float32 comput
 multiply-accumulates per image and step (forward plus input gradient, counted from the
 layers) times images/s times steps, against a float32 matrix product timed in the same run,
 and ends with where one step's time goes (forward pass, input gradient, the largest
-convolution alone), to show how much any float32 loop could still gain.
+convolution alone), to show how much any float32 loop could still gain. Each PGD row that
+runs every step is also set against its own bound (issue 24): ``vs_bound`` is its images/s
+over ``n / (40 x t)``, where ``t`` is the measured time of one forward pass plus input
+gradient on all ``n`` images, the least a 40-step loop on them can cost.
 MNIST is found as by advrobust.data.load
 (ADVROBUST_DATA_DIR, ...). Each method runs once to warm up
 (tracing, graph building), then the methods take turns for ``--repeats`` timed rounds
@@ -257,26 +260,31 @@ def main() -> None:
 
     roof = float32_matmul_gmacs()
     macs_per_step = 2 * forward_macs(model)  # forward pass + gradient with respect to the input
+    breakdown = step_breakdown(model, x, y)
+    step_seconds = next(part["seconds"] for part in breakdown if part["part"] == "forward + input gradient")
+    bound = args.n / (STEPS * step_seconds)  # images/s of STEPS back-to-back steps, nothing else
     for row in rows:
         same = {r["method"]: r["images_per_second"] for r in rows if r["attack"] == row["attack"]}
         row["vs_bare_loop"] = row["images_per_second"] / same["bare tf.function loop"]
         row["advrobust_speedup"] = same["advrobust"] / row["images_per_second"]
         all_steps = row["attack"] == "PGD-40" and row["method"] != "advrobust early_stop"
         row["gmacs_per_second"] = row["images_per_second"] * STEPS * macs_per_step / 1e9 if all_steps else None
+        row["vs_bound"] = row["images_per_second"] / bound if all_steps else None
 
     header = (f"{'attack':7s} {'method':22s} {'images/s':>10s} {'x bare loop':>12s} "
-              f"{'advrobust is x faster':>22s} {'robust acc':>11s} {'% of fp32 roof':>15s}")
+              f"{'advrobust is x faster':>22s} {'robust acc':>11s} {'% of fp32 roof':>15s} {'x bound':>8s}")
     print("\n" + header + "\n" + "-" * len(header))
     for row in rows:
         share = "" if row["gmacs_per_second"] is None else f"{100 * row['gmacs_per_second'] / roof:.0f}"
+        versus_bound = "" if row["vs_bound"] is None else f"{row['vs_bound']:.2f}"
         print(f"{row['attack']:7s} {row['method']:22s} {row['images_per_second']:10.1f} "
               f"{row['vs_bare_loop']:12.2f} {row['advrobust_speedup']:22.2f} {row['robust_accuracy']:11.3f} "
-              f"{share:>15s}")
+              f"{share:>15s} {versus_bound:>8s}")
     print(f"\nfp32 roof: {roof:.1f} GMAC/s (2048x2048 matmul); {macs_per_step / 1e6:.1f} M MAC per image "
           "and step (forward + input gradient); the 'advrobust is x faster' column compares with the "
-          "float32 'advrobust' row")
+          "float32 'advrobust' row; 'x bound' is a PGD row's images/s over "
+          f"{bound:.1f}, {args.n} images / (40 x one forward + input gradient on them)")
 
-    breakdown = step_breakdown(model, x, y)
     print(f"\nOne PGD step on all {args.n} images, float32 (best of 10; forward-only MACs counted as "
           "for the roof; the layer's input gradient does as many MACs as its forward pass):")
     for part in breakdown:
@@ -295,6 +303,7 @@ def main() -> None:
                     "tensorflow": tf.__version__},
         "rows": rows,
         "fp32_roof_gmacs_per_second": roof,
+        "bound_images_per_second": bound,
         "step_breakdown": breakdown,
     }
     print(f"\nwrote {atomic_write_text(args.out, json.dumps(result, indent=2) + chr(10))}")

@@ -51,6 +51,7 @@ UNTESTED_ON_THEIR_OWN = {
     "benchmarks/robust_curve.py": "a benchmark script, run by hand",
     "benchmarks/training_cost.py": "a benchmark script, run by hand",
     "benchmarks/sharding.py": "a benchmark script, run by hand",
+    "benchmarks/eot.py": "a benchmark script, run by hand",
 }
 
 

@@ -3,13 +3,15 @@ checkpoint schedule and rule, ball and range, shapes and dtypes, seeds, K epsilo
 call, strength against PGD (also where cross-entropy gradients vanish), registration, and
 every documented bad input."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from attacks import AttackSpec, apgd, apgd_art, get_attack, pgd
-from attacks.auto_pgd import _checkpoint, checkpoints, schedule, trace_count
+from attacks.auto_pgd import _build, _checkpoint, _Static, checkpoints, schedule, trace_count
 from attacks.backend import keras, tf
 from advrobust.evaluation import robust_accuracy_curve
 from tests.attacks.conftest import assert_refuses_like_pgd, probabilities
@@ -222,7 +224,41 @@ def test_bad_input_raises_the_same_error_as_pgd(model, kwargs):
     assert_refuses_like_pgd(apgd, arguments)
 
 
+def test_eot_averages_the_draws_losses_and_gradients_not_their_logits():
+    """With ``eot_iter=D`` a loss and gradient are the means of the D draws' own (AutoAttack's
+    rand version), hand-checked on a model whose draw d scales the logits by SCALES[d]; the
+    success verdict is the draws' mean logits'."""
+    scales = tf.constant([1.0, -3.0, 0.5, 2.0])  # draw d of a batch of B: logits * scales[d]
+    batch = len(X2)
+
+    def drawn(t):  # the D draws arrive as one batch of D x B rows, draw by draw
+        return tf.matmul(t, W) * tf.gather(scales, tf.range(tf.shape(t)[0]) // batch)[:, None]
+
+    static = _Static(norm="inf", loss="ce", targeted=False, clip=(0.0, 1.0), dtype="float32", example_shape=(2,),
+                     draws=len(scales))
+    y = tf.constant(Y2, tf.int64)
+    loss, gradient, success = _build(drawn, static)("evaluate")(tf.constant(X2), y, y)
+    single = dataclasses.replace(static, draws=1)
+    per_draw = [_build(lambda t, s=s: tf.matmul(t, W) * s, single)("evaluate")(tf.constant(X2), y, y)
+                for s in scales.numpy()]
+    np.testing.assert_allclose(loss, np.mean([d[0] for d in per_draw], axis=0), rtol=1e-5)
+    np.testing.assert_allclose(gradient, np.mean([d[1] for d in per_draw], axis=0), rtol=1e-5, atol=1e-6)
+    mean_logits = (X2 @ W) * float(np.mean(scales))
+    np.testing.assert_array_equal(success, np.argmax(mean_logits, axis=1) != Y2)
+
+
+def test_eot_on_a_deterministic_model_finds_what_one_draw_finds(wide):
+    model, x, y, _ = wide
+    one = apgd(model, x, y, eps=0.05, steps=20, seed=0)
+    averaged = apgd(model, x, y, eps=0.05, steps=20, seed=0, eot_iter=3)
+    assert 0 < np.mean(predictions(model, one) == y) < 1  # a radius where some points resist
+    np.testing.assert_array_equal(predictions(model, one) == y, predictions(model, averaged) == y)
+    np.testing.assert_allclose(averaged, one, atol=1e-5)
+
+
 def test_apgd_specific_errors(model):
+    with pytest.raises(ValueError, match="eot_iter must be an integer >= 1, got 0"):
+        apgd(model, X2, Y2, eps=0.1, eot_iter=0)
     with pytest.raises(ValueError, match="unknown loss 'margin'; choose one of: ce, dlr"):
         apgd(model, X2, Y2, eps=0.1, loss="margin")
     with pytest.raises(ValueError, match=r"target_classes=3 is out of range: the model has 3 classes"):

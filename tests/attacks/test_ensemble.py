@@ -181,11 +181,14 @@ def test_random_input_noise_is_seen_through_by_expectation(cnn, small_run):
                      training=False)
 
     single = robust_accuracy(noisy, pgd(noisy, x, y, eps=EPS, steps=10, seed=0), y)
-    members = [("apgd-ce", "apgd", {"loss": "ce", "steps": 10, "eot": 10})]
-    result = worst_case(noisy, x, y, eps=EPS, attacks=members, seed=0)
-    assert result.robust_accuracy <= small_run.robust_accuracy + 0.03
-    assert single >= result.robust_accuracy + NOISE_GAP
-    assert result.backward_passes >= 10 * 10 * small_run.robust_accuracy  # every draw is counted
+    # the rand preset's members on the ensemble's mean-logits model (eot), and on APGD's own
+    # AutoAttack-style EOT, the mean of the draws' losses and gradients (eot_iter)
+    for expectation in ("eot", "eot_iter"):
+        members = [(f"apgd-{loss}", "apgd", {"loss": loss, "steps": 10, expectation: 10}) for loss in ("ce", "dlr")]
+        result = worst_case(noisy, x, y, eps=EPS, attacks=members, seed=0)
+        assert result.robust_accuracy <= small_run.robust_accuracy + 0.03, expectation
+        assert single >= result.robust_accuracy + NOISE_GAP, expectation
+        assert result.backward_passes >= 10 * 10 * small_run.robust_accuracy, expectation  # every draw counted
 
 
 def test_unknown_preset_and_bad_members_are_refused(linear4):
