@@ -19,8 +19,8 @@ layers) times images/s times steps, against a float32 matrix product timed in th
 and ends with where one step's time goes (forward pass, input gradient, the largest
 convolution alone), to show how much any float32 loop could still gain. Each PGD row that
 runs every step is also set against its own bound (issue 24): ``vs_bound`` is its images/s
-over ``n / (40 x t)``, where ``t`` is the measured time of one forward pass plus input
-gradient on all ``n`` images, the least a 40-step loop on them can cost.
+over ``n / (40 x t)``, where ``t`` is the best of 10 timings of one forward pass plus input
+gradient on all ``n`` images: what 40 such steps cost with nothing else in the loop.
 MNIST is found as by advrobust.data.load
 (ADVROBUST_DATA_DIR, ...). Each method runs once to warm up
 (tracing, graph building), then the methods take turns for ``--repeats`` timed rounds

@@ -226,9 +226,10 @@ def test_bad_input_raises_the_same_error_as_pgd(model, kwargs):
 
 def test_eot_averages_the_draws_losses_and_gradients_not_their_logits():
     """With ``eot_iter=D`` a loss and gradient are the means of the D draws' own (AutoAttack's
-    rand version), hand-checked on a model whose draw d scales the logits by SCALES[d]; the
-    success verdict is the draws' mean logits'."""
-    scales = tf.constant([1.0, -3.0, 0.5, 2.0])  # draw d of a batch of B: logits * scales[d]
+    rand version), hand-checked on a model whose draw d scales the logits by ``scales[d]``;
+    success is judged on the draws' mean logits (here: reversed, so every point succeeds,
+    which no single draw but the second would say)."""
+    scales = tf.constant([1.0, -4.0, 0.5, 2.0])  # draw d of a batch of B: logits * scales[d]; mean -0.125
     batch = len(X2)
 
     def drawn(t):  # the D draws arrive as one batch of D x B rows, draw by draw
@@ -245,6 +246,7 @@ def test_eot_averages_the_draws_losses_and_gradients_not_their_logits():
     np.testing.assert_allclose(gradient, np.mean([d[1] for d in per_draw], axis=0), rtol=1e-5, atol=1e-6)
     mean_logits = (X2 @ W) * float(np.mean(scales))
     np.testing.assert_array_equal(success, np.argmax(mean_logits, axis=1) != Y2)
+    assert success.numpy().all()
 
 
 def test_eot_on_a_deterministic_model_finds_what_one_draw_finds(wide):
