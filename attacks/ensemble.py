@@ -28,8 +28,8 @@ A member's parameters may hold ``eot: n``, read by the ensemble, not the attack:
 then attacks the model ``mean over n draws of model(x)`` (the n draws run as one batch): a
 smoothed model, whose loss is that of the mean logits. AutoAttack instead averages the
 draws' losses and gradients, which APGD offers as ``eot_iter: n`` (a parameter of the
-attack). ``rand`` keeps the mean logits, which found at least as many points as
-``eot_iter`` on a CNN with input noise (``benchmarks/eot.py`` compares the two). Either way
+attack). ``rand`` keeps the mean logits, which found more points than ``eot_iter`` on a
+CNN with input noise (``benchmarks/eot.py`` compares the two). Either way
 the verdict on the points stays one forward pass of the model itself, as in AutoAttack.
 
 The ensemble counts the images run forward through the model and differentiated through it
