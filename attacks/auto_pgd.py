@@ -47,6 +47,7 @@ import numpy as np
 from attacks import losses, loop, norms, precision, validation
 from attacks.backend import tf
 from attacks.compiled import CompiledCache
+from attacks.draws import mean_over_draws, tile_draws
 
 DEFAULT_BATCH_SIZE = 512
 APGD_LOSSES: tuple[str, ...] = ("ce", "dlr")
@@ -415,12 +416,9 @@ def _build(logits_fn: Callable, static: _Static) -> Callable[[Any], Callable]:
         if draws == 1:
             logits = tf.cast(logits_fn(x_t), dtype)  # a low-precision copy's logits, cast up
             return logits, tf.cast(objective(logits, y, target), dtype)
-        batch = tf.shape(x_t)[0]
-        tiled = tf.tile(x_t, tf.concat([[draws], tf.ones([tf.rank(x_t) - 1], tf.int32)], 0))
-        logits = tf.cast(logits_fn(tiled), dtype)
-        loss = tf.cast(objective(logits, tf.tile(y, [draws]), tf.tile(target, [draws])), dtype)
-        return (tf.reduce_mean(tf.reshape(logits, [draws, batch, -1]), axis=0),
-                tf.reduce_mean(tf.reshape(loss, [draws, batch]), axis=0))
+        logits = tf.cast(logits_fn(tile_draws(x_t, draws)), dtype)
+        loss = tf.cast(objective(logits, tile_draws(y, draws), tile_draws(target, draws)), dtype)
+        return mean_over_draws(logits, draws), mean_over_draws(loss, draws)
 
     def evaluate(x_t, y, target):
         with tf.GradientTape() as tape:

@@ -49,6 +49,7 @@ import numpy as np
 
 from attacks import validation
 from attacks.backend import tf
+from attacks.draws import mean_over_draws, tile_draws
 
 DEFAULT_BATCH_SIZE = 512
 CLEAN = "clean"  # broken_by of points the model misclassifies without any attack
@@ -215,9 +216,7 @@ class _Expectation:
         Returns:
             The mean logits (B, C).
         """
-        tiled = tf.tile(x, tf.concat([[self._draws], tf.ones([tf.rank(x) - 1], tf.int32)], 0))
-        logits = self._counted(tiled)
-        return tf.reduce_mean(tf.reshape(logits, [self._draws, tf.shape(x)[0], -1]), axis=0)
+        return mean_over_draws(self._counted(tile_draws(x, self._draws)), self._draws)
 
 
 _COUNTERS: "weakref.WeakKeyDictionary[Any, CountedModel]" = weakref.WeakKeyDictionary()

@@ -32,6 +32,7 @@ MODULES = (
     "attacks.backend",
     "attacks.carlini_wagner",
     "attacks.compiled",
+    "attacks.draws",
     "attacks.external",
     "attacks.fab_attack",
     "attacks.gradient",
