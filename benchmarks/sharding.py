@@ -2,10 +2,10 @@
 
 Question (issue 24): split in two with ``advrobust run --shard I/2``, how much of one
 unsharded run's time does each shard take, and do the merged results equal the unsharded
-run's? Each shard computes half of the units (attack x chunk); what does not shrink is a
-fixed start-up (TensorFlow import, loading the model and data, tracing) and the cheap
-clean-image checks every shard runs, while the merge runs the masking probes and writes
-the report.
+run's? Each shard computes half of the units (attack x chunk) and half of the chunks of
+the minimal-eps search; what does not shrink is a fixed start-up (TensorFlow import,
+loading the model and data, tracing) and the cheap clean-image checks every shard runs,
+while the merge runs the masking probes and writes the report.
 
 Setup: the undefended reference CNN of ``benchmarks/reference_models.py``, given by path;
 the first ``--n`` Fashion-MNIST test images (default 2000) in chunks of 500; FGSM and

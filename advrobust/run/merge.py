@@ -3,11 +3,13 @@
 The shards (:mod:`advrobust.run.shard`) must be all N shards of one config, each given
 once and finished, and no unit may come from two of them. Then their models and units
 are copied into a new store in ``DIR``, and the normal runner (:func:`advrobust.run.runner.run`)
-writes results.json, the outcomes and the report from it: every unit is read, none is
-computed (a unit that no shard holds stops the merge with its name). What the runner
-computes besides units is small and deterministic: the logits and gradient checks on the
-clean images, and the few adversarial examples the report shows. So the merged run's
-files equal an unsharded run's, but for the times in them.
+writes results.json, the outcomes and the report from it: every unit and every chunk of
+the minimal-eps search is read, none is computed (one that no shard holds stops the merge
+with its name). What the runner computes besides them is deterministic: the checks on the
+clean check examples (logits, gradients), the masking probes, which need the whole
+curves (DeepFool, the PGD path, the doubled budget, Square on what the white-box attacks
+left), and the few adversarial examples the report shows. So the merged run's files
+equal an unsharded run's, but for the times in them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from advrobust.run import runner
 from advrobust.run.config import RunConfig
 from advrobust.run.shard import read_record
 from advrobust.run.store import STORE_NAME, ResultStore, StoredUnits
+
+
+SHARED_TABLES = ("units", "minimal_eps_chunks")  # each shard holds its share of their rows
 
 
 class MergeError(ValueError):
@@ -137,17 +142,20 @@ def _check_models(shards: list[Path]) -> None:
 
 
 def _check_units(shards: list[Path]) -> None:
-    """No unit comes from two shards."""
-    owner: dict[tuple, Path] = {}
-    for shard in shards:
-        columns, rows = _rows(shard, "units")
-        at = [columns.index(name) for name in ("model", "attack", "batch")]
-        for row in rows:
-            key = tuple(row[index] for index in at)
-            if key in owner:
-                raise MergeError(f"unit (model {key[0]!r}, attack {key[1]!r}, chunk {key[2]}) is in both {owner[key]} "
-                                 f"and {shard}; each unit must come from one shard")
-            owner[key] = shard
+    """No unit, and no chunk of the minimal-eps search, comes from two shards."""
+    for table, keys, what in (("units", ("model", "attack", "batch"), "unit (model {!r}, attack {!r}, chunk {})"),
+                              ("minimal_eps_chunks", ("model", "start"),
+                               "minimal eps (model {!r}, chunk from check example {})")):
+        owner: dict[tuple, Path] = {}
+        for shard in shards:
+            columns, rows = _rows(shard, table)
+            at = [columns.index(name) for name in keys]
+            for row in rows:
+                key = tuple(row[index] for index in at)
+                if key in owner:
+                    raise MergeError(f"{what.format(*key)} is in both {owner[key]} and {shard}; each unit must come "
+                                     "from one shard")
+                owner[key] = shard
 
 
 class _Merge:
@@ -160,13 +168,14 @@ class _Merge:
         self.shards = shards
 
     def prepare(self, config: RunConfig, store: ResultStore, out: Path) -> None:
-        """Copy every model folder of the first shard and every shard's units into ``out``."""
+        """Copy every model folder of the first shard and every shard's units and minimal-eps
+        chunks into ``out``."""
         shutil.copytree(self.shards[0] / "models", out / "models", dirs_exist_ok=True)
         connection = sqlite3.connect(store.path, timeout=30)
         try:
             with connection:
                 for number, shard in enumerate(self.shards):
-                    for table in ("models", "units") if number == 0 else ("units",):
+                    for table in ("models", *SHARED_TABLES) if number == 0 else SHARED_TABLES:
                         columns, rows = _rows(shard, table)
                         names = ", ".join(columns)
                         marks = ", ".join("?" for _ in columns)
@@ -177,6 +186,18 @@ class _Merge:
     def units(self, units: StoredUnits, model: str) -> "_Complete":
         """``units``, where a unit not stored is an error."""
         return _Complete(units, model)
+
+    def computes(self, model: str, key: str, chunk: int, *, stored: bool) -> bool:
+        """True for a chunk the shards stored: the merge reads it; one they did not is an error.
+
+        Raises:
+            MergeError: The chunk is in no shard (or was made under other settings).
+        """
+        if not stored:
+            raise MergeError(f"{key} (model {model!r}, chunk {chunk}) is in no shard, or was made under other "
+                             "settings: run the shards again (with --resume) from the same config and version of "
+                             "advrobust")
+        return True
 
     def finish(self, config: RunConfig, store: ResultStore, out: Path) -> None:
         """Never called: a merge is a whole run."""

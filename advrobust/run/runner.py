@@ -3,7 +3,7 @@ each one at every epsilon, run the sanity checks, and write results and the repo
 
 Layout of the output folder ``DIR``::
 
-    store.sqlite             finished units (models, attacked batches, minimal eps): resumable
+    store.sqlite             finished units (models, attacked batches, minimal-eps chunks): resumable
     config.json              the resolved config and its hash
     models/NN-NAME/          model.keras + model.card.json (+ training logs)
     examples/NN-NAME.npz     a few clean/adversarial examples per model for the report
@@ -84,6 +84,22 @@ class RunPart(Protocol):
 
         Returns:
             An :class:`advrobust.evaluation.curves.UnitCache` wrapping ``units``.
+        """
+
+    def computes(self, model: str, key: str, chunk: int, *, stored: bool) -> bool:
+        """Whether a chunk of work that is not a unit is this part's to compute or read.
+
+        Such chunks are those of the minimal-eps search; the run asks about every one, in
+        run order, stored or not.
+
+        Args:
+            model: The model's name.
+            key: What the chunk is of (``"minimal_eps"``).
+            chunk: The chunk's index, >= 0.
+            stored: Whether the store holds the chunk already.
+
+        Returns:
+            True if the chunk is this part's: computed here unless stored, and read.
         """
 
     def finish(self, config: RunConfig, store: ResultStore, out: Path) -> None:
@@ -215,37 +231,57 @@ def _middle_eps(epsilons: tuple[float, ...]) -> float:
 
 
 MINIMAL_EPS_SEARCH_STEPS = 8  # bisection rounds: the bracket ends within 2**-8 (0.4%) of DeepFool's bound
+MINIMAL_EPS_CHUNK = 100  # check examples per stored chunk of the search (fewer if the run's batch_size is)
 
 
 def _minimal_eps(item: _Model, x: np.ndarray, y: np.ndarray, config: RunConfig, store: ResultStore,
-                 interrupts: Interrupts) -> MinimalEpsRecord:
+                 interrupts: Interrupts, part: RunPart | None) -> MinimalEpsRecord | None:
     """Per example of the check examples, the smallest eps at which
-    :func:`attacks.minimal_epsilon` found an adversarial example; a stored unit, computed
-    once and reused on resume. APGD gets the steps of the run's strongest iterative
-    attack, so the curve it implies is comparable with the worst case."""
+    :func:`attacks.minimal_epsilon` found an adversarial example. APGD gets the steps of
+    the run's strongest iterative attack, so the curve it implies is comparable with the
+    worst case.
+
+    The search runs in chunks of check examples, each seeded from the run's seed and its
+    first index, and each stored when done (reused on resume). ``part`` decides which
+    chunks are computed here: a shard computes its share and gets None; a merge computes
+    none and reads them all.
+    """
     n_check = min(config.check_examples, len(x))
     strong = _iterative(config.attacks_for(item.entry))
     default_steps = inspect.signature(get_attack(strong.name)).parameters["steps"].default
+    chunk = min(MINIMAL_EPS_CHUNK, config.batch_size)
     params = {"steps": int(strong.params.get("steps", default_steps)),
               "search_steps": MINIMAL_EPS_SEARCH_STEPS, "loss": "ce", "seed": config.seed}
-    spec = digest({"model": item.spec, "norm": config.norm, "n_examples": n_check, "params": params})
-    done = store.minimal_eps(item.entry.name, spec)
-    if done is None:
-        started = time.time()
-        values = minimal.minimal_epsilon(item.model, x[:n_check], y[:n_check], norm=config.norm,
-                                         batch_size=config.batch_size, **params)
-        done = (values, time.time() - started)
-        store.put_minimal_eps(item.entry.name, *done, spec=spec)
-        _log(f"model {item.entry.name!r}: minimal eps of {n_check} check examples, median {np.median(values):.4g} "
-             f"({done[1]:.1f} s)")
-        interrupts.check()
-    values, seconds = done
+    values, seconds, computed = [], 0.0, []
+    for index, start in enumerate(range(0, n_check, chunk)):
+        stop = min(start + chunk, n_check)
+        spec = digest({"model": item.spec, "norm": config.norm, "examples": [start, stop], "params": params})
+        done = store.minimal_eps_chunk(item.entry.name, start, spec)
+        if part is not None and not part.computes(item.entry.name, "minimal_eps", index, stored=done is not None):
+            continue  # another shard's, or (a merge) read from the store
+        if done is None:
+            started = time.time()
+            seed = int(np.random.default_rng([config.seed, start]).integers(0, 2**62))
+            radii = minimal.minimal_epsilon(item.model, x[start:stop], y[start:stop], norm=config.norm,
+                                            batch_size=config.batch_size, **{**params, "seed": seed})
+            done = (radii, time.time() - started)
+            store.put_minimal_eps_chunk(item.entry.name, start, *done, spec=spec)
+            computed.append(stop - start)
+            interrupts.check()
+        values.append(done[0])
+        seconds += done[1]
+    if computed:
+        _log(f"model {item.entry.name!r}: minimal eps searched on {sum(computed)} check examples "
+             f"({len(computed)} chunk(s) of at most {chunk})")
+    if part is not None and part.partial:
+        return None
+    found = np.concatenate(values)
     return MinimalEpsRecord(
-        attack="minimal_epsilon", norm=config.norm, values=[None if math.isinf(v) else float(v) for v in values],
+        attack="minimal_epsilon", norm=config.norm, values=[None if math.isinf(v) else float(v) for v in found],
         note=f"per example of the first {n_check} test images, the distance of the closest adversarial example "
              f"found (DeepFool bound, then {MINIMAL_EPS_SEARCH_STEPS} bisection rounds of APGD-CE with "
              f"{params['steps']} steps); 0: misclassified clean; null: none found within the clip box",
-        params={**params, "n_examples": n_check}, seconds=round(seconds, 2))
+        params={**params, "n_examples": n_check, "chunk_examples": chunk}, seconds=round(seconds, 2))
 
 
 def _examples(item: _Model, x: np.ndarray, y: np.ndarray, attack: AttackEntry, eps: float, norm: str,
@@ -697,11 +733,11 @@ def _run(config: RunConfig, out: Path, *, resume: bool, update: bool, data_dir: 
                 verdicts, check_curves = _run_checks(item, [other for other in items if other is not item], x, y,
                                                      result, config, units, progress,
                                                      probes=part is None or not part.partial, strategy=strategy)
+            with interrupts.deferred():
+                minimal_eps = _minimal_eps(item, x, y, config, store, interrupts, part)
             if part is not None and part.partial:
                 continue
             verdicts += [checks.certified_not_broken(curve, result.curves, model=item.entry.name) for curve in bounded]
-            with interrupts.deferred():
-                minimal_eps = _minimal_eps(item, x, y, config, store, interrupts)
             examples = _examples(item, x, y, _iterative(config.attacks_for(item.entry)), _middle_eps(config.epsilons),
                                  config.norm, config.examples, out)
             measured.append((verdicts, check_curves, examples, minimal_eps,

@@ -8,7 +8,8 @@ store, ``config.json``, the models and ``shard.json``; it writes no results.
 
 Ownership is deterministic and balanced: units are numbered in the order the run asks
 for them, which is the same in every shard (the models in config order; for each, every
-chunk of every attack, then of the checks' attacks; each asked for whether stored or not),
+chunk of every attack, then of the checks' attacks, then every chunk of the minimal-eps
+search; each asked for whether stored or not),
 and unit k goes to shard ``k mod N + 1``. So each shard gets ``floor`` or ``ceil`` of
 ``1/N`` of all units, and of the chunks of every curve (one model, one attack).
 
@@ -95,6 +96,23 @@ class Shard:
         """
         number = self._numbers.setdefault((model, attack, batch), len(self._numbers))
         return number % self.count == self.index - 1
+
+    def computes(self, model: str, key: str, chunk: int, *, stored: bool) -> bool:
+        """Whether this shard computes a chunk of the minimal-eps search.
+
+        The chunks are numbered with the units, so owned as they are.
+
+        Args:
+            model: The model's name.
+            key: What the chunk is of (``"minimal_eps"``).
+            chunk: The chunk's index, >= 0.
+            stored: Whether the shard's store holds it (a resumed shard); ownership
+                does not depend on it.
+
+        Returns:
+            :meth:`owns` of it.
+        """
+        return self.owns(model, key, chunk)
 
     def units(self, units: StoredUnits, model: str) -> "ShardUnits":
         """The unit cache of ``model`` in this shard.

@@ -10,9 +10,13 @@ one; SQLite's journal rolls an interrupted transaction back on the next open. Un
   run's epsilons at once (they are computed in one batched call), holding the per-example
   clean and robust outcomes as packed bits and, for the ensemble ``autoattack``, per eps
   the points each member broke (JSON ``broken_by``; NULL for other attacks);
-* a model's per-example minimal eps (``minimal_eps`` table): the radii
-  :func:`attacks.minimal_epsilon` found on the model's check examples, float64 bytes
-  (``inf``: none found).
+* a chunk of a model's per-example minimal eps (``minimal_eps_chunks`` table): the radii
+  :func:`attacks.minimal_epsilon` found on a chunk of the model's check examples (the
+  chunk's first index is its key), float64 bytes (``inf``: none found). Chunks, like
+  units, are what a shard of the run computes its share of.
+
+Stores made before chunks also hold a ``minimal_eps`` table (one row of all check
+examples per model); it opens, but is no longer read: such a run searches again, in chunks.
 
 Every model and unit also records its *spec*: a digest of everything that decides its
 outcome (for a unit: the model's spec, the attack and its parameters, the epsilons and
@@ -51,11 +55,14 @@ CREATE TABLE IF NOT EXISTS units (
     n INTEGER NOT NULL, epsilons TEXT NOT NULL, clean BLOB NOT NULL, robust BLOB NOT NULL,
     seconds REAL NOT NULL, finished REAL NOT NULL,
     PRIMARY KEY (model, attack, batch));
-CREATE TABLE IF NOT EXISTS minimal_eps (
-    model TEXT PRIMARY KEY, n INTEGER NOT NULL, eps BLOB NOT NULL, seconds REAL NOT NULL, finished REAL NOT NULL,
-    spec TEXT);
+CREATE TABLE IF NOT EXISTS minimal_eps_chunks (
+    model TEXT NOT NULL, start INTEGER NOT NULL, n INTEGER NOT NULL, eps BLOB NOT NULL, seconds REAL NOT NULL,
+    finished REAL NOT NULL, spec TEXT,
+    PRIMARY KEY (model, start));
 """
-KNOWN_TABLES = ("meta", "models", "units", "minimal_eps")
+LEGACY_TABLES = ("minimal_eps",)  # made by older versions; opened, never read or written
+KNOWN_TABLES = ("meta", "models", "units", "minimal_eps_chunks", *LEGACY_TABLES)
+WORK_TABLES = ("models", "units", "minimal_eps_chunks", *LEGACY_TABLES)
 # Nullable columns newer than the first stores, added to older ones when opened.
 ADDED_COLUMNS = (("models", "spec"), ("units", "spec"), ("units", "broken_by"))
 
@@ -189,10 +196,11 @@ class ResultStore:
         """Whether any model or unit is finished.
 
         Returns:
-            True if the models, units or minimal_eps table holds a row.
+            True if a table of finished work (``WORK_TABLES``) holds a row.
         """
+        tables = {row[0] for row in self._connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         return any(self._connection.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
-                   for table in ("models", "units", "minimal_eps"))
+                   for table in WORK_TABLES if table in tables)
 
     # -- models ---------------------------------------------------------------------------
     def model(self, name: str, spec: str | None = None) -> tuple[str, dict[str, Any]] | None:
@@ -283,30 +291,34 @@ class ResultStore:
                 (model, attack, batch, len(clean), json.dumps(list(map(float, epsilons))), _pack(clean),
                  _pack(robust), float(seconds), time.time(), spec, counts))
 
-    # -- per-example minimal eps ------------------------------------------------------------
-    def minimal_eps(self, model: str, spec: str | None = None) -> tuple[np.ndarray, float] | None:
-        """A model's per-example minimal eps, finished under ``spec``.
+    # -- per-example minimal eps, in chunks -------------------------------------------------
+    def minimal_eps_chunk(self, model: str, start: int, spec: str | None = None) -> tuple[np.ndarray, float] | None:
+        """A chunk of a model's per-example minimal eps, finished under ``spec``.
 
         Args:
             model: The model's name.
+            start: The index of the chunk's first check example.
             spec: The digest of what decides the values (model, examples, search
-                settings); None: whatever is stored for ``model``.
+                settings); None: whatever is stored for the chunk.
 
         Returns:
-            ``(min_eps (n,) float64, inf where none was found; seconds)``, or None if none
-            was finished under ``spec``.
+            ``(min_eps (n,) float64, inf where none was found; seconds)``, or None if the
+            chunk was not finished under ``spec``.
         """
-        row = self._connection.execute("SELECT eps, seconds, spec FROM minimal_eps WHERE model = ?",
-                                       (model,)).fetchone()
-        if row is None or not self._matches("minimal_eps", "model = ?", (model,), row[2], spec):
+        row = self._connection.execute(
+            "SELECT eps, seconds, spec FROM minimal_eps_chunks WHERE model = ? AND start = ?", (model, start)).fetchone()
+        if row is None or not self._matches("minimal_eps_chunks", "model = ? AND start = ?", (model, start), row[2],
+                                            spec):
             return None
         return np.frombuffer(row[0], dtype=np.float64).copy(), row[1]
 
-    def put_minimal_eps(self, model: str, min_eps: np.ndarray, seconds: float, spec: str | None = None) -> None:
-        """Commit a model's per-example minimal eps (replacing one stored for it).
+    def put_minimal_eps_chunk(self, model: str, start: int, min_eps: np.ndarray, seconds: float,
+                              spec: str | None = None) -> None:
+        """Commit a chunk of a model's per-example minimal eps (replacing one stored for it).
 
         Args:
             model: The model's name.
+            start: The index of the chunk's first check example.
             min_eps: (n,) radii >= 0; ``inf`` where none was found.
             seconds: The search's compute time.
             spec: The digest of what decides the values, or None.
@@ -314,8 +326,9 @@ class ResultStore:
         values = np.asarray(min_eps, dtype=np.float64).reshape(-1)
         with self._connection:
             self._connection.execute(
-                "INSERT OR REPLACE INTO minimal_eps (model, n, eps, seconds, finished, spec) VALUES (?, ?, ?, ?, ?, ?)",
-                (model, len(values), values.tobytes(), float(seconds), time.time(), spec))
+                "INSERT OR REPLACE INTO minimal_eps_chunks (model, start, n, eps, seconds, finished, spec) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", (model, int(start), len(values), values.tobytes(), float(seconds),
+                                                  time.time(), spec))
 
     def unit_count(self) -> int:
         """The number of finished units.

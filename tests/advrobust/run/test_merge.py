@@ -1,6 +1,7 @@
 """advrobust.run.merge: two shards of a small real run, merged, equal the unsharded run (results.json,
 results.csv, outcomes, examples, report and figures, but for times); each shard computes half the
-units; merges of foreign, missing, repeated, unfinished or overlapping shards are refused in one line."""
+units and half the minimal-eps search; merges of foreign, missing, repeated, unfinished or
+overlapping shards are refused in one line."""
 
 from __future__ import annotations
 
@@ -143,6 +144,33 @@ def test_each_shard_computes_half_the_units_and_together_all(runs):
         assert record == {"shard": index, "shards": 2, "config_hash": config.load(runs["whole"].parent / "run.toml").hash(),
                           "finished": True, "units": len(shard)}
         assert not (runs[f"shard{index}"] / "results.json").exists()  # a shard alone has no results
+
+
+def _minimal_eps_chunks(folder):
+    with sqlite3.connect(folder / "store.sqlite") as connection:
+        return set(connection.execute("SELECT model, start, finished, eps FROM minimal_eps_chunks"))
+
+
+def test_the_minimal_eps_search_is_split_between_the_shards_and_read_not_run_by_the_merge(runs):
+    whole, first, second, merged = (_minimal_eps_chunks(runs[name]) for name in ("whole", "shard1", "shard2",
+                                                                               "merged"))
+    keys = {(model, start) for model, start, _, _ in whole}
+    assert keys == {(model, start) for model in ("trained", "untrained") for start in (0, 30)}  # 60 in chunks of 30
+    assert len(first) == len(second) == 2 and first | second == merged  # copied as they were: same finish times
+    assert {(model, start) for model, start, _, _ in merged} == keys
+    assert {(model, start, eps) for model, start, _, eps in merged} == {(model, start, eps) for model, start, _, eps
+                                                                        in whole}
+
+
+def test_merge_refuses_a_minimal_eps_chunk_that_no_shard_holds(runs, tmp_path):
+    second = _copy(runs, "shard2", tmp_path)
+    with sqlite3.connect(second / "store.sqlite") as connection:
+        model, start = connection.execute("SELECT model, start FROM minimal_eps_chunks LIMIT 1").fetchone()
+        connection.execute("DELETE FROM minimal_eps_chunks WHERE model = ? AND start = ?", (model, start))
+    with pytest.raises(merge.MergeError, match=rf"minimal_eps \(model '{model}', chunk {start // 30}\) is in no "
+                                               "shard"):
+        merge.merge([runs["shard1"], second], tmp_path / "merged", progress=False)
+    assert not (tmp_path / "merged" / "results.json").exists()
 
 
 def _copy(runs, name, tmp_path, **record):

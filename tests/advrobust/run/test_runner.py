@@ -143,7 +143,8 @@ def test_minimal_eps_is_searched_per_check_example_and_agrees_with_the_worst_cas
     out, results = finished_run
     minimal = json.loads((out / "results.json").read_text())["models"][0]["minimal_eps"]
     assert minimal["attack"] == "minimal_epsilon" and minimal["norm"] == "inf"
-    assert minimal["params"] == {"steps": 10, "search_steps": 8, "loss": "ce", "seed": 0, "n_examples": 100}
+    assert minimal["params"] == {"steps": 10, "search_steps": 8, "loss": "ce", "seed": 0, "n_examples": 100,
+                                 "chunk_examples": 25}  # the run's batch_size, under runner.MINIMAL_EPS_CHUNK
     assert len(minimal["values"]) == 100 and minimal["seconds"] > 0
     values = np.array([np.inf if value is None else value for value in minimal["values"]])
     saved = outcomes.load(out, "trained")
@@ -154,10 +155,13 @@ def test_minimal_eps_is_searched_per_check_example_and_agrees_with_the_worst_cas
     assert 0.0 < np.median(values) < 0.3
 
 
-def _minimal_eps_rows(store: Path) -> dict[str, tuple[float, bytes]]:
+def _minimal_eps_rows(store: Path) -> dict[str, list[tuple[int, float, bytes]]]:
+    rows: dict[str, list[tuple[int, float, bytes]]] = {}
     with sqlite3.connect(store) as connection:
-        return {model: (finished, eps) for model, finished, eps
-                in connection.execute("SELECT model, finished, eps FROM minimal_eps")}
+        for model, start, finished, eps in connection.execute(
+                "SELECT model, start, finished, eps FROM minimal_eps_chunks ORDER BY model, start"):
+            rows.setdefault(model, []).append((start, finished, eps))
+    return rows
 
 
 @pytest.mark.slow
@@ -167,6 +171,7 @@ def test_resume_reuses_the_stored_minimal_eps(finished_run, run_config, tmp_path
     shutil.copytree(source, out)
     before = _minimal_eps_rows(out / "store.sqlite")
     assert set(before) == {"trained", "<script>alert(1)</script>"}
+    assert [start for start, _, _ in before["trained"]] == [0, 25, 50, 75]  # chunks of batch_size check examples
     resumed = runner.run(config.load(run_config), out, resume=True, progress=False, report=False)
     assert _minimal_eps_rows(out / "store.sqlite") == before  # not searched again
     assert [model.minimal_eps for model in resumed.models] == [model.minimal_eps for model in results.models]

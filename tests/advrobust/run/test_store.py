@@ -123,22 +123,25 @@ def test_a_store_made_before_units_held_counts_opens_and_gains_the_column(tmp_pa
         assert store.unit("m", "autoattack", 0).broken_by == [{"apgd-ce": 1}]
 
 
-def test_store_keeps_a_models_minimal_eps_with_inf_under_its_spec(tmp_path):
+def test_store_keeps_each_chunk_of_a_models_minimal_eps_with_inf_under_its_spec(tmp_path):
     path = tmp_path / "store.sqlite"
-    values = np.array([0.0, 0.125, np.inf, 0.3])
+    first, second = np.array([0.0, 0.125, np.inf]), np.array([0.3])
     with ResultStore(path, config_hash="h1", config={}, resume=False) as store:
-        assert store.minimal_eps("m") is None
-        store.put_minimal_eps("m", values, 2.5, spec="s1")
+        assert store.minimal_eps_chunk("m", 0) is None
+        store.put_minimal_eps_chunk("m", 0, first, 2.5, spec="s1")
+        store.put_minimal_eps_chunk("m", 3, second, 1.0, spec="s2")
         assert store.has_work()
-    with pytest.raises(StoreMismatchError, match="--resume"):  # a finished minimal eps is work to keep
+    with pytest.raises(StoreMismatchError, match="--resume"):  # a finished chunk is work to keep
         ResultStore(path, config_hash="h1", config={}, resume=False)
     with ResultStore(path, config_hash="h1", config={}, resume=True) as store:
-        got, seconds = store.minimal_eps("m", "s1")
-        np.testing.assert_array_equal(got, values)
-        assert seconds == 2.5 and store.minimal_eps("m", "s2") is None and store.minimal_eps("other") is None
+        got, seconds = store.minimal_eps_chunk("m", 0, "s1")
+        np.testing.assert_array_equal(got, first)
+        assert seconds == 2.5 and store.minimal_eps_chunk("m", 3, "s2")[0].tolist() == [0.3]
+        assert store.minimal_eps_chunk("m", 0, "s2") is None and store.minimal_eps_chunk("m", 3, "s1") is None
+        assert store.minimal_eps_chunk("m", 1) is None and store.minimal_eps_chunk("other", 0) is None
 
 
-def test_a_store_made_before_minimal_eps_opens_and_gains_its_table(tmp_path):
+def test_a_store_made_before_minimal_eps_chunks_opens_gains_their_table_and_keeps_its_work(tmp_path):
     path = tmp_path / "store.sqlite"
     with sqlite3.connect(path) as connection:
         connection.executescript(
@@ -147,8 +150,13 @@ def test_a_store_made_before_minimal_eps_opens_and_gains_its_table(tmp_path):
             "CREATE TABLE units (model TEXT NOT NULL, attack TEXT NOT NULL, batch INTEGER NOT NULL, n INTEGER NOT NULL,"
             " epsilons TEXT NOT NULL, clean BLOB NOT NULL, robust BLOB NOT NULL, seconds REAL NOT NULL,"
             " finished REAL NOT NULL, PRIMARY KEY (model, attack, batch));"
+            "CREATE TABLE minimal_eps (model TEXT PRIMARY KEY, n INTEGER NOT NULL, eps BLOB NOT NULL,"
+            " seconds REAL NOT NULL, finished REAL NOT NULL, spec TEXT);"
+            "INSERT INTO minimal_eps VALUES ('m', 1, x'0000000000000000', 1.0, 0.0, 's');"
             "INSERT INTO meta VALUES ('config_hash', 'h1');")
+    with pytest.raises(StoreMismatchError, match="--resume"):  # the old table's row is finished work too
+        ResultStore(path, config_hash="h1", config={}, resume=False)
     with ResultStore(path, config_hash="h1", config={}, resume=True) as store:
-        assert store.minimal_eps("m") is None
-        store.put_minimal_eps("m", np.array([0.5]), 1.0, spec="s")
-        assert store.minimal_eps("m", "s")[0].tolist() == [0.5]
+        assert store.minimal_eps_chunk("m", 0) is None  # the old whole-set row is not read: searched again
+        store.put_minimal_eps_chunk("m", 0, np.array([0.5]), 1.0, spec="s")
+        assert store.minimal_eps_chunk("m", 0, "s")[0].tolist() == [0.5]
