@@ -114,9 +114,13 @@ def _config(shard: Path) -> RunConfig:
 
 
 def _rows(shard: Path, table: str) -> tuple[list[str], list[tuple]]:
-    """The column names and rows of a table of a shard's store, read only."""
+    """The column names and rows of a table of a shard's store, read only; none if the
+    store has no such table (a shard of an older version: what it lacks is then missing)."""
     connection = sqlite3.connect(f"{(shard / STORE_NAME).resolve().as_uri()}?mode=ro", uri=True)
     try:
+        if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() \
+                is None:
+            return [], []
         cursor = connection.execute(f"SELECT * FROM {table}")
         return [column[0] for column in cursor.description], cursor.fetchall()
     finally:
@@ -149,7 +153,7 @@ def _check_units(shards: list[Path]) -> None:
         owner: dict[tuple, Path] = {}
         for shard in shards:
             columns, rows = _rows(shard, table)
-            at = [columns.index(name) for name in keys]
+            at = [columns.index(name) for name in keys] if rows else []
             for row in rows:
                 key = tuple(row[index] for index in at)
                 if key in owner:
@@ -177,6 +181,8 @@ class _Merge:
                 for number, shard in enumerate(self.shards):
                     for table in ("models", *SHARED_TABLES) if number == 0 else SHARED_TABLES:
                         columns, rows = _rows(shard, table)
+                        if not rows:
+                            continue
                         names = ", ".join(columns)
                         marks = ", ".join("?" for _ in columns)
                         connection.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)

@@ -162,15 +162,30 @@ def test_the_minimal_eps_search_is_split_between_the_shards_and_read_not_run_by_
                                                                         in whole}
 
 
-def test_merge_refuses_a_minimal_eps_chunk_that_no_shard_holds(runs, tmp_path):
+@pytest.mark.parametrize("older", [False, True], ids=["row deleted", "shard of an older version"])
+def test_merge_refuses_a_minimal_eps_chunk_that_no_shard_holds(older, runs, tmp_path):
     second = _copy(runs, "shard2", tmp_path)
     with sqlite3.connect(second / "store.sqlite") as connection:
-        model, start = connection.execute("SELECT model, start FROM minimal_eps_chunks LIMIT 1").fetchone()
-        connection.execute("DELETE FROM minimal_eps_chunks WHERE model = ? AND start = ?", (model, start))
+        model, start = connection.execute("SELECT model, start FROM minimal_eps_chunks ORDER BY model, start"
+                                          ).fetchone()
+        if older:  # made before the search ran in chunks: no table at all
+            connection.execute("DROP TABLE minimal_eps_chunks")
+        else:
+            connection.execute("DELETE FROM minimal_eps_chunks WHERE model = ? AND start = ?", (model, start))
     with pytest.raises(merge.MergeError, match=rf"minimal_eps \(model '{model}', chunk {start // 30}\) is in no "
                                                "shard"):
         merge.merge([runs["shard1"], second], tmp_path / "merged", progress=False)
     assert not (tmp_path / "merged" / "results.json").exists()
+
+
+def test_merge_refuses_a_minimal_eps_chunk_from_two_shards(runs, tmp_path):
+    second = _copy(runs, "shard2", tmp_path)
+    with sqlite3.connect(runs["shard1"] / "store.sqlite") as source, sqlite3.connect(second / "store.sqlite") as target:
+        row = source.execute("SELECT * FROM minimal_eps_chunks ORDER BY model, start LIMIT 1").fetchone()
+        target.execute(f"INSERT INTO minimal_eps_chunks VALUES ({', '.join('?' * len(row))})", row)
+    with pytest.raises(merge.MergeError, match=rf"minimal eps \(model '{row[0]}', chunk from check example "
+                                               rf"{row[1]}\) is in both .*shard1 and .*shard2-copy"):
+        merge.merge([runs["shard1"], second], tmp_path / "merged", progress=False)
 
 
 def _copy(runs, name, tmp_path, **record):
