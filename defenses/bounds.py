@@ -109,14 +109,17 @@ class _Affine:
 
 
 class _Dense(_Affine):
+    # tensordot, not einsum("...i,io->...o"): the einsum's weight gradient broadcasts over
+    # the batch first, materialising (N, in, out) (on the reference CNN's 9216 x 128 layer,
+    # 0.86 s of a 1.0 s IBP training step at batch 128); tensordot is one matmul each way.
     def linear(self, x):
-        return tf.einsum("...i,io->...o", x, self.weight)
+        return tf.tensordot(x, self.weight, axes=1)
 
     def abs_linear(self, x):
-        return tf.einsum("...i,io->...o", x, tf.abs(self.weight))
+        return tf.tensordot(x, tf.abs(self.weight), axes=1)
 
     def transpose(self, coef, input_like):
-        return tf.einsum("...o,io->...i", coef, self.weight)
+        return tf.tensordot(coef, self.weight, axes=[[-1], [1]])
 
     def l2_radius(self, eps, output):
         return eps * tf.norm(self.weight, axis=0) * tf.ones_like(output)
