@@ -61,6 +61,24 @@ def _split_signs(coef: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.nn.relu(coef), -tf.nn.relu(-coef)
 
 
+# The two products below are sums over a coefficient tensor of S times an example's size;
+# written as matrix products they read it once instead of first writing coef * other.
+def _dot_per_example(coef: tf.Tensor, values: tf.Tensor) -> tf.Tensor:
+    """sum over everything but (N, S) of ``coef * values``, values (N, 1, ...) or (N, ...): (N, S)."""
+    shape = tf.shape(coef)
+    flat = tf.reshape(coef, tf.concat([shape[:2], [-1]], axis=0))
+    return tf.linalg.matvec(flat, tf.reshape(values, [shape[0], -1]))
+
+
+def _dot_bias(coef: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
+    """sum over everything but (N, S) of ``coef * bias``, the bias broadcast from the right: (N, S)."""
+    rank = coef.shape.rank
+    if bias.shape.rank == 1 and rank is not None and rank >= 3:
+        per_channel = tf.reduce_sum(coef, axis=list(range(2, rank - 1))) if rank > 3 else coef
+        return tf.tensordot(per_channel, bias, axes=1)
+    return _sum_per_spec(coef * bias)
+
+
 class _Affine:
     """An affine layer ``linear(x) + bias``; subclasses give the linear part and its transpose.
 
@@ -104,7 +122,7 @@ class _Affine:
         return middle - radius, middle + radius
 
     def backward(self, coef: tf.Tensor, lower: tf.Tensor, upper: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        offset = tf.zeros(tf.shape(coef)[:2], coef.dtype) if self.bias is None else _sum_per_spec(coef * self.bias)
+        offset = tf.zeros(tf.shape(coef)[:2], coef.dtype) if self.bias is None else _dot_bias(coef, self.bias)
         return self.transpose(coef, lower), offset
 
 
@@ -210,7 +228,7 @@ class _Relu:
         upper_offset = tf.where(unstable, -lower * upper_slope, tf.zeros_like(upper))
         lower_slope = tf.where(unstable, tf.cast(upper > -lower, coef.dtype), active)
         negative = tf.minimum(coef, 0)
-        return tf.where(coef > 0, coef * lower_slope, coef * upper_slope), _sum_per_spec(negative * upper_offset)
+        return tf.where(coef > 0, coef * lower_slope, coef * upper_slope), _dot_per_example(negative, upper_offset)
 
 
 class _MaxPool:
@@ -228,18 +246,38 @@ class _MaxPool:
         lower, upper = tf.stop_gradient(lower), upper
         lower_max, argmax = tf.nn.max_pool_with_argmax(lower, self.pool_size, self.strides, self.padding)
         upper_max = self.forward(upper)
-        decided = self._decided(lower, upper, lower_max, argmax) if self.disjoint else tf.zeros_like(lower_max)
-        decided = decided[:, None]
+        if self.disjoint:
+            chosen = self._scatter(tf.ones_like(lower_max)[:, None], argmax, lower)[:, 0] > 0
+            decided = self._decided(upper, lower_max, chosen)
+        else:
+            chosen, decided = None, tf.zeros_like(lower_max)
         positive, negative = _split_signs(coef)
-        on_argmax = positive + negative * decided
-        offset = _sum_per_spec(negative * (1 - decided) * upper_max[:, None])
+        on_argmax = positive + negative * decided[:, None]
+        offset = _dot_per_example(negative, (1 - decided) * upper_max)
+        if chosen is not None and self._tiles(lower):
+            return self._spread(on_argmax, chosen), offset
         return self._scatter(on_argmax, argmax, lower), offset
 
-    def _decided(self, lower, upper, lower_max, argmax):
+    def _decided(self, upper, lower_max, chosen):
         """1 where the window's argmax input is certainly its maximum, else 0 (N, Ho, Wo, C)."""
-        chosen = self._scatter(tf.ones_like(lower_max)[:, None], argmax, lower)[:, 0] > 0
         others_max = self.forward(tf.where(chosen, tf.fill(tf.shape(upper), upper.dtype.min), upper))
-        return tf.cast(lower_max >= others_max, lower.dtype)
+        return tf.cast(lower_max >= others_max, lower_max.dtype)
+
+    def _tiles(self, input_like: tf.Tensor) -> bool:
+        """Whether the windows tile the input exactly: stride = pool size, dividing H and W."""
+        height, width = input_like.shape[1:3]
+        return (tuple(self.strides) == tuple(self.pool_size) and height is not None and width is not None
+                and height % self.pool_size[0] == 0 and width % self.pool_size[1] == 0)
+
+    def _spread(self, values: tf.Tensor, chosen: tf.Tensor) -> tf.Tensor:
+        """:meth:`_scatter` where the windows tile the input: each of the (N, S, Ho, Wo, C)
+        values repeated over its window, kept at the window's argmax input (``chosen``, (N, H,
+        W, C)); one broadcast product instead of a scatter of N x S x H x W x C entries."""
+        (ph, pw), shape = self.pool_size, tf.shape(values)
+        n, s, ho, wo, c = (shape[i] for i in range(5))
+        # Each value over its window (a 7-d broadcast product is not implemented on CPU).
+        windows = tf.broadcast_to(tf.reshape(values, [n, s, ho, 1, wo, 1, c]), [n, s, ho, ph, wo, pw, c])
+        return tf.reshape(windows, [n, s, ho * ph, wo * pw, c]) * tf.cast(chosen, values.dtype)[:, None]
 
     @staticmethod
     def _scatter(values: tf.Tensor, argmax: tf.Tensor, input_like: tf.Tensor) -> tf.Tensor:

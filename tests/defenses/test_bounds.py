@@ -61,7 +61,15 @@ def odd_conv_model(seed=0):
                              keras.layers.Dense(2)])
 
 
-MODELS = {"dense": dense_model, "conv": conv_model, "odd_conv": odd_conv_model}
+def tiled_pool_model(seed=0):
+    """Max-pool windows that tile their input exactly, as in the reference CNN: the
+    backward step spreads its coefficients over the windows instead of scattering them."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+                             keras.layers.MaxPooling2D(2), keras.layers.Flatten(), keras.layers.Dense(3)])
+
+
+MODELS = {"dense": dense_model, "conv": conv_model, "odd_conv": odd_conv_model, "tiled_pool": tiled_pool_model}
 
 
 def test_the_network_computes_what_the_model_computes():
@@ -134,13 +142,14 @@ def _samples(x, eps, norm, clip, count, rng):
     return (x + eps * direction * scale.reshape(-1, *[1] * (len(shape) - 1))).astype(np.float32)
 
 
-CASES = [("dense", "inf", 0.1), ("dense", "l2", 0.3), ("conv", "inf", 0.05), ("conv", "l2", 0.3)]
+CASES = [("dense", "inf", 0.1), ("dense", "l2", 0.3), ("conv", "inf", 0.05), ("conv", "l2", 0.3),
+         ("tiled_pool", "inf", 0.05)]
 
 
 @pytest.mark.parametrize("kind, norm, eps", CASES, ids=[f"{k}-{n}" for k, n, _ in CASES])
 def test_sampled_points_lie_inside_the_bounds(kind, norm, eps):
     rng = np.random.default_rng(1)
-    model = dense_model() if kind == "dense" else conv_model()
+    model = MODELS[kind]()
     net = bounds.network(model)
     clip = (0.0, 1.0) if norm == "inf" else None
     x = rng.random((1, *model.input_shape[1:]), dtype=np.float32)
@@ -200,7 +209,19 @@ def test_a_decided_max_pool_window_is_bounded_exactly():
     np.testing.assert_allclose(offset.numpy(), [[-0.8]], rtol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_where_windows_tile_the_spread_places_coefficients_as_the_scatter_does():
+    rng = np.random.default_rng(6)
+    pool = bounds.network(tiled_pool_model()).ops[2]
+    assert isinstance(pool, bounds._MaxPool)
+    lower = tf.constant(rng.standard_normal((2, 8, 8, 4)), tf.float32)
+    lower_max, argmax = tf.nn.max_pool_with_argmax(lower, 2, 2, "VALID")
+    chosen = pool._scatter(tf.ones_like(lower_max)[:, None], argmax, lower)[:, 0] > 0
+    values = tf.constant(rng.standard_normal((2, 3, 4, 4, 4)), tf.float32)
+    assert pool._tiles(lower) and not bounds.network(conv_model()).ops[2]._tiles(tf.zeros((1, 9, 9, 4)))
+    np.testing.assert_array_equal(pool._spread(values, chosen).numpy(), pool._scatter(values, argmax, lower).numpy())
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv", "tiled_pool"])
 def test_crown_ibp_is_never_looser_than_ibp_and_tighter_somewhere(kind):
     rng = np.random.default_rng(2)
     model = dense_model(seed=3) if kind == "dense" else conv_model(seed=3)
