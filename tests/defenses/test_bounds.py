@@ -224,7 +224,7 @@ def test_where_windows_tile_the_spread_places_coefficients_as_the_scatter_does()
 @pytest.mark.parametrize("kind", ["dense", "conv", "tiled_pool"])
 def test_crown_ibp_is_never_looser_than_ibp_and_tighter_somewhere(kind):
     rng = np.random.default_rng(2)
-    model = dense_model(seed=3) if kind == "dense" else conv_model(seed=3)
+    model = MODELS[kind](seed=3)
     net = bounds.network(model)
     x = rng.random((16, *model.input_shape[1:]), dtype=np.float32)
     y = rng.integers(0, net.num_classes, 16)
