@@ -315,17 +315,19 @@ def bound_margins(net: bounds.Network, x: tf.Tensor, y: tf.Tensor, eps: tf.Tenso
     """
     if method not in BOUND_METHODS:
         raise ValueError(f"unknown bound method {method!r}; choose one of: {', '.join(BOUND_METHODS)}")
-    ibp = bounds.margin_lower_bounds(net, x, y, eps, method="ibp", clip=clip)
+    def ibp():
+        return bounds.margin_lower_bounds(net, x, y, eps, method="ibp", clip=clip)
+
     if method == "ibp":
-        return ibp
-    beta = tf.cast(beta, ibp.dtype)
+        return ibp()
+    beta = tf.cast(beta, net.dtype)
 
     def mixed():
-        crown = bounds.margin_lower_bounds(net, x, y, eps, method="crown_ibp", clip=clip)
-        return beta * crown + (1.0 - beta) * ibp
+        interval, crown = bounds.margin_lower_bounds_both(net, x, y, eps, clip=clip)
+        return beta * crown + (1.0 - beta) * interval
 
     # After the ramp beta is 0: skip CROWN's backward pass, the costly part.
-    return tf.cond(beta > 0, mixed, lambda: ibp)
+    return tf.cond(beta > 0, mixed, ibp)
 
 
 def certified_loss(clean_logits: tf.Tensor, margins: tf.Tensor, y: tf.Tensor, *, kappa: tf.Tensor | float

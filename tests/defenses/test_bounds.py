@@ -216,9 +216,14 @@ def test_where_windows_tile_the_spread_places_coefficients_as_the_scatter_does()
     lower = tf.constant(rng.standard_normal((2, 8, 8, 4)), tf.float32)
     lower_max, argmax = tf.nn.max_pool_with_argmax(lower, 2, 2, "VALID")
     chosen = pool._scatter(tf.ones_like(lower_max)[:, None], argmax, lower)[:, 0] > 0
-    values = tf.constant(rng.standard_normal((2, 3, 4, 4, 4)), tf.float32)
+    coef = tf.constant(rng.standard_normal((2, 3, 4, 4, 4)), tf.float32)
+    decided = tf.constant(rng.integers(0, 2, (2, 4, 4, 4)), tf.float32)
+    upper_max = tf.constant(rng.standard_normal((2, 4, 4, 4)), tf.float32)
     assert pool._tiles(lower) and not bounds.network(conv_model()).ops[2]._tiles(tf.zeros((1, 9, 9, 4)))
-    np.testing.assert_array_equal(pool._spread(values, chosen).numpy(), pool._scatter(values, argmax, lower).numpy())
+    spread, spread_offset = bounds._pool_spread_backward(coef, decided, upper_max, chosen, pool.pool_size)
+    on_argmax, offset = bounds._pool_backward(coef, decided, upper_max)
+    np.testing.assert_array_equal(spread.numpy(), pool._scatter(on_argmax, argmax, lower).numpy())
+    np.testing.assert_allclose(spread_offset.numpy(), offset.numpy(), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["dense", "conv", "tiled_pool"])
@@ -233,6 +238,21 @@ def test_crown_ibp_is_never_looser_than_ibp_and_tighter_somewhere(kind):
         crown = bounds.margin_lower_bounds(net, x, y, eps, method="crown_ibp").numpy()
         assert np.all(crown >= ibp)
         assert np.mean(crown > ibp + 1e-6) > 0.5
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_margins_are_the_full_margin_spec_s_bounds_with_the_label_s_row_skipped(method):
+    rng = np.random.default_rng(4)
+    model = conv_model(seed=1)
+    net = bounds.network(model)
+    x = rng.random((12, *model.input_shape[1:]), dtype=np.float32)
+    y = np.arange(12) % net.num_classes  # every label, first and last class included
+    full = bounds.spec_lower_bounds(net, x, 0.03, bounds.margin_spec(y, net.num_classes), method=method).numpy()
+    full[np.arange(12), y] = 0.0
+    margins = bounds.margin_lower_bounds(net, x, y, 0.03, method=method).numpy()
+    np.testing.assert_allclose(margins, full, rtol=1e-5, atol=1e-5)
+    both = bounds.margin_lower_bounds_both(net, x, y, 0.03)
+    np.testing.assert_allclose(both[METHODS.index(method)].numpy(), margins, rtol=1e-5, atol=1e-5)
 
 
 def test_bounds_are_differentiable_in_the_weights():
