@@ -326,8 +326,9 @@ def bound_margins(net: bounds.Network, x: tf.Tensor, y: tf.Tensor, eps: tf.Tenso
         interval, crown = bounds.margin_lower_bounds_both(net, x, y, eps, clip=clip)
         return beta * crown + (1.0 - beta) * interval
 
-    # After the ramp beta is 0: skip CROWN's backward pass, the costly part.
-    return tf.cond(beta > 0, mixed, ibp)
+    # After the ramp beta is 0, and during the warm-up eps is 0, where IBP is already exact:
+    # either way skip CROWN's backward pass, the costly part.
+    return tf.cond((beta > 0) & (tf.cast(eps, net.dtype) > 0), mixed, ibp)
 
 
 def certified_loss(clean_logits: tf.Tensor, margins: tf.Tensor, y: tf.Tensor, *, kappa: tf.Tensor | float
