@@ -558,20 +558,14 @@ def spec_lower_bounds(net: Network, x: Any, eps: Any, spec: Any, *, method: str 
         ValueError: ``method`` or ``norm`` is unknown.
     """
     _check_choice(method, METHODS, "method")
-    return _spec_bounds(net, x, eps, spec, (method,), norm, clip)[method]
-
-
-def _spec_bounds(net: Network, x: Any, eps: Any, spec: Any, methods: tuple[str, ...], norm: str,
-                 clip: tuple[float, float] | None) -> dict[str, tf.Tensor]:
-    """:func:`spec_lower_bounds` for each of ``methods``, sharing one IBP pass."""
     x = tf.cast(x, net.dtype)
     eps = tf.cast(eps, net.dtype)
     spec = tf.cast(spec, net.dtype)
     bounds = interval_bounds(net, x, eps, norm=norm, clip=clip)
-    found = {"ibp": _backward_bound(net, bounds, spec, _affine_tail_start(net), x, eps, norm)}
-    if "crown_ibp" in methods:
-        found["crown_ibp"] = tf.maximum(found["ibp"], _backward_bound(net, bounds, spec, 0, x, eps, norm))
-    return found
+    interval = _backward_bound(net, bounds, spec, _affine_tail_start(net), x, eps, norm)
+    if method == "ibp":
+        return interval
+    return tf.maximum(interval, _backward_bound(net, bounds, spec, 0, x, eps, norm))
 
 
 def margin_spec(y: Any, num_classes: int, dtype: Any = "float32") -> tf.Tensor:
@@ -612,46 +606,17 @@ def margin_lower_bounds(net: Network, x: Any, y: Any, eps: Any, *, method: str =
     Raises:
         ValueError: ``method`` or ``norm`` is unknown.
     """
-    _check_choice(method, METHODS, "method")
-    return _margin_bounds(net, x, y, eps, (method,), norm, clip)[method]
-
-
-def margin_lower_bounds_both(net: Network, x: Any, y: Any, eps: Any, *, norm: str = "inf",
-                             clip: tuple[float, float] | None = (0.0, 1.0)) -> tuple[tf.Tensor, tf.Tensor]:
-    """:func:`margin_lower_bounds` by IBP and by CROWN-IBP, sharing one IBP pass.
-
-    Args:
-        net: The network from :func:`network`.
-        x: The centres of the balls, (N, ...) in the model's input shape.
-        y: The labels (N,), integers in [0, K).
-        eps: The radius, a number or scalar tensor >= 0.
-        norm: ``"inf"`` or ``"l2"``.
-        clip: The valid input range ``(low, high)`` the ball is intersected with, or None.
-
-    Returns:
-        ``(ibp, crown_ibp)``, each (N, K) in ``net.dtype``, 0 at each example's label;
-        ``crown_ibp >= ibp`` elementwise.
-
-    Raises:
-        ValueError: ``norm`` is unknown.
-    """
-    found = _margin_bounds(net, x, y, eps, METHODS, norm, clip)
-    return found["ibp"], found["crown_ibp"]
-
-
-def _margin_bounds(net: Network, x: Any, y: Any, eps: Any, methods: tuple[str, ...], norm: str,
-                   clip: tuple[float, float] | None) -> dict[str, tf.Tensor]:
     # The spec of the K - 1 other classes: the label's row of margin_spec is zero, and
-    # every spec row costs a backward pass of the network.
+    # every row costs a backward pass of the network.
     y = tf.cast(y, tf.int32)
     k = net.num_classes
     others = tf.range(k - 1)[None] + tf.cast(tf.range(k - 1)[None] >= y[:, None], tf.int32)  # (N, K-1)
     spec = tf.one_hot(y, k, dtype=net.dtype)[:, None] - tf.one_hot(others, k, dtype=net.dtype)
+    bounds = spec_lower_bounds(net, x, eps, spec, method=method, norm=norm, clip=clip)
     # Class j's bound sits at column j - (j > y) of the K - 1; the label's is the zero appended.
     classes = tf.range(k)[None]
     source = tf.where(classes < y[:, None], classes, tf.where(classes == y[:, None], k - 1, classes - 1))
-    return {method: tf.gather(tf.pad(bounds, [[0, 0], [0, 1]]), source, batch_dims=1)
-            for method, bounds in _spec_bounds(net, x, eps, spec, methods, norm, clip).items()}
+    return tf.gather(tf.pad(bounds, [[0, 0], [0, 1]]), source, batch_dims=1)
 
 
 def certified(margins: Any, y: Any) -> tf.Tensor:

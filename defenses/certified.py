@@ -315,20 +315,20 @@ def bound_margins(net: bounds.Network, x: tf.Tensor, y: tf.Tensor, eps: tf.Tenso
     """
     if method not in BOUND_METHODS:
         raise ValueError(f"unknown bound method {method!r}; choose one of: {', '.join(BOUND_METHODS)}")
-    def ibp():
-        return bounds.margin_lower_bounds(net, x, y, eps, method="ibp", clip=clip)
-
+    ibp = bounds.margin_lower_bounds(net, x, y, eps, method="ibp", clip=clip)
     if method == "ibp":
-        return ibp()
+        return ibp
     beta = tf.cast(beta, net.dtype)
 
     def mixed():
-        interval, crown = bounds.margin_lower_bounds_both(net, x, y, eps, clip=clip)
-        return beta * crown + (1.0 - beta) * interval
+        crown = bounds.margin_lower_bounds(net, x, y, eps, method="crown_ibp", clip=clip)
+        return beta * crown + (1.0 - beta) * ibp
 
     # After the ramp beta is 0, and during the warm-up eps is 0, where IBP is already exact:
-    # either way skip CROWN's backward pass, the costly part.
-    return tf.cond((beta > 0) & (tf.cast(eps, net.dtype) > 0), mixed, ibp)
+    # either way skip CROWN's backward pass, the costly part. (That branch repeats the IBP
+    # pass: sharing it gives the two branches different intermediates, which TensorFlow's
+    # type inference for the cond's gradient reports as an invalid graph.)
+    return tf.cond((beta > 0) & (tf.cast(eps, net.dtype) > 0), mixed, lambda: ibp)
 
 
 def certified_loss(clean_logits: tf.Tensor, margins: tf.Tensor, y: tf.Tensor, *, kappa: tf.Tensor | float

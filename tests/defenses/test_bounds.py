@@ -251,8 +251,6 @@ def test_margins_are_the_full_margin_spec_s_bounds_with_the_label_s_row_skipped(
     full[np.arange(12), y] = 0.0
     margins = bounds.margin_lower_bounds(net, x, y, 0.03, method=method).numpy()
     np.testing.assert_allclose(margins, full, rtol=1e-5, atol=1e-5)
-    both = bounds.margin_lower_bounds_both(net, x, y, 0.03)
-    np.testing.assert_allclose(both[METHODS.index(method)].numpy(), margins, rtol=1e-5, atol=1e-5)
 
 
 def test_bounds_are_differentiable_in_the_weights():
