@@ -97,7 +97,7 @@ def test_crown_ibp_at_beta_one_is_never_looser_than_ibp_and_mixes_linearly():
     assert np.all(crown.numpy() >= ibp.numpy() - 1e-6) and np.any(crown.numpy() > ibp.numpy() + 1e-4)
     np.testing.assert_allclose(half, (crown + ibp) / 2, atol=1e-6)
     np.testing.assert_array_equal(certified.bound_margins(net, x, y, eps, method="crown_ibp", beta=0.0), ibp)
-    # At eps 0 (the warm-up) CROWN is skipped: the bound is IBP's, which is the exact margin there.
+    # At eps 0 (the warm-up, where the CROWN pass is skipped) the bound is the exact margin.
     logits = model(x).numpy()
     exact = logits[np.arange(32), y][:, None] - logits
     np.testing.assert_allclose(certified.bound_margins(net, x, y, 0.0, method="crown_ibp", beta=1.0), exact,
