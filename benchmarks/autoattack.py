@@ -22,10 +22,12 @@ differentiated through it, per attacked image (``attacks.ensemble.counting_model
 the model for every row, ART's included). The summary gives ``fast``'s gap to ``standard``
 (points) and its share of ``standard``'s forward + backward passes.
 
-    python benchmarks/autoattack.py [--n 1000] [--rows fast,standard,...] [--out FILE.json]
+    python benchmarks/autoattack.py [--n 1000] [--rows fast,standard,...] [--out FILE.json] [--resume]
 
-Prints a table and writes JSON (default benchmarks/results/autoattack.json). Timings mean
-something only on an otherwise idle machine.
+Prints a table and writes JSON (default benchmarks/results/autoattack.json), rewritten
+after every row; ``--resume`` keeps the rows already there and measures the rest (ART's
+AutoAttack alone takes over an hour at n = 1000). Timings mean something only on an
+otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -135,6 +137,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--models", default="undefended,pgd_at", help="comma-separated: undefended, pgd_at")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the reference models' folder")
     parser.add_argument("--out", type=Path, default=RESULTS / "autoattack.json")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows already in --out (same n) and measure only the others")
     args = parser.parse_args(argv)
     rows = [row for row in args.rows.split(",") if row]
     unknown = sorted(set(rows) - set(ROWS))
@@ -143,24 +147,45 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     x, y = data.load("fashion_mnist", "test")
     x, y = x[:args.n], y[:args.n]
-    results: dict[str, dict[str, dict[str, Any]]] = {}
+    results = resumed(args.out, args.n) if args.resume else {}
     for name in args.models.split(","):
         model = reference_model(name, args.cache)
         clean = float(np.mean(np.argmax(model.predict(x, batch_size=500, verbose=0), axis=1) == y))
         print(f"{name}: clean accuracy {100 * clean:.1f}%", flush=True)
-        results[name] = {}
+        results.setdefault(name, {})
         for row in rows:
+            if row in results[name]:
+                print(f"  {row}: kept from {args.out}", flush=True)
+                continue
             results[name][row] = measure(row, model, x, y)
             print(f"  {row}: {100 * results[name][row]['robust_accuracy']:.1f}% "
                   f"in {results[name][row]['seconds']:.1f} s", flush=True)
+            report = write_report(args.out, results, args.n)  # after every row: a stop loses one row
     print_table(results, args.n)
+    report = write_report(args.out, results, args.n)
+    print(f"wrote {args.out}")
+    return report
+
+
+def resumed(path: Path, n: int) -> dict[str, dict[str, dict[str, Any]]]:
+    """The rows already measured in ``path`` for the same n and eps (empty if none)."""
+    if not path.exists():
+        return {}
+    earlier = json.loads(path.read_text())
+    if earlier.get("n") != n or earlier.get("eps") != EPS:
+        raise SystemExit(f"{path} holds n={earlier.get('n')}, eps={earlier.get('eps')}, not n={n}, eps={EPS}: "
+                         "choose another --out or drop --resume")
+    return earlier["results"]
+
+
+def write_report(path: Path, results: dict[str, dict[str, dict[str, Any]]], n: int) -> dict[str, Any]:
+    """Write the report of the rows measured so far, atomically; return it."""
     report = {"question": "worst_case presets vs ART's AutoAttack: robust accuracy, seconds, passes per image",
-              "dataset": "fashion_mnist", "n": args.n, "eps": EPS, "norm": "inf",
+              "dataset": "fashion_mnist", "n": n, "eps": EPS, "norm": "inf",
               "models": "benchmarks/reference_models.py",
               "machine": platform.platform(), "results": results, "summary": summary(results)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
     return report
 
 
