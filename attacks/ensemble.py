@@ -35,6 +35,8 @@ the verdict on the points stays one forward pass of the model itself, as in Auto
 The ensemble counts the images run forward through the model and differentiated through it
 (``forward_passes``, ``backward_passes``), per image of ``x``: it hands the members a
 counting wrapper of the model (kept per model, so compiled functions are traced once).
+With ``compute_dtype="bfloat16"`` the members search on a counted 16-bit copy instead
+(:mod:`attacks.precision`), and the verdicts stay with the model itself.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from attacks import validation
+from attacks import precision, validation
 from attacks.backend import tf
 from attacks.draws import mean_over_draws, tile_draws
 
@@ -250,7 +252,8 @@ def counting_model(model: Any) -> CountedModel:
 
 def worst_case(model: Any, x: Any, y: Any, *, eps: float, norm: Any = "inf", preset: str = "standard",
                attacks: Sequence[Member | str] | None = None, seed: int | None = None,
-               clip: tuple[float, float] | None = (0.0, 1.0), batch_size: int | None = None) -> EnsembleResult:
+               clip: tuple[float, float] | None = (0.0, 1.0), batch_size: int | None = None,
+               compute_dtype: str | None = None) -> EnsembleResult:
     """Robust accuracy as the worst case over an ensemble of attacks (AutoAttack's method).
 
     Args:
@@ -271,6 +274,16 @@ def worst_case(model: Any, x: Any, y: Any, *, eps: float, norm: Any = "inf", pre
             position); the same seed gives the same result for a deterministic model.
         clip: The valid input range (low, high), or None for unbounded inputs.
         batch_size: Images per compiled call of the members and the verdicts, default 512.
+        compute_dtype: None (the members attack the model as it is), or ``"bfloat16"`` /
+            ``"float16"`` / ``"float32"``: the members search on a copy of the model that
+            computes in that dtype (:mod:`attacks.precision`; Keras models only), while
+            every verdict (clean, and whether a member's point fools) stays one forward
+            pass of the model itself. A point that fools the copy but not the model (they
+            differ by about 1e-2 in the logits) is attacked again by the member with the
+            model itself. Faster on hardware with 16-bit units; the search can still
+            differ from a float32 one, so measure before relying on it
+            (``benchmarks/autoattack.py`` has a bfloat16 row). The copy's passes are
+            counted with the model's.
 
     Returns:
         An :class:`EnsembleResult`; its ``x_adv`` is a NumPy array with the dtype of ``x``.
@@ -278,8 +291,9 @@ def worst_case(model: Any, x: Any, y: Any, *, eps: float, norm: Any = "inf", pre
     Raises:
         ValueError: A bad input as for :func:`attacks.apgd`, a sequence of epsilons, an
             unknown preset or attack name (the message lists the choices), a member's
-            parameter the attack does not take or the ensemble sets, a repeated label, or a
-            member's parameter value the attack refuses.
+            parameter the attack does not take or the ensemble sets, a repeated label, a
+            member's parameter value the attack refuses, an unknown ``compute_dtype``, or
+            a ``compute_dtype`` for a model that :mod:`attacks.precision` cannot copy.
         TypeError: Non-float x, non-integer labels, a seed that is not an int, a model that
             is not callable, a malformed member.
     """
@@ -289,6 +303,7 @@ def worst_case(model: Any, x: Any, y: Any, *, eps: float, norm: Any = "inf", pre
         raise ValueError(f"worst_case takes one eps, got {eps!r}; use autoattack for several")
     validation.check_seed(seed)
     batch_size = validation.check_positive_int(batch_size or DEFAULT_BATCH_SIZE, "batch_size")
+    compute_dtype = precision.check_compute_dtype(compute_dtype)
     members = _members(preset, attacks)
     _check_members(members, given, batch_size)
     x_np, y_np, radius = given.x, given.y, float(given.epsilons[0])
@@ -297,7 +312,9 @@ def worst_case(model: Any, x: Any, y: Any, *, eps: float, norm: Any = "inf", pre
         return _empty_result(x_np, members, time.perf_counter() - started)
 
     counted = counting_model(model)
-    first_counts = counted.counts()
+    searched = _search_model(model, counted, compute_dtype)
+    counts = _Tally(counted, searched)
+    first_counts = counts()
     num_classes = validation.model_classes(counted, x_np, y_np)
     robust = counted.predictions(x_np, batch_size) == y_np
     x_adv = x_np.copy()
@@ -305,20 +322,31 @@ def worst_case(model: Any, x: Any, y: Any, *, eps: float, norm: Any = "inf", pre
     broken_by[~robust] = CLEAN
     per_attack, passes = [], []
     for index, (label, name, params) in enumerate(members):
-        before = counted.counts()
+        before = counts()
         todo = np.flatnonzero(robust)
         if todo.size:
-            points = _run_member(counted, name, params, x_np[todo], y_np[todo], eps=radius, norm=given.norm,
-                                 clip=given.clip, seed=_member_seed(seed, index), batch_size=batch_size,
-                                 num_classes=num_classes)
+            def run(attacked: CountedModel, rows: np.ndarray) -> np.ndarray:
+                return _run_member(attacked, name, params, x_np[rows], y_np[rows], eps=radius, norm=given.norm,
+                                   clip=given.clip, seed=_member_seed(seed, index), batch_size=batch_size,
+                                   num_classes=num_classes)
+
+            points = run(searched, todo)
             fooled = counted.predictions(points, batch_size) != y_np[todo]
+            if searched is not counted:
+                # The copy's logits differ from the model's by about 1e-2, so it stops at points
+                # on its side of the boundary that are not on the model's: search those again
+                # with the model itself (a few points, at full precision).
+                again = ~fooled & (searched.predictions(points, batch_size) != y_np[todo])
+                if again.any():
+                    points[again] = run(counted, todo[again])
+                    fooled[again] = counted.predictions(points[again], batch_size) != y_np[todo[again]]
             x_adv[todo[fooled]] = points[fooled]
             broken_by[todo[fooled]] = label
             robust[todo[fooled]] = False
-        after = counted.counts()
+        after = counts()
         per_attack.append((label, float(robust.mean())))
         passes.append((label, (after[0] - before[0]) / n, (after[1] - before[1]) / n))
-    last_counts = counted.counts()
+    last_counts = counts()
     return EnsembleResult(x_adv=x_adv, robust=robust, broken_by=broken_by, per_attack=tuple(per_attack),
                           seconds=time.perf_counter() - started,
                           forward_passes=(last_counts[0] - first_counts[0]) / n,
@@ -327,7 +355,8 @@ def worst_case(model: Any, x: Any, y: Any, *, eps: float, norm: Any = "inf", pre
 
 def autoattack(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm: Any = "inf",
                preset: str = "standard", attacks: Sequence[Member | str] | None = None, seed: int | None = None,
-               clip: tuple[float, float] | None = (0.0, 1.0), batch_size: int | None = None):
+               clip: tuple[float, float] | None = (0.0, 1.0), batch_size: int | None = None,
+               compute_dtype: str | None = None):
     """AutoAttack's adversarial points: :func:`worst_case`'s ``x_adv``, for one or K radii.
 
     Args:
@@ -342,6 +371,7 @@ def autoattack(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm
         seed: As for :func:`worst_case`.
         clip: As for :func:`worst_case`.
         batch_size: As for :func:`worst_case`.
+        compute_dtype: As for :func:`worst_case`.
 
     Returns:
         ``x_adv`` with the dtype and array type of ``x`` (NumPy in, NumPy out; tensor in,
@@ -355,8 +385,34 @@ def autoattack(model: Any, x: Any, y: Any, *, eps: float | Sequence[float], norm
     """
     given = validation.attack_input(x, y, eps, norm, clip)
     points = [worst_case(model, given.x, given.y, eps=float(radius), norm=given.norm, preset=preset, attacks=attacks,
-                         seed=seed, clip=given.clip, batch_size=batch_size).x_adv for radius in given.epsilons]
+                         seed=seed, clip=given.clip, batch_size=batch_size, compute_dtype=compute_dtype).x_adv
+              for radius in given.epsilons]
     return given.output(np.stack(points))
+
+
+def _search_model(model: Any, counted: CountedModel, compute_dtype: str | None) -> CountedModel:
+    """The counted model the members attack: ``counted`` itself, or a counted copy of
+    ``model`` computing in ``compute_dtype`` whose logits come back as float32 (kept
+    with the copy, so the members' compiled functions are traced once per copy)."""
+    copy = precision.compute_model(model, compute_dtype)
+    if copy is model:
+        return counted
+    counter = _COUNTERS.get(copy)
+    if counter is None:
+        logits_fn = validation.inference_fn(copy)
+        counter = _COUNTERS.setdefault(copy, CountedModel(lambda x: tf.cast(logits_fn(x), tf.float32)))
+    return counter
+
+
+class _Tally:
+    """The forward and backward images of the model and its search copy, summed."""
+
+    def __init__(self, *counters: CountedModel) -> None:
+        self._counters = tuple({id(counter): counter for counter in counters}.values())
+
+    def __call__(self) -> tuple[int, int]:
+        counts = [counter.counts() for counter in self._counters]
+        return sum(f for f, _ in counts), sum(b for _, b in counts)
 
 
 def _members(preset: Any, attacks: Sequence[Member | str] | None) -> tuple[Member, ...]:

@@ -11,6 +11,9 @@ the first N Fashion-MNIST test images at L-inf eps 0.1. Rows:
 
 * ``standard``: ``worst_case(preset="standard")``: APGD-CE, APGD-T (9 targets), FAB-T
   (9 targets), Square (5000 queries).
+* ``standard_bf16``: ``worst_case(preset="standard", compute_dtype="bfloat16")``: the same
+  members searching on a bfloat16 copy of the model, every verdict by the float32 model
+  (faster only on hardware with bfloat16 units: AVX512-BF16 or AMX CPUs, GPUs).
 * ``fast``: ``worst_case(preset="fast")``.
 * ``art_apgd_ce_dlr``: ART's APGD-CE then APGD-DLR (100 steps, 1 restart each), run as an
   ensemble by ``worst_case`` (so its passes are counted the same way).
@@ -20,7 +23,9 @@ the first N Fashion-MNIST test images at L-inf eps 0.1. Rows:
 For every row: seconds, robust accuracy, and the images run forward through the model and
 differentiated through it, per attacked image (``attacks.ensemble.counting_model`` wraps
 the model for every row, ART's included). The summary gives ``fast``'s gap to ``standard``
-(points) and its share of ``standard``'s forward + backward passes.
+(points) and its share of ``standard``'s forward + backward passes, and for ``standard``
+and ``standard_bf16`` the speed-up over ART's AutoAttack (its seconds / theirs) and the
+robust-accuracy gap to it (points; the goal allows at most +0.1).
 
     python benchmarks/autoattack.py [--n 1000] [--rows fast,standard,...] [--out FILE.json] [--resume]
 
@@ -51,7 +56,7 @@ from attacks.ensemble import counting_model, worst_case
 from reference_models import DEFAULT_CACHE, reference_model  # benchmarks/ is the script's folder
 
 EPS = 0.1
-ROWS = ("standard", "fast", "art_apgd_ce_dlr", "art_autoattack")
+ROWS = ("standard", "standard_bf16", "fast", "art_apgd_ce_dlr", "art_autoattack")
 RESULTS = Path(__file__).resolve().parent / "results"
 ART_BATCH = 500
 ART_APGD = (("art-apgd-ce", "apgd_ce_art", {}), ("art-apgd-dlr", "apgd_dlr_art", {}))
@@ -89,8 +94,10 @@ def art_autoattack(model: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def measure(row: str, model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """One row on one model: seconds, robust accuracy, passes per image."""
-    if row in ("standard", "fast", "art_apgd_ce_dlr"):
-        extra = {"attacks": ART_APGD} if row == "art_apgd_ce_dlr" else {"preset": row}
+    if row in ("standard", "standard_bf16", "fast", "art_apgd_ce_dlr"):
+        extra = {"attacks": ART_APGD} if row == "art_apgd_ce_dlr" else {"preset": row.removesuffix("_bf16")}
+        if row.endswith("_bf16"):
+            extra["compute_dtype"] = "bfloat16"
         result = worst_case(model, x, y, eps=EPS, seed=0, **extra)
         return {"seconds": result.seconds, "robust_accuracy": result.robust_accuracy,
                 "forward_passes": result.forward_passes, "backward_passes": result.backward_passes,
@@ -106,16 +113,24 @@ def measure(row: str, model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, Any
 
 
 def summary(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:
-    """Per model: fast's gap to standard (points) and share of standard's passes."""
-    out = {}
+    """Per model: fast's gap to standard (points) and share of standard's passes; the
+    standard rows' speed-up over ART's AutoAttack and robust-accuracy gap to it (points)."""
+    out: dict[str, dict[str, float]] = {}
     for name, rows in results.items():
+        out[name] = {}
         if "standard" in rows and "fast" in rows:
             standard, fast = rows["standard"], rows["fast"]
             passes = {key: row["forward_passes"] + row["backward_passes"] for key, row in (("s", standard),
                                                                                          ("f", fast))}
-            out[name] = {"fast_gap_points": 100 * (fast["robust_accuracy"] - standard["robust_accuracy"]),
-                         "fast_share_of_standard_passes": passes["f"] / passes["s"]}
-    return out
+            out[name].update({"fast_gap_points": 100 * (fast["robust_accuracy"] - standard["robust_accuracy"]),
+                              "fast_share_of_standard_passes": passes["f"] / passes["s"]})
+        art = rows.get("art_autoattack")
+        for row in ("standard", "standard_bf16"):
+            if art and row in rows:
+                out[name][f"{row}_speedup_vs_art_autoattack"] = art["seconds"] / rows[row]["seconds"]
+                out[name][f"{row}_gap_to_art_autoattack_points"] = 100 * (rows[row]["robust_accuracy"]
+                                                                          - art["robust_accuracy"])
+    return {name: values for name, values in out.items() if values}
 
 
 def print_table(results: dict[str, dict[str, dict[str, Any]]], n: int) -> None:
@@ -126,8 +141,13 @@ def print_table(results: dict[str, dict[str, dict[str, Any]]], n: int) -> None:
             print(f"{name:<11} {row:<16} {100 * values['robust_accuracy']:>9.1f}% {values['seconds']:>9.1f} "
                   f"{values['forward_passes']:>9.1f} {values['backward_passes']:>9.1f}")
     for name, values in summary(results).items():
-        print(f"{name}: fast - standard = {values['fast_gap_points']:+.1f} points for "
-              f"{100 * values['fast_share_of_standard_passes']:.1f}% of standard's passes")
+        if "fast_gap_points" in values:
+            print(f"{name}: fast - standard = {values['fast_gap_points']:+.1f} points for "
+                  f"{100 * values['fast_share_of_standard_passes']:.1f}% of standard's passes")
+        for row in ("standard", "standard_bf16"):
+            if f"{row}_speedup_vs_art_autoattack" in values:
+                print(f"{name}: {row} is {values[f'{row}_speedup_vs_art_autoattack']:.2f}x faster than ART's "
+                      f"AutoAttack, robust accuracy {values[f'{row}_gap_to_art_autoattack_points']:+.1f} points")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

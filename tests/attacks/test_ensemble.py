@@ -123,6 +123,38 @@ def test_counting_is_exact_on_a_known_run(linear4):
     assert np.subtract(counted.counts(), before).tolist() == [4, 4]
 
 
+def test_a_bfloat16_search_keeps_the_float32_verdicts(cnn, small_run):
+    """compute_dtype: the members search on a bfloat16 copy, yet every verdict is the
+    model's own (assert_consistent predicts with the float32 model); the search finds about
+    as much as the float32 one, its passes are counted, and a seed repeats it."""
+    model, x, y = cnn
+    low = worst_case(model, x, y, eps=EPS, attacks=SMALL, seed=0, compute_dtype="bfloat16")
+    assert_consistent(low, model, x, y, EPS, [label for label, _, _ in SMALL])
+    assert abs(low.robust_accuracy - small_run.robust_accuracy) <= 3 / N
+    by_label = {label: (forward, backward) for label, forward, backward in low.passes_by_attack}
+    assert by_label["apgd-ce"][1] > 0 and by_label["square"][0] > 0
+    assert low.forward_passes == pytest.approx(small_run.forward_passes, rel=0.25)
+    again = worst_case(model, x, y, eps=EPS, attacks=SMALL, seed=0, compute_dtype="bfloat16")
+    np.testing.assert_array_equal(again.x_adv, low.x_adv)
+
+
+def test_a_point_only_the_bfloat16_copy_misclassifies_is_searched_again_in_float32():
+    """Logits 1.0 and 1.002 tie in bfloat16 (its spacing near 1 is 2**-7), so the copy
+    misclassifies the clean point while the model does not: the member runs again with the
+    model itself (its gradients are counted there) and the point stays robust."""
+    inputs = keras.Input((1,))
+    dense = keras.layers.Dense(4)
+    model = keras.Model(inputs, dense(inputs))
+    dense.set_weights([np.array([[1.0, 1.002, 0.0, -1.0]], np.float32), np.zeros(4, np.float32)])
+    x, y = np.ones((1, 1), np.float32), np.array([1])
+    counted = counting_model(model)
+    before = counted.counts()
+    result = worst_case(model, x, y, eps=1e-4, attacks=[("a", "apgd", {"steps": 2})], seed=0,
+                        compute_dtype="bfloat16")
+    assert result.robust.tolist() == [True]
+    assert counted.counts()[1] - before[1] > 0  # the float32 model was differentiated: the retry ran
+
+
 def test_same_seed_same_result_and_k_epsilons_equal_k_calls(cnn):
     model, x, y = cnn
     x, y = x[:12], y[:12]
@@ -210,6 +242,10 @@ def test_unknown_preset_and_bad_members_are_refused(linear4):
         worst_case(model, x, y, eps=[0.1, 0.2], attacks=["apgd"])
     with pytest.raises(TypeError, match="a \\(label, name, params\\) triple"):
         worst_case(model, x, y, eps=0.1, attacks=[("a", "apgd")])
+    with pytest.raises(ValueError, match="compute_dtype must be None or one of"):
+        worst_case(model, x, y, eps=0.1, attacks=["apgd"], compute_dtype="int8")
+    with pytest.raises(ValueError, match="compute_dtype needs a Keras model"):
+        worst_case(lambda batch: model(batch), x, y, eps=0.1, attacks=["apgd"], compute_dtype="bfloat16")
 
 
 @pytest.mark.parametrize("arguments", [
