@@ -240,7 +240,12 @@ def counting_model(model: Any) -> CountedModel:
     Raises:
         TypeError: ``model`` is not callable.
     """
-    logits_fn = validation.inference_fn(model)
+    return _kept_counter(model, validation.inference_fn(model))
+
+
+def _kept_counter(model: Any, logits_fn: Callable[[tf.Tensor], tf.Tensor]) -> CountedModel:
+    """The counter kept for ``model`` (made from ``logits_fn`` on first use), or a fresh
+    one for a model that cannot be weakly referenced."""
     try:
         counted = _COUNTERS.get(model)
         if counted is None:
@@ -397,11 +402,8 @@ def _search_model(model: Any, counted: CountedModel, compute_dtype: str | None) 
     copy = precision.compute_model(model, compute_dtype)
     if copy is model:
         return counted
-    counter = _COUNTERS.get(copy)
-    if counter is None:
-        logits_fn = validation.inference_fn(copy)
-        counter = _COUNTERS.setdefault(copy, CountedModel(lambda x: tf.cast(logits_fn(x), tf.float32)))
-    return counter
+    logits_fn = validation.inference_fn(copy)
+    return _kept_counter(copy, lambda x: tf.cast(logits_fn(x), tf.float32))
 
 
 class _Tally:
