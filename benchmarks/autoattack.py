@@ -27,12 +27,15 @@ the model for every row, ART's included). The summary gives ``fast``'s gap to ``
 and ``standard_bf16`` the speed-up over ART's AutoAttack (its seconds / theirs) and the
 robust-accuracy gap to it (points; the goal allows at most +0.1).
 
-    python benchmarks/autoattack.py [--n 1000] [--rows fast,standard,...] [--out FILE.json] [--resume]
+    python benchmarks/autoattack.py [--n 1000] [--rows fast,standard,...] [--chunk 250] [--out FILE.json] [--resume]
 
-Prints a table and writes JSON (default benchmarks/results/autoattack.json), rewritten
-after every row; ``--resume`` keeps the rows already there and measures the rest (ART's
-AutoAttack alone takes over an hour at n = 1000). Timings mean something only on an
-otherwise idle machine.
+Every row runs over the images in chunks of ``--chunk`` (default 250), the same chunks for
+every row, and its figures are the sums (seconds) and image-weighted means (accuracies,
+passes) over the chunks. Prints a table and writes JSON (default
+benchmarks/results/autoattack.json), rewritten after every chunk; ``--resume`` keeps the
+chunks already there and measures the rest (ART's AutoAttack alone takes hours at
+n = 1000 on an adversarially trained model, longer than a working session). Timings mean
+something only on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -112,11 +115,13 @@ def measure(row: str, model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, Any
             "forward_passes": (after[0] - before[0]) / len(x), "backward_passes": (after[1] - before[1]) / len(x)}
 
 
-def summary(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:
-    """Per model: fast's gap to standard (points) and share of standard's passes; the
-    standard rows' speed-up over ART's AutoAttack and robust-accuracy gap to it (points)."""
+def summary(results: dict[str, dict[str, dict[str, Any]]], n: int) -> dict[str, dict[str, float]]:
+    """Per model, over the rows measured on all n images: fast's gap to standard (points) and
+    share of standard's passes; the standard rows' speed-up over ART's AutoAttack and
+    robust-accuracy gap to it (points)."""
     out: dict[str, dict[str, float]] = {}
-    for name, rows in results.items():
+    for name, all_rows in results.items():
+        rows = {row: values for row, values in all_rows.items() if values["images"] == n}
         out[name] = {}
         if "standard" in rows and "fast" in rows:
             standard, fast = rows["standard"], rows["fast"]
@@ -135,12 +140,12 @@ def summary(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str
 
 def print_table(results: dict[str, dict[str, dict[str, Any]]], n: int) -> None:
     print(f"\nFashion-MNIST, first {n} test images, L-inf eps {EPS}")
-    print(f"{'model':<11} {'row':<16} {'robust acc':>10} {'seconds':>9} {'fwd/img':>9} {'bwd/img':>9}")
+    print(f"{'model':<11} {'row':<16} {'images':>6} {'robust acc':>10} {'seconds':>9} {'fwd/img':>9} {'bwd/img':>9}")
     for name, rows in results.items():
         for row, values in rows.items():
-            print(f"{name:<11} {row:<16} {100 * values['robust_accuracy']:>9.1f}% {values['seconds']:>9.1f} "
-                  f"{values['forward_passes']:>9.1f} {values['backward_passes']:>9.1f}")
-    for name, values in summary(results).items():
+            print(f"{name:<11} {row:<16} {values['images']:>6} {100 * values['robust_accuracy']:>9.1f}% "
+                  f"{values['seconds']:>9.1f} {values['forward_passes']:>9.1f} {values['backward_passes']:>9.1f}")
+    for name, values in summary(results, n).items():
         if "fast_gap_points" in values:
             print(f"{name}: fast - standard = {values['fast_gap_points']:+.1f} points for "
                   f"{100 * values['fast_share_of_standard_passes']:.1f}% of standard's passes")
@@ -158,52 +163,76 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the reference models' folder")
     parser.add_argument("--out", type=Path, default=RESULTS / "autoattack.json")
     parser.add_argument("--resume", action="store_true",
-                        help="keep the rows already in --out (same n) and measure only the others")
+                        help="keep the chunks already in --out (same n and chunk) and measure only the others")
+    parser.add_argument("--chunk", type=int, default=250, help="images per measured chunk (default 250)")
     args = parser.parse_args(argv)
     rows = [row for row in args.rows.split(",") if row]
     unknown = sorted(set(rows) - set(ROWS))
     if unknown:
         parser.error(f"unknown rows {unknown}; choose from: {', '.join(ROWS)}")
+    if args.chunk < 1:
+        parser.error(f"--chunk must be at least 1, got {args.chunk}")
 
     x, y = data.load("fashion_mnist", "test")
     x, y = x[:args.n], y[:args.n]
-    results = resumed(args.out, args.n) if args.resume else {}
+    results = resumed(args.out, args.n, args.chunk) if args.resume else {}
     for name in args.models.split(","):
         model = reference_model(name, args.cache)
         clean = float(np.mean(np.argmax(model.predict(x, batch_size=500, verbose=0), axis=1) == y))
         print(f"{name}: clean accuracy {100 * clean:.1f}%", flush=True)
         results.setdefault(name, {})
         for row in rows:
-            if row in results[name]:
-                print(f"  {row}: kept from {args.out}", flush=True)
-                continue
-            results[name][row] = measure(row, model, x, y)
+            chunks = results[name].get(row, {}).get("chunks", [])
+            for start in range(len(chunks) * args.chunk, args.n, args.chunk):
+                stop = min(start + args.chunk, args.n)
+                chunks.append({"images": stop - start, **measure(row, model, x[start:stop], y[start:stop])})
+                results[name][row] = {**combined(chunks), "chunks": chunks}
+                print(f"  {row}, images {start}-{stop - 1}: {100 * chunks[-1]['robust_accuracy']:.1f}% "
+                      f"in {chunks[-1]['seconds']:.1f} s", flush=True)
+                write_report(args.out, results, args.n, args.chunk)  # a stop loses at most one chunk
             print(f"  {row}: {100 * results[name][row]['robust_accuracy']:.1f}% "
                   f"in {results[name][row]['seconds']:.1f} s", flush=True)
-            write_report(args.out, results, args.n)  # after every row: a stop loses at most one row
     print_table(results, args.n)
-    report = write_report(args.out, results, args.n)
+    report = write_report(args.out, results, args.n, args.chunk)
     print(f"wrote {args.out}")
     return report
 
 
-def resumed(path: Path, n: int) -> dict[str, dict[str, dict[str, Any]]]:
-    """The rows already measured in ``path`` for the same n and eps (empty if none)."""
+def combined(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row's figures over its chunks: seconds summed, the rest weighted by images."""
+    weights = np.array([chunk["images"] for chunk in chunks], dtype=np.float64)
+
+    def mean(values: list[float]) -> float:
+        return float(np.dot(weights, values) / weights.sum())
+
+    row = {"images": int(weights.sum()), "seconds": float(sum(chunk["seconds"] for chunk in chunks))}
+    for key in ("robust_accuracy", "forward_passes", "backward_passes"):
+        row[key] = mean([chunk[key] for chunk in chunks])
+    for key in ("per_attack", "passes_by_attack"):
+        if key in chunks[0]:
+            # entries are [label, figure, ...]: the same labels, in the same order, in every chunk
+            row[key] = [[entries[0][0], *(mean([entry[i] for entry in entries]) for i in range(1, len(entries[0])))]
+                        for entries in zip(*(chunk[key] for chunk in chunks))]
+    return row
+
+
+def resumed(path: Path, n: int, chunk: int) -> dict[str, dict[str, dict[str, Any]]]:
+    """The chunks already measured in ``path`` for the same n, chunk and eps (empty if none)."""
     if not path.exists():
         return {}
     earlier = json.loads(path.read_text())
-    if earlier.get("n") != n or earlier.get("eps") != EPS:
-        raise SystemExit(f"{path} holds n={earlier.get('n')}, eps={earlier.get('eps')}, not n={n}, eps={EPS}: "
-                         "choose another --out or drop --resume")
+    if (earlier.get("n"), earlier.get("chunk"), earlier.get("eps")) != (n, chunk, EPS):
+        raise SystemExit(f"{path} holds n={earlier.get('n')}, chunk={earlier.get('chunk')}, eps={earlier.get('eps')}, "
+                         f"not n={n}, chunk={chunk}, eps={EPS}: choose another --out or drop --resume")
     return earlier["results"]
 
 
-def write_report(path: Path, results: dict[str, dict[str, dict[str, Any]]], n: int) -> dict[str, Any]:
+def write_report(path: Path, results: dict[str, dict[str, dict[str, Any]]], n: int, chunk: int) -> dict[str, Any]:
     """Write the report of the rows measured so far, atomically; return it."""
     report = {"question": "worst_case presets vs ART's AutoAttack: robust accuracy, seconds, passes per image",
-              "dataset": "fashion_mnist", "n": n, "eps": EPS, "norm": "inf",
+              "dataset": "fashion_mnist", "n": n, "chunk": chunk, "eps": EPS, "norm": "inf",
               "models": "benchmarks/reference_models.py",
-              "machine": platform.platform(), "results": results, "summary": summary(results)}
+              "machine": platform.platform(), "results": results, "summary": summary(results, n)}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(report, indent=2) + "\n")
     return report
