@@ -19,8 +19,9 @@ Presets (:data:`PRESETS`), each a sequence of ``(label, attack name, parameters)
   the 9 most likely wrong classes, 100 steps each), FAB-T (9 targets, 100 steps) and Square
   (5000 queries).
 * ``fast``: a cheaper budget in the same spirit, for quick looks: APGD-CE (20 steps),
-  APGD-T (3 targets, 20 steps each), Square (300 queries). Its cost and gap against
-  ``standard`` are measured by ``benchmarks/autoattack.py`` (see docs/guide/attacks.md).
+  APGD-T (3 targets, 50 steps each), Square (300 queries), chosen among cheap budgets by
+  ``benchmarks/fast_preset.py``. Its cost and gap against ``standard`` are measured by
+  ``benchmarks/autoattack.py`` (see docs/guide/attacks.md).
 * ``rand``: for randomized models, AutoAttack's rand members: APGD-CE and APGD-DLR (100
   steps), each on the mean of the model's logits over 20 draws (``eot: 20``, below).
 
@@ -71,7 +72,7 @@ PRESETS: dict[str, tuple[Member, ...]] = {
     ),
     "fast": (
         ("apgd-ce", "apgd", {"loss": "ce", "steps": 20}),
-        ("apgd-t", "apgd", {"loss": "dlr", "targeted": True, "target_classes": 3, "steps": 20}),
+        ("apgd-t", "apgd", {"loss": "dlr", "targeted": True, "target_classes": 3, "steps": 50}),
         ("square", "square", {"queries": 300}),
     ),
     "rand": (

@@ -45,6 +45,7 @@ UNTESTED_ON_THEIR_OWN = {
     "experiments/torch_crosscheck/evaluate.py": "needs PyTorch, which CI does not install",
     "benchmarks/attack_throughput.py": "a benchmark script, run by hand",
     "benchmarks/autoattack.py": "a benchmark script, run by hand",
+    "benchmarks/fast_preset.py": "a benchmark script, run by hand",
     "benchmarks/training_throughput.py": "a benchmark script, run by hand",
     "benchmarks/evaluation_scaling.py": "a benchmark script, run by hand",
     "benchmarks/reference_models.py": "the benchmarks' trained models, used by the benchmark scripts",
