@@ -1,5 +1,6 @@
-"""advrobust.certify.verify: verified points survive PGD, CROWN-IBP verifies at least what
-IBP does, eps 0 verifies the correctly classified points, bad input is refused."""
+"""advrobust.certify.verify: verified points survive PGD and the standard ensemble,
+CROWN-IBP verifies at least what IBP does, eps 0 verifies the correctly classified points,
+bad input is refused."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from advrobust import certify
 from attacks import pgd
 from attacks.backend import keras
+from attacks.ensemble import worst_case
 
 
 def small_model(seed=0):
@@ -33,6 +35,19 @@ def test_verified_points_are_never_broken_by_pgd(trained_mnist_cnn):
     verified = np.flatnonzero(crown[1])
     x_adv = pgd(model, x[verified], y[verified], eps=0.01, steps=20, restarts=3, seed=0)
     assert np.all(np.argmax(model.predict(x_adv, verbose=0), axis=1) == y[verified])
+
+
+def test_verified_points_survive_the_standard_ensemble_that_breaks_them_at_a_larger_eps(trained_mnist_cnn):
+    model, x, y = trained_mnist_cnn
+    x, y = x[:50], y[:50]
+    verified = np.flatnonzero(certify.crown_ibp(model, x, y, eps=0.01))
+    assert len(verified) >= 3
+    # AutoAttack's four members at full strength (APGD-CE, APGD-T, FAB-T, Square 5000)
+    within = worst_case(model, x[verified], y[verified], eps=0.01, preset="standard", seed=0)
+    assert np.all(within.robust), within.broken_by
+    # the same ensemble is not simply unable to move these points: eps 0.3 breaks them all
+    beyond = worst_case(model, x[verified], y[verified], eps=0.3, preset="standard", seed=0)
+    assert not np.any(beyond.robust)
 
 
 @pytest.mark.parametrize("method", ["interval", "crown_ibp"])
