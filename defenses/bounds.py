@@ -31,10 +31,10 @@ certificates are weaker than the norm alone would suggest.
 Everything is TensorFlow, batched and differentiable in the model's weights, so a
 certified-training loss can use :func:`margin_lower_bounds` directly. Layers: Dense and
 Conv2D (activation ``relu`` or ``linear``), ReLU and ``Activation('relu')``,
-MaxPooling2D, Flatten, Rescaling, Dropout (inference: identity) and InputLayer, in
-Sequential or single-path functional tf-keras models (nested ones too); anything else
-(BatchNormalization, Resizing, LeakyReLU, other activations, branches) is refused by
-name rather than bounded wrongly.
+MaxPooling2D, Flatten, Rescaling, Resizing (any interpolation, of a fixed input size),
+Dropout (inference: identity) and InputLayer, in Sequential or single-path functional
+tf-keras models (nested ones too); anything else (BatchNormalization, LeakyReLU, other
+activations, branches) is refused by name rather than bounded wrongly.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from attacks.backend import keras, tf
 METHODS = ("ibp", "crown_ibp")
 NORMS = ("inf", "l2")
 SUPPORTED_LAYERS = ("InputLayer", "Dense", "Conv2D", "ReLU", "Activation", "MaxPooling2D", "Flatten",
-                    "Rescaling", "Dropout")
+                    "Rescaling", "Resizing", "Dropout")
 
 
 def _sum_per_spec(tensor: tf.Tensor) -> tf.Tensor:
@@ -197,6 +197,60 @@ class _Scale(_Affine):
 
     def l2_radius(self, eps, output):
         return eps * tf.abs(self.weight) * tf.ones_like(output)
+
+
+class _Resize(_Affine):
+    """A Resizing layer as the linear map it is: ``rows @ image @ cols.T`` per channel.
+
+    Every interpolation of ``tf.image.resize`` (and the crop of ``crop_to_aspect_ratio``)
+    acts on height and width separately, so the layer is a Kronecker product of two small
+    matrices, read off the layer itself (:func:`_resize_matrices`). Bicubic and Lanczos
+    kernels have negative weights; the bounds take absolute values, so they stay sound.
+    """
+
+    def __init__(self, name: str, dtype: tf.DType, rows: np.ndarray, cols: np.ndarray):
+        super().__init__(name, dtype)
+        self._rows, self._cols = rows, cols
+
+    def _apply(self, x, rows, cols):
+        return tf.einsum("ah,nhwc,bw->nabc", tf.cast(rows, self.dtype), x, tf.cast(cols, self.dtype))
+
+    def linear(self, x):
+        return self._apply(x, self._rows, self._cols)
+
+    def abs_linear(self, x):
+        return self._apply(x, np.abs(self._rows), np.abs(self._cols))
+
+    def transpose(self, coef, input_like):
+        return tf.einsum("ah,nsabc,bw->nshwc", tf.cast(self._rows, self.dtype), coef, tf.cast(self._cols, self.dtype))
+
+    def l2_radius(self, eps, output):
+        norms = np.linalg.norm(self._rows, axis=1)[:, None] * np.linalg.norm(self._cols, axis=1)[None, :]
+        return eps * tf.cast(norms[None, :, :, None], self.dtype) * tf.ones_like(output)
+
+
+def _resize_matrices(layer: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The height (H', H) and width (W', W) matrices of a built Resizing layer, checked.
+
+    Row h of the image basis, constant along the width, comes out as column h of the height
+    matrix times the width matrix's row sums; those are 1 for an interpolation, and the
+    check below (the layer against the two matrices on a random image) catches any layer
+    that is not this separable linear map, which is then refused rather than bounded wrongly.
+    """
+    shape = layer.input_shape
+    if not isinstance(shape, tuple) or len(shape) != 4 or None in shape[1:3]:
+        raise _refuse(layer, f"has input shape {shape}; bounds need a fixed height and width")
+    height, width = int(shape[1]), int(shape[2])
+
+    def run(images: np.ndarray) -> np.ndarray:
+        return np.asarray(layer(tf.constant(images, tf.float32)), np.float64)
+
+    rows = run(np.broadcast_to(np.eye(height)[:, :, None, None], (height, height, width, 1)))[:, :, 0, 0].T
+    cols = run(np.broadcast_to(np.eye(width)[:, None, :, None], (width, height, width, 1)))[:, 0, :, 0].T
+    probe = np.random.default_rng(0).random((1, height, width, 1))
+    if not np.allclose(run(probe)[0, :, :, 0], rows @ probe[0, :, :, 0] @ cols.T, atol=1e-5):
+        raise _refuse(layer, "is not a separable linear resize of height and width")
+    return rows, cols
 
 
 class _Flatten(_Affine):
@@ -445,6 +499,8 @@ def _ops_of(layer: Any, dtype: tf.DType) -> list[Any]:
         return [_MaxPool(layer.name, tuple(layer.pool_size), tuple(layer.strides), layer.padding)]
     if kind is layers.Flatten:
         return [_Flatten(layer.name, dtype)]
+    if kind is layers.Resizing:
+        return [_Resize(layer.name, dtype, *_resize_matrices(layer))]
     if kind is layers.Rescaling:
         return [_Scale(layer.name, dtype, np.asarray(layer.scale, np.float64), np.asarray(layer.offset, np.float64))]
     raise _refuse(layer, "has no certified bound here")

@@ -369,7 +369,8 @@ def _attack(table: Any, index: int) -> AttackEntry:
                        n_examples=None if n is None else _int(n, f"{where}: n_examples", 1))
 
 
-# Architectures a run trains whose layers have no bound (VGG-19 resizes its input).
+# Architectures a run trains that are not a chain of bounded layers (VGG-19 copies its gray
+# input to three channels with a Concatenate, and normalizes it with Normalization).
 _UNBOUNDED_ARCHITECTURES = ("vgg19",)
 
 
@@ -379,8 +380,8 @@ def _check_certifiable_architectures(certified: CertifiedEntry, models: tuple[Mo
         named = certified.models is None or entry.name in certified.models
         if named and entry.train is not None and entry.train.get("model") in _UNBOUNDED_ARCHITECTURES:
             raise ConfigError(f"[certified]: model {entry.name!r} is a {entry.train['model']} transfer model, whose "
-                              f"layers have no bounds (its input is resized); name the models to certify in "
-                              f"[certified] models")
+                              "layers have no bounds (its gray-to-RGB Concatenate and Normalization); name the "
+                              "models to certify in [certified] models")
 
 
 def _certified(table: Any, model_names: list[str]) -> CertifiedEntry:

@@ -69,7 +69,17 @@ def tiled_pool_model(seed=0):
                              keras.layers.MaxPooling2D(2), keras.layers.Flatten(), keras.layers.Dense(3)])
 
 
-MODELS = {"dense": dense_model, "conv": conv_model, "odd_conv": odd_conv_model, "tiled_pool": tiled_pool_model}
+def resize_model(seed=0):
+    """Resizing up (bilinear, non-negative weights) and down (bicubic, some negative)."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((7, 7, 1)), keras.layers.Resizing(10, 10),
+                             keras.layers.Conv2D(3, 3, activation="relu"),
+                             keras.layers.Resizing(5, 6, interpolation="bicubic"), keras.layers.Flatten(),
+                             keras.layers.Dense(3)])
+
+
+MODELS = {"dense": dense_model, "conv": conv_model, "odd_conv": odd_conv_model, "tiled_pool": tiled_pool_model,
+          "resize": resize_model}
 
 
 def test_the_network_computes_what_the_model_computes():
@@ -81,6 +91,24 @@ def test_the_network_computes_what_the_model_computes():
                                    atol=1e-4)
     assert [type(op).__name__ for op in bounds.network(models.build("cnn", seed=0)).ops] == \
         ["_Conv", "_Relu", "_Conv", "_Relu", "_MaxPool", "_Flatten", "_Dense", "_Relu", "_Dense"]
+
+
+INTERPOLATIONS = ["bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic"]
+
+
+@pytest.mark.parametrize("crop", [False, True], ids=["stretch", "crop"])
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+def test_a_resizing_layer_is_read_as_the_linear_map_it_computes(interpolation, crop):
+    layer = keras.layers.Resizing(9, 6, interpolation=interpolation, crop_to_aspect_ratio=crop)
+    model = keras.Sequential([keras.Input((7, 11, 2)), layer, keras.layers.Flatten(), keras.layers.Dense(2)])
+    net = bounds.network(model)
+    x = np.random.default_rng(0).random((4, 7, 11, 2), dtype=np.float32)
+    np.testing.assert_allclose(net.forward(x).numpy(), model(x).numpy(), atol=1e-5)
+    # the resize alone: interval arithmetic through it holds the layer's output of the box's points
+    resize = net.ops[0]
+    lower, upper = resize.interval(tf.constant(x - 0.1), tf.constant(x + 0.1))
+    inside = layer((x + np.random.default_rng(1).uniform(-0.1, 0.1, x.shape)).astype(np.float32))
+    assert np.all(inside.numpy() >= lower.numpy() - TOLERANCE) and np.all(inside.numpy() <= upper.numpy() + TOLERANCE)
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf.function"])
@@ -143,7 +171,7 @@ def _samples(x, eps, norm, clip, count, rng):
 
 
 CASES = [("dense", "inf", 0.1), ("dense", "l2", 0.3), ("conv", "inf", 0.05), ("conv", "l2", 0.3),
-         ("tiled_pool", "inf", 0.05)]
+         ("tiled_pool", "inf", 0.05), ("resize", "inf", 0.05), ("resize", "l2", 0.3)]
 
 
 @pytest.mark.parametrize("kind, norm, eps", CASES, ids=[f"{k}-{n}" for k, n, _ in CASES])
@@ -226,7 +254,7 @@ def test_where_windows_tile_the_spread_places_coefficients_as_the_scatter_does()
     np.testing.assert_allclose(spread_offset.numpy(), offset.numpy(), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["dense", "conv", "tiled_pool"])
+@pytest.mark.parametrize("kind", ["dense", "conv", "tiled_pool", "resize"])
 def test_crown_ibp_is_never_looser_than_ibp_and_tighter_somewhere(kind):
     rng = np.random.default_rng(2)
     model = MODELS[kind](seed=3)
@@ -301,7 +329,8 @@ def _with(layer, input_shape=(4, 4, 1)):
 REFUSED = {
     "tanh": (_with(keras.layers.Dense(3, activation="tanh", name="squash"), (3,)), ["'squash'", "Dense", "tanh"]),
     "batchnorm": (_with(keras.layers.BatchNormalization(name="bn")), ["'bn'", "BatchNormalization"]),
-    "resizing": (_with(keras.layers.Resizing(8, 8, name="resize")), ["'resize'", "Resizing"]),
+    "resizing_of_any_size": (_with(keras.layers.Resizing(8, 8, name="resize"), (None, None, 1)),
+                             ["'resize'", "Resizing", "fixed height and width"]),
     "leaky": (_with(keras.layers.LeakyReLU(name="leaky")), ["'leaky'", "LeakyReLU"]),
     "relu6": (_with(keras.layers.ReLU(max_value=6.0, name="six")), ["'six'", "ReLU", "max_value"]),
     "sigmoid": (_with(keras.layers.Activation("sigmoid", name="act")), ["'act'", "Activation", "sigmoid"]),
